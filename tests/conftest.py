@@ -1,0 +1,96 @@
+"""Shared fixtures: one real ZenML server per test session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.action import SECRETS, ActionRunner
+from support.server import ZenMLServer
+
+
+@dataclass
+class Deployment:
+    """The running test server with the snapshots seeded on it."""
+
+    server: ZenMLServer
+    snapshots: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api_key(self) -> str:
+        return self.server.api_key
+
+
+@pytest.fixture(scope="session")
+def zenml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    server = ZenMLServer(tmp_path_factory.mktemp("zenml-server"))
+    server.start()
+    try:
+        server.activate()
+        SECRETS.add(server.api_key)
+        snapshots = server.seed()
+        template = server.admin(
+            "POST",
+            "/api/v1/run_templates",
+            json={
+                "name": "legacy-trainer",
+                "source_snapshot_id": snapshots["trainer_v2"],
+                "project": server.admin("GET", "/api/v1/projects")["items"][0]["id"],
+            },
+        )
+        snapshots["legacy_template"] = template["id"]
+        yield Deployment(server, snapshots)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def zenml_without_runner(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A second server on the same database with no workload manager: it
+    holds the same snapshots but answers 405 to every run request."""
+    server = ZenMLServer(
+        tmp_path_factory.mktemp("zenml-server-405"),
+        workload_manager=None,
+        jwt_secret=zenml.server.jwt_secret,
+        extra_env={"ZENML_STORE_URL": f"sqlite:///{zenml.server.root / 'zenml.db'}"},
+    )
+    server.api_key = zenml.server.api_key
+    server.admin_token = zenml.server.admin_token
+    server.start()
+    try:
+        yield Deployment(server, zenml.snapshots)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def action(zenml: Deployment, workspace: Path) -> ActionRunner:
+    """The action pointed at the test server, as a workflow step would be."""
+    return ActionRunner(
+        workspace,
+        base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"},
+    )
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    import uuid
+
+    return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")

@@ -1,0 +1,1 @@
+"""Test support: a real ZenML server on loopback and helpers around it."""

@@ -1,0 +1,161 @@
+"""Run the action as GitHub runs it, and read back what it wrote.
+
+The entrypoint runs in a subprocess with `INPUT_*` variables and temporary
+`GITHUB_OUTPUT` / `GITHUB_STEP_SUMMARY` files; the files are read back with
+a parser that follows the runner's rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Everything every action run printed or wrote, for the secret-leak check.
+TRANSCRIPTS: list[str] = []
+SECRETS: set[str] = set()
+
+
+def parse_output_file(text: str) -> dict[str, str]:
+    """The runner's reading of a GITHUB_OUTPUT file: `name=value` lines and
+    `name<<DELIMITER` blocks (universal newlines off: `\\n` only)."""
+    outputs: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line:
+            continue
+        heredoc = re.fullmatch(r"([^=<]+)<<(.+)", line)
+        if heredoc and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = heredoc.groups()
+            value_lines = []
+            while i < len(lines) and lines[i] != delimiter:
+                value_lines.append(lines[i])
+                i += 1
+            if i >= len(lines):
+                raise ValueError(f"unterminated output {name!r}")
+            i += 1
+            outputs[name] = "\n".join(value_lines)
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            outputs[name] = value
+        else:
+            raise ValueError(f"malformed output line {line!r}")
+    return outputs
+
+
+@dataclass
+class ActionResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+    output_text: str = ""
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.stdout.splitlines() if line.startswith("::error")]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [line for line in self.stdout.splitlines() if line.startswith("::warning")]
+
+
+@dataclass
+class ActionRunner:
+    """Starts the entrypoint the way the runner does for a Docker action."""
+
+    workspace: Path
+    base_inputs: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    _count: int = 0
+
+    def env(self, inputs: dict[str, str], files: Path) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("INPUT_", "GITHUB_", "ZENML_", "RUNNER_"))
+        }
+        env.update(
+            GITHUB_ACTIONS="true",
+            GITHUB_WORKSPACE=str(self.workspace),
+            GITHUB_OUTPUT=str(files / "output"),
+            GITHUB_STEP_SUMMARY=str(files / "summary"),
+            GITHUB_RUN_ID="4242",
+            GITHUB_RUN_ATTEMPT="1",
+            GITHUB_ACTION="train",
+            PYTHONPATH=str(ROOT),
+        )
+        env.update(self.extra_env)
+        for name, value in {**self.base_inputs, **inputs}.items():
+            env[f"INPUT_{name.upper()}"] = value
+        return env
+
+    def start(self, inputs: dict[str, str], extra_env: dict[str, str] | None = None) -> RunningAction:
+        self._count += 1
+        files = self.workspace.parent / f"files-{os.getpid()}-{self._count}-{time.monotonic_ns()}"
+        files.mkdir()
+        (files / "output").touch()
+        (files / "summary").touch()
+        env = self.env(inputs, files)
+        env.update(extra_env or {})
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "entrypoint.py")],
+            env=env,
+            cwd=self.workspace,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return RunningAction(process, files)
+
+    def run(self, inputs: dict[str, str], timeout: float = 120, extra_env: dict[str, str] | None = None) -> ActionResult:
+        return self.start(inputs, extra_env).finish(timeout)
+
+
+@dataclass
+class RunningAction:
+    process: subprocess.Popen[str]
+    files: Path
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def finish(self, timeout: float = 120) -> ActionResult:
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        output_text = (self.files / "output").read_text()
+        summary = (self.files / "summary").read_text()
+        TRANSCRIPTS.append("\n".join([stdout, stderr, output_text, summary]))
+        return ActionResult(
+            returncode=self.process.returncode,
+            stdout=stdout,
+            stderr=stderr,
+            outputs=parse_output_file(output_text),
+            summary=summary,
+            output_text=output_text,
+        )
+
+
+def leaked(secret: str, text: str) -> bool:
+    """Is the secret in the text in any encoding the action could produce?"""
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    return any(form in text for form in forms if form)
+
+
+def masked_values(stdout: str) -> list[str]:
+    return [line[len("::add-mask::"):] for line in stdout.splitlines() if line.startswith("::add-mask::")]
+
+
+def without_mask_lines(stdout: str) -> str:
+    return "\n".join(line for line in stdout.splitlines() if not line.startswith("::add-mask::"))

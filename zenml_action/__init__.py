@@ -1,0 +1,1 @@
+"""Trigger ZenML pipeline runs from GitHub workflows and report them back."""

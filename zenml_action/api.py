@@ -1,0 +1,212 @@
+"""ZenML REST API: pure functions that build requests and decode responses.
+
+Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
+`zenml-server-facts.md` in the project's reference notes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from zenml_action.http import Request, Response
+
+API = "/api/v1"
+
+# ZenML's ExecutionStatus values that mean the run will not change any more.
+FINISHED_STATUSES = frozenset({"completed", "failed", "cached", "cancelled", "stopped", "skipped"})
+SUCCESS_STATUSES = frozenset({"completed", "cached"})
+
+
+# -- requests ---------------------------------------------------------------
+
+
+def login(api_key: str) -> Request:
+    """Exchange the API key for a short-lived token: requests that carry the
+    raw key are re-verified by the server each time (about 0.9 s)."""
+    return Request(
+        "POST",
+        f"{API}/login",
+        form={"grant_type": "zenml-api-key", "password": api_key},
+        purpose="logging in with the API key",
+        authenticated=False,
+    )
+
+
+def server_info() -> Request:
+    return Request("GET", f"{API}/info", purpose="reading the server's information")
+
+
+def list_snapshots(
+    *, name: str = "", project: str = "", pipeline: str = "", runnable: bool | None = None, size: int = 20
+) -> Request:
+    params = {"named_only": "true", "sort_by": "desc:created", "size": str(size)}
+    if name:
+        params["name"] = name
+    if project:
+        params["project"] = project
+    if pipeline:
+        params["pipeline"] = pipeline
+    if runnable is not None:
+        params["runnable"] = str(runnable).lower()
+    return Request("GET", f"{API}/pipeline_snapshots", params=params, purpose="looking up snapshots")
+
+
+def get_snapshot(snapshot_id: UUID | str) -> Request:
+    return Request(
+        "GET", f"{API}/pipeline_snapshots/{snapshot_id}", purpose="reading the snapshot"
+    )
+
+
+def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "", size: int = 20) -> Request:
+    params = {"sort_by": "desc:created", "size": str(size)}
+    if name:
+        params["name"] = name
+    if project:
+        params["project"] = project
+    if pipeline:
+        params["pipeline"] = pipeline
+    return Request("GET", f"{API}/run_templates", params=params, purpose="looking up run templates")
+
+
+def get_run_template(template_id: UUID | str) -> Request:
+    return Request(
+        "GET",
+        f"{API}/run_templates/{template_id}",
+        params={"hydrate": "true"},
+        purpose="reading the run template",
+    )
+
+
+def get_pipeline(pipeline_id: str) -> Request:
+    return Request("GET", f"{API}/pipelines/{pipeline_id}", purpose="reading the pipeline")
+
+
+def get_project(project_id: str) -> Request:
+    return Request("GET", f"{API}/projects/{project_id}", purpose="reading the project")
+
+
+def trigger_snapshot(snapshot_id: str, run_configuration: dict[str, Any]) -> Request:
+    return Request(
+        "POST",
+        f"{API}/pipeline_snapshots/{snapshot_id}/runs",
+        json={"run_configuration": run_configuration},
+        purpose="triggering the run",
+    )
+
+
+def trigger_run_template(template_id: str, run_configuration: dict[str, Any]) -> Request:
+    # Legacy endpoint: the run configuration is the whole body.
+    return Request(
+        "POST",
+        f"{API}/run_templates/{template_id}/runs",
+        json=run_configuration,
+        purpose="triggering the run",
+    )
+
+
+def run_status(run_id: str) -> Request:
+    return Request("GET", f"{API}/runs/{run_id}/status", purpose="reading the run's status")
+
+
+def get_run(run_id: str, hydrate: bool = False) -> Request:
+    params = {"hydrate": "true"} if hydrate else {}
+    return Request("GET", f"{API}/runs/{run_id}", params=params, purpose="reading the run")
+
+
+def stop_run(run_id: str) -> Request:
+    return Request("POST", f"{API}/runs/{run_id}/stop", purpose="stopping the run")
+
+
+# -- responses --------------------------------------------------------------
+
+# Server tracebacks and validation errors can carry file paths of the
+# server's installation; users get the message without them.
+_PATH = re.compile(r"(File \")?(/[\w.\-]+){2,}(\.py)?\"?(, line \d+)?(, in \w+)?")
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    exception: str
+    message: str
+
+
+def decode_error(response: Response) -> ServerMessage:
+    """Read ZenML's three error shapes: {"detail": [Name, msg]},
+    a bare [Name, msg] (422) and {"detail": "text"}; anything else (an HTML
+    page from a proxy) becomes a short generic message."""
+    body = response.json()
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail):
+        name, message = detail
+    elif isinstance(detail, str):
+        name, message = "", detail
+    elif isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        # FastAPI's own validation shape: [{"loc": [...], "msg": "..."}]
+        name = "ValidationError"
+        message = "; ".join(str(item.get("msg", "")) for item in detail if isinstance(item, dict))
+    else:
+        name, message = "", ""
+    message = _PATH.sub("", message)
+    message = re.sub(r"\s+", " ", message).strip()
+    if not message:
+        message = f"HTTP {response.status} with no explanation"
+        if body is None and response.body:
+            message += " (the answer was not JSON: a proxy or load balancer may be in the way)"
+    if len(message) > 600:
+        message = message[:600] + "..."
+    return ServerMessage(name, message)
+
+
+def decode_token(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("access_token"), str):
+        return str(body["access_token"])
+    return ""
+
+
+def items(body: Any) -> list[dict[str, Any]]:
+    """The items of a page, tolerating a malformed body."""
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        return [i for i in body["items"] if isinstance(i, dict)]
+    return []
+
+
+def total(body: Any) -> int:
+    if isinstance(body, dict) and isinstance(body.get("total"), int):
+        return int(body["total"])
+    return len(items(body))
+
+
+def dig(obj: Any, *keys: str) -> Any:
+    """obj[k1][k2]... or None when any level is missing."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def decode_status(body: Any) -> str:
+    """`GET /runs/{id}/status` answers a bare JSON string."""
+    if isinstance(body, str):
+        return body
+    status = dig(body, "body", "status")
+    return status if isinstance(status, str) else ""
+
+
+def is_finished(status: str) -> bool:
+    # `in_progress` can stay true on a failed run: status alone decides.
+    return status in FINISHED_STATUSES
+
+
+def dashboard_run_url(info: Any, base_url: str, project_id: str, project_name: str, run_id: str) -> str:
+    """The dashboard link, built as ZenML's own `dashboard_utils.get_run_url`:
+    ZenML Pro routes on `dashboard_url` and the project ID, other servers on
+    `server_url` (else the URL we talk to) and the project name."""
+    info = info if isinstance(info, dict) else {}
+    if info.get("deployment_type") == "cloud" and info.get("dashboard_url"):
+        return f"{str(info['dashboard_url']).rstrip('/')}/projects/{project_id}/runs/{run_id}"
+    base = str(info.get("server_url") or base_url).rstrip("/")
+    return f"{base}/projects/{project_name or project_id}/runs/{run_id}"

@@ -1,0 +1,140 @@
+"""An authenticated ZenML REST client: token handling and error translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from zenml_action import api
+from zenml_action.errors import (
+    ActionError,
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    ServerCannotRun,
+    ServerError,
+    ServerRejected,
+)
+from zenml_action.github import Console
+from zenml_action.http import Request, Response, send
+
+
+def translate(response: Response, request: Request) -> ActionError:
+    """What a failed response means for the user, and what to do about it."""
+    server = api.decode_error(response)
+    what = f"while {request.purpose}" if request.purpose else ""
+    said = f"The server said: {server.message}"
+    status = response.status
+    if status == 401:
+        return AuthenticationFailed(
+            f"The server refused the credentials {what}. {said}. Check that `api-key` "
+            "holds a current, active service-account key created on THIS server or "
+            "workspace (keys are not shared between servers), and that the service "
+            "account is active."
+        )
+    if status == 403:
+        return PermissionDenied(
+            f"The service account is not allowed to do this {what}. {said}. Give the "
+            "service account a role that can read snapshots and run pipelines in "
+            "the project."
+        )
+    if status == 404:
+        return NotFound(f"Not found {what}. {said}.")
+    if status == 405 and request.method == "POST" and request.path.endswith("/runs"):
+        return ServerCannotRun(
+            "The server does not run snapshots itself (HTTP 405 on the run endpoint): "
+            "an open-source ZenML server needs a workload manager for that. Use a "
+            "ZenML Pro workspace, configure a workload manager on your self-hosted "
+            "server (ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE), or run "
+            "the pipeline from your repository's code with `pipeline: path/to/file.py:pipeline`."
+        )
+    if status == 429:
+        return ServerError(
+            f"The server is busy and refused the request {what} (HTTP 429), even after "
+            f"retries. {said}. Try again later, or ask the server's operator to raise "
+            "its limit of concurrent runs."
+        )
+    if status in (400, 409, 422):
+        return ServerRejected(f"The server refused the request {what}. {said}.")
+    if status >= 500:
+        return ServerError(
+            f"The server failed {what} (HTTP {status}). {said}. This is a problem on "
+            "the server; if it persists, check the server's logs."
+        )
+    return ServerError(f"Unexpected HTTP {status} {what}. {said}.")
+
+
+class ZenMLClient:
+    def __init__(self, base_url: str, api_key: str, session: requests.Session, console: Console) -> None:
+        self.base_url = base_url
+        self._api_key = api_key
+        self.session = session
+        self._console = console
+        self.token: str | None = None
+        self.requests_sent = 0
+
+    def login(self) -> None:
+        request = api.login(self._api_key)
+        response = self._send(request, token=None)
+        if not response.ok:
+            error = translate(response, request)
+            if response.status in (400, 401, 403):
+                # Never retried: with login rate limiting on, each refused
+                # login uses up part of a small budget.
+                raise AuthenticationFailed(
+                    "The server refused the API key. "
+                    + api.decode_error(response).message
+                    + ". Check that `api-key` holds a current, active service-account "
+                    "key created on this server or workspace."
+                ) from error
+            raise error
+        token = api.decode_token(response.json())
+        if not token:
+            raise AuthenticationFailed(
+                "Logging in with the API key gave no token. Check that "
+                "`workspace-url` is the ZenML server's URL (for ZenML Pro, the "
+                "workspace URL, not the cloud dashboard's)."
+            )
+        self._console.mask(token)
+        self.token = token
+
+    def _send(self, request: Request, token: str | None) -> Response:
+        self.requests_sent += 1
+        self._console.debug(f"{request.method} {request.path} {request.params or ''}")
+        response = send(self.session, self.base_url, request, token)
+        self._console.debug(f"-> HTTP {response.status}")
+        if 300 <= response.status < 400:
+            raise ServerError(
+                f"{self.base_url} redirected the request {request.purpose and 'while ' + request.purpose} "
+                f"to {response.headers.get('location', 'another address')}. Set "
+                "`workspace-url` to the server's final address; the action does not "
+                "follow redirects, so the credentials never go to another host."
+            )
+        return response
+
+    def response(self, request: Request) -> Response:
+        """Send with the token; log in again once if the token was refused
+        (it can expire during a long wait)."""
+        if self.token is None:
+            self.login()
+        response = self._send(request, self.token)
+        if response.status == 401:
+            self._console.debug("token refused; logging in again")
+            self.login()
+            response = self._send(request, self.token)
+        return response
+
+    def call(self, request: Request) -> Any:
+        """The decoded JSON of a successful response; raises otherwise."""
+        response = self.response(request)
+        if not response.ok:
+            raise translate(response, request)
+        body = response.json()
+        if body is None and response.body.strip() not in (b"", b"null"):
+            raise ServerError(
+                f"The server's answer {('while ' + request.purpose) if request.purpose else ''} "
+                "was not JSON. A proxy or load balancer in front of the server may "
+                "have answered instead; check `workspace-url`."
+            )
+        return body

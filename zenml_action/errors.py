@@ -1,0 +1,84 @@
+"""Every failure a user can act on, each with what failed, why and the fix.
+
+`main()` turns an `ActionError` into one `::error title=...::` annotation and
+exit code 1; anything else is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ActionError(Exception):
+    """Base class: `title` becomes the annotation's title, the message its body."""
+
+    title: ClassVar[str] = "ZenML action failed"
+    exit_code: ClassVar[int] = 1
+
+
+class InputError(ActionError):
+    """An input is missing, malformed or contradicts another."""
+
+    title = "Invalid input"
+
+    def __init__(self, name: str, problem: str, fix: str) -> None:
+        self.input_name = name
+        super().__init__(f"Input `{name}`: {problem} {fix}".strip())
+
+
+class ParameterError(ActionError):
+    """`parameters`/`config` do not match what the pipeline accepts."""
+
+    title = "Invalid pipeline parameters"
+
+
+class ConnectionFailed(ActionError):
+    title = "Cannot reach the ZenML server"
+
+
+class AuthenticationFailed(ActionError):
+    title = "ZenML authentication failed"
+
+
+class PermissionDenied(ActionError):
+    title = "ZenML permission denied"
+
+
+class NotFound(ActionError):
+    title = "Not found on the ZenML server"
+
+
+class Ambiguous(ActionError):
+    title = "Ambiguous template"
+
+
+class NotRunnable(ActionError):
+    title = "Snapshot cannot run on the server"
+
+
+class ServerCannotRun(ActionError):
+    """The server has no workload manager: HTTP 405 on the run endpoint."""
+
+    title = "This ZenML server cannot run snapshots"
+
+
+class ServerRejected(ActionError):
+    """The server refused a request for a reason it explained."""
+
+    title = "The ZenML server refused the request"
+
+
+class ServerError(ActionError):
+    title = "ZenML server error"
+
+
+class RunFailed(ActionError):
+    title = "Pipeline run failed"
+
+
+class WaitTimedOut(ActionError):
+    title = "Timed out waiting for the pipeline run"
+
+
+class Cancelled(ActionError):
+    title = "Cancelled"

@@ -1,0 +1,113 @@
+"""GitHub Actions runtime: workflow commands, step outputs and the job summary.
+
+Spec: https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+
+def escape_data(value: str) -> str:
+    """Escape a workflow command's message so it stays one command."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: str) -> str:
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+class Console:
+    """Writes workflow commands and log lines to stdout.
+
+    Every line passes through `_write`, which replaces registered secrets, so
+    a secret that reaches a message by accident is still never printed.
+    """
+
+    def __init__(self, stream: TextIO | None = None, debug: bool = False, in_github: bool = True) -> None:
+        self._stream = stream or sys.stdout
+        self._secrets: list[str] = []
+        self.debug_enabled = debug
+        # Outside GitHub nobody reads `::add-mask::`; secrets are still
+        # replaced in every line written.
+        self._announce_masks = in_github
+
+    def mask(self, secret: str) -> None:
+        if not secret or secret in self._secrets:
+            return
+        self._secrets.append(secret)
+        if not self._announce_masks:
+            return
+        # The runner masks each line of a multi-line value separately.
+        for line in secret.splitlines():
+            if line.strip():
+                self._raw(f"::add-mask::{line}")
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _raw(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def _write(self, line: str) -> None:
+        self._raw(self.redact(line))
+
+    def info(self, message: str) -> None:
+        # A user-controlled value at the start of a line could be read as a
+        # workflow command; indenting it makes it plain text.
+        for line in message.splitlines() or [""]:
+            self._write("  " + line if line.lstrip().startswith("::") else line)
+
+    def debug(self, message: str) -> None:
+        if self.debug_enabled:
+            self._write(f"::debug::{escape_data(message)}")
+
+    def warning(self, message: str, title: str = "") -> None:
+        props = f" title={escape_property(title)}" if title else ""
+        self._write(f"::warning{props}::{escape_data(message)}")
+
+    def error(self, message: str, title: str = "") -> None:
+        props = f" title={escape_property(title)}" if title else ""
+        self._write(f"::error{props}::{escape_data(message)}")
+
+    def group(self, name: str) -> None:
+        self._write(f"::group::{escape_data(name)}")
+
+    def endgroup(self) -> None:
+        self._write("::endgroup::")
+
+
+def format_outputs(outputs: Mapping[str, str]) -> str:
+    """Render outputs in the file-command format with a fresh delimiter per
+    value, so no value (however hostile) can close its block early."""
+    chunks = []
+    for name, value in outputs.items():
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        while delimiter in value:
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        chunks.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    return "".join(chunks)
+
+
+def write_outputs(outputs: Mapping[str, str], output_file: Path | None, console: Console) -> None:
+    """Append to GITHUB_OUTPUT, or print `name=value` lines outside GitHub."""
+    if output_file is not None:
+        with output_file.open("a", encoding="utf-8") as handle:
+            handle.write(format_outputs(outputs))
+        return
+    for name, value in outputs.items():
+        console.info(f"{name}={value}")
+
+
+def append_summary(markdown: str, summary_file: Path | None) -> None:
+    if summary_file is None:
+        return
+    with summary_file.open("a", encoding="utf-8") as handle:
+        handle.write(markdown)

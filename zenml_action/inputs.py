@@ -1,0 +1,292 @@
+"""Read the action's inputs once, validate them, and freeze them.
+
+GitHub passes input `foo-bar` as `INPUT_FOO-BAR`; some runners and users
+write `INPUT_FOO_BAR`: both are accepted. Each input is also a command-line
+flag (`--foo-bar`) so the entrypoint works as a local CLI; a flag wins over
+the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from zenml_action.errors import InputError
+
+# name -> default, as in action.yml (a test keeps the two in step).
+DEFAULTS: dict[str, str] = {
+    "workspace-url": "",
+    "api-key": "",
+    "template": "",
+    "pipeline": "",
+    "project": "",
+    "parameters": "",
+    "config": "",
+    "run-name": "",
+    "wait": "true",
+    "timeout": "1h",
+    "poll-interval": "5s",
+    "stop-on-cancel": "true",
+    "fail-on-run-failure": "true",
+    "dry-run": "false",
+    "ca-bundle": "",
+    "allow-insecure-http": "false",
+}
+
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+API_KEY_PATTERN = re.compile(r"(ZENKEY|ZENPROKEY)_[A-Za-z0-9_\-+/=.]{8,}")
+UUID_LIKE = re.compile(r"[0-9a-fA-F-]{20,}")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    workspace_url: str
+    api_key: str
+    template: str
+    pipeline: str
+    project: str
+    parameters: str
+    config: str
+    run_name: str
+    wait: bool
+    timeout: float
+    poll_interval: float
+    stop_on_cancel: bool
+    fail_on_run_failure: bool
+    dry_run: bool
+    ca_bundle: Path | None
+    allow_insecure_http: bool
+    workspace: Path
+    output_file: Path | None
+    summary_file: Path | None
+    debug: bool
+    github_run_id: str
+    github_run_attempt: str
+    github_action: str
+
+    @property
+    def template_id(self) -> uuid.UUID | None:
+        return parse_uuid(self.template)
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InputError(name, f"`{raw}` is not a boolean.", "Use `true` or `false`.")
+
+
+def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
+    """`90`, `90s`, `45m`, `2h`, `1h30m` -> seconds."""
+    text = raw.strip().lower()
+    fix = "Use a positive duration such as `90s`, `45m`, `2h` or a number of seconds."
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    elif text and DURATION_PART.sub("", text) == "":
+        unit = {"h": 3600, "m": 60, "s": 1}
+        seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
+    else:
+        raise InputError(name, f"`{raw}` is not a duration.", fix)
+    if seconds < minimum:
+        raise InputError(name, f"`{raw}` is shorter than {minimum:g} seconds.", fix)
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise InputError(name, f"`{raw}` is longer than 7 days.", fix)
+    return seconds
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
+    name = "workspace-url"
+    url = raw.strip()
+    if not url:
+        raise InputError(
+            name,
+            "is not set.",
+            "Set it to your ZenML server or ZenML Pro workspace URL, "
+            "or set the ZENML_STORE_URL environment variable.",
+        )
+    if any(c.isspace() for c in url):
+        raise InputError(name, "contains white space.", "Give a single URL such as https://zenml.example.com.")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            name,
+            f"`{url}` is not an http(s) URL.",
+            "Give the full URL with its scheme, e.g. https://zenml.example.com.",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InputError(
+            name,
+            "contains credentials (user:password@).",
+            "Remove them from the URL and pass a service-account key in `api-key`.",
+        )
+    if parts.query or parts.fragment:
+        raise InputError(name, "has a query or fragment.", "Give the server's base URL only.")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+        raise InputError(
+            name,
+            f"`{url}` uses plain http to a non-local host, which would send your API key unencrypted.",
+            "Use https, or set `allow-insecure-http: true` if the network is trusted.",
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise InputError(name, f"`{url}` has an invalid port.", "Fix the port number.") from exc
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/v1"):
+        path = path[: -len("/api/v1")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def parse_api_key(raw: str) -> str:
+    name = "api-key"
+    if not raw:
+        raise InputError(
+            name,
+            "is not set.",
+            "Create a service account API key (`zenml service-account create NAME`), "
+            "store it as a repository secret and pass it: "
+            "`api-key: ${{ secrets.ZENML_API_KEY }}`.",
+        )
+    if raw != raw.strip() or "\n" in raw or "\r" in raw:
+        raise InputError(
+            name,
+            "has leading/trailing white space or a line break.",
+            "Re-create the secret with the key alone, without a trailing newline.",
+        )
+    if not API_KEY_PATTERN.fullmatch(raw):
+        raise InputError(
+            name,
+            "does not look like a ZenML API key (it should start with ZENKEY_ or ZENPROKEY_).",
+            "Pass a service-account API key, not a password, token or URL.",
+        )
+    return raw
+
+
+def parse_name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if "\n" in value or "\r" in value:
+        raise InputError(name, "contains a line break.", "Give a single name.")
+    if len(value) > 255:
+        raise InputError(name, "is longer than 255 characters.", "Give a shorter name.")
+    return value
+
+
+def parse_template(raw: str) -> str:
+    value = parse_name("template", raw)
+    if UUID_LIKE.fullmatch(value) and "-" in value and parse_uuid(value) is None:
+        raise InputError(
+            "template",
+            f"`{value}` looks like a UUID but is not a valid one.",
+            "Copy the full snapshot ID (36 characters) or use its name.",
+        )
+    return value
+
+
+def parse_file_path(name: str, raw: str, workspace: Path) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip())
+    return path if path.is_absolute() else workspace / path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InputError("command line", f"{message}.", "Run `python entrypoint.py --help` for the flags.")
+
+
+def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[str, str], bool]:
+    """Collect raw strings: flags over `INPUT_*` over defaults."""
+    values = {}
+    for name, default in DEFAULTS.items():
+        for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
+            if environ.get(key, "") != "":
+                values[name] = environ[key]
+                break
+        else:
+            values[name] = default
+    parser = _Parser(
+        prog="entrypoint.py",
+        description="Trigger a ZenML pipeline run and report it (inputs as in action.yml).",
+    )
+    for name in DEFAULTS:
+        parser.add_argument(f"--{name}", dest=name)
+    parser.add_argument("--debug", action="store_true", help="print request details (never secrets)")
+    args = vars(parser.parse_args(list(argv)))
+    debug = bool(args.pop("debug"))
+    values.update({k: v for k, v in args.items() if v is not None})
+    return values, debug
+
+
+def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
+    raw, debug = raw_inputs(environ, argv)
+    workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    allow_http = parse_bool("allow-insecure-http", raw["allow-insecure-http"])
+    template = parse_template(raw["template"])
+    pipeline = parse_name("pipeline", raw["pipeline"])
+    if not template and not pipeline:
+        raise InputError(
+            "template",
+            "is not set, and neither is `pipeline`.",
+            "Set `template` to a snapshot or run template name or ID, "
+            "or `pipeline` to run its newest runnable snapshot.",
+        )
+    ca_bundle = parse_file_path("ca-bundle", raw["ca-bundle"], workspace)
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise InputError("ca-bundle", f"`{raw['ca-bundle']}` is not a file.", "Give the path of a PEM bundle in the workspace.")
+    output = environ.get("GITHUB_OUTPUT")
+    summary = environ.get("GITHUB_STEP_SUMMARY")
+    return Inputs(
+        workspace_url=parse_workspace_url(
+            raw["workspace-url"] or environ.get("ZENML_STORE_URL", ""), allow_http
+        ),
+        api_key=parse_api_key(raw["api-key"] or environ.get("ZENML_STORE_API_KEY", "")),
+        template=template,
+        pipeline=pipeline,
+        project=parse_name("project", raw["project"]),
+        parameters=raw["parameters"],
+        config=raw["config"].strip(),
+        run_name=parse_name("run-name", raw["run-name"]),
+        wait=parse_bool("wait", raw["wait"]),
+        timeout=parse_duration("timeout", raw["timeout"]),
+        poll_interval=parse_duration("poll-interval", raw["poll-interval"]),
+        stop_on_cancel=parse_bool("stop-on-cancel", raw["stop-on-cancel"]),
+        fail_on_run_failure=parse_bool("fail-on-run-failure", raw["fail-on-run-failure"]),
+        dry_run=parse_bool("dry-run", raw["dry-run"]),
+        ca_bundle=ca_bundle,
+        allow_insecure_http=allow_http,
+        workspace=workspace,
+        output_file=Path(output) if output else None,
+        summary_file=Path(summary) if summary else None,
+        debug=debug or environ.get("RUNNER_DEBUG") == "1",
+        github_run_id=environ.get("GITHUB_RUN_ID", ""),
+        github_run_attempt=environ.get("GITHUB_RUN_ATTEMPT", ""),
+        github_action=environ.get("GITHUB_ACTION", ""),
+    )

@@ -1,0 +1,69 @@
+"""The action's one entry and one exit path.
+
+Whatever happens, this is where the `::error::` annotation, the step outputs
+and the job summary are written, and where the exit code is decided.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from zenml_action.errors import ActionError
+from zenml_action.github import Console, append_summary, write_outputs
+from zenml_action.inputs import read_inputs
+from zenml_action.report import Report, summary_markdown
+
+
+def mask_secrets_early(environ: Mapping[str, str], argv: Sequence[str], console: Console) -> None:
+    """Mask the key before any line is printed, even one that fails validation."""
+    candidates = [environ.get(k, "") for k in ("INPUT_API-KEY", "INPUT_API_KEY", "ZENML_STORE_API_KEY")]
+    candidates += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--api-key"]
+    candidates += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--api-key=")]
+    for value in candidates:
+        console.mask(value)
+        console.mask(value.strip())
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    console = Console(
+        debug=environ.get("RUNNER_DEBUG") == "1" or "--debug" in argv,
+        in_github=environ.get("GITHUB_ACTIONS") == "true",
+    )
+    mask_secrets_early(environ, argv, console)
+    report = Report()
+    output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
+    summary_file = Path(environ["GITHUB_STEP_SUMMARY"]) if environ.get("GITHUB_STEP_SUMMARY") else None
+    exit_code = 0
+    try:
+        inputs = read_inputs(environ, argv)
+        from zenml_action import server_side
+
+        server_side.run(inputs, console, report)
+    except ActionError as exc:
+        report.error = console.redact(str(exc))
+        if report.run_id and not report.conclusion:
+            report.conclusion = "failure"
+        console.error(str(exc), title=exc.title)
+        exit_code = exc.exit_code
+    except Exception as exc:  # a bug: say so without a traceback, unless debugging
+        report.error = f"internal error: {type(exc).__name__}"
+        if report.run_id and not report.conclusion:
+            report.conclusion = "failure"
+        if console.debug_enabled:
+            console.debug(traceback.format_exc())
+        console.error(
+            f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "
+            "action: please report it with the step's log (re-run with debug logging "
+            "for details).",
+            title="Internal error",
+        )
+        exit_code = 1
+    write_outputs(report.outputs(), output_file, console)
+    append_summary(console.redact(summary_markdown(report)), summary_file)
+    return exit_code

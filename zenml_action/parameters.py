@@ -1,0 +1,304 @@
+"""Build the run configuration from `config`, `parameters` and `run-name`,
+and check it against what the snapshot accepts before anything is sent.
+
+The server ignores an unknown step name and accepts a wrongly typed step
+parameter, and refuses pipeline-level parameters of a static pipeline; all
+three would waste a run or confuse, so they are caught here.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from zenml_action.errors import InputError, ParameterError
+from zenml_action.resolve import Target
+
+MAX_YAML_BYTES = 256 * 1024
+MAX_YAML_NODES = 20_000
+
+# `zenml.config.pipeline_run_configuration.PipelineRunConfiguration` in 0.98.
+RUN_CONFIGURATION_KEYS = frozenset({
+    "build", "cache_policy", "cleanup_hook_source", "enable_artifact_metadata",
+    "enable_artifact_visualization", "enable_cache", "enable_heartbeat",
+    "enable_pipeline_logs", "enable_step_logs", "end_hook_source", "environment",
+    "execution_mode", "extra", "failure_hook_source", "init_hook_kwargs",
+    "init_hook_source", "model", "parameters", "pause_hook_source",
+    "resume_hook_source", "retry", "run_name", "schedule", "secrets", "settings",
+    "start_hook_source", "steps", "substitutions", "success_hook_source", "tags",
+})
+# `zenml.config.step_configurations.StepConfigurationUpdate` in 0.98.
+STEP_CONFIGURATION_KEYS = frozenset({
+    "cache_policy", "enable_artifact_metadata", "enable_artifact_visualization",
+    "enable_cache", "enable_step_logs", "end_hook_source", "environment",
+    "experiment_tracker", "extra", "failure_hook_source", "group",
+    "heartbeat_healthy_threshold", "model", "outputs", "parameters", "retry",
+    "runtime", "secrets", "settings", "start_hook_source", "step_operator",
+    "substitutions", "success_hook_source",
+})
+# What a server refuses in a run configuration it runs itself.
+SERVER_REFUSED_KEYS = frozenset({"build", "schedule"})
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
+    """Count nodes as they would be after alias expansion; a small document
+    with nested aliases ("billion laughs") expands to millions."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _count_nodes(child, budget)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _count_nodes(key, budget)
+            _count_nodes(value, budget)
+
+
+def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_YAML_BYTES:
+        raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        budget = [MAX_YAML_NODES]
+        if node is not None:
+            _count_nodes(node, budget)
+        if budget[0] < 0:
+            raise InputError(
+                name,
+                f"expands to more than {MAX_YAML_NODES} values (aliases nested too deeply).",
+                "Write the values out, without nested YAML aliases.",
+            )
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise InputError(
+            name,
+            f"is not valid YAML{where}: {problem}.",
+            "Write a mapping such as `model_type: gradient_boosting`, one key per line.",
+        ) from exc
+    except RecursionError as exc:
+        raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(
+            name,
+            f"is YAML of type {type(value).__name__}, not a mapping.",
+            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
+        )
+    _check_string_keys(name, value)
+    return value
+
+
+def _check_string_keys(name: str, mapping: dict[Any, Any], path: str = "") -> None:
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise InputError(
+                name,
+                f"has a key `{key!r}` at `{path or '.'}` that is not a string.",
+                "Quote the key, e.g. `\"1\": value`.",
+            )
+        if isinstance(value, dict):
+            _check_string_keys(name, value, f"{path}.{key}" if path else key)
+
+
+def _inside(path: Path, workspace: Path) -> bool:
+    try:
+        path.resolve().relative_to(workspace.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
+    path = Path(raw_path)
+    if not path.is_absolute():
+        path = workspace / path
+    if not _inside(path, workspace):
+        raise InputError(
+            name,
+            f"`{raw_path}` is outside the workspace.",
+            "Give a path inside the repository checkout, relative to its root.",
+        )
+    try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise InputError(name, f"`{raw_path}` is larger than {MAX_YAML_BYTES // 1024} KiB.", "Use a smaller file.")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(
+            name,
+            f"file `{raw_path}` does not exist.",
+            "Check the path (relative to the repository root) and that the "
+            "workflow checks the repository out (actions/checkout) before this step.",
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(name, f"file `{raw_path}` cannot be read ({type(exc).__name__}).", "Check the file's permissions and encoding (UTF-8).") from exc
+    return parse_yaml_mapping(name, text)
+
+
+def looks_like_path(raw: str) -> bool:
+    text = raw.strip()
+    return "\n" not in text and text.lower().endswith((".yaml", ".yml"))
+
+
+def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    if looks_like_path(raw):
+        return read_yaml_file("parameters", raw.strip(), workspace)
+    return parse_yaml_mapping("parameters", raw)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def is_fragment(parameters: dict[str, Any]) -> bool:
+    """A run-configuration fragment has `steps:` or `parameters:`; anything
+    else is a flat mapping of pipeline parameters."""
+    return "steps" in parameters or "parameters" in parameters
+
+
+def build_run_configuration(
+    config: dict[str, Any], parameters: dict[str, Any], run_name: str
+) -> dict[str, Any]:
+    fragment = parameters if is_fragment(parameters) else ({"parameters": parameters} if parameters else {})
+    run_configuration = deep_merge(config, fragment)
+    if run_name:
+        run_configuration["run_name"] = run_name
+    return run_configuration
+
+
+# -- checks against the snapshot --------------------------------------------
+
+
+def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, source: str) -> None:
+    """Raise the first JSON-schema violation in the user's words."""
+    validator = jsonschema.Draft202012Validator(schema)
+    properties = sorted((schema.get("properties") or {}).keys())
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(value) - set(properties))
+            name = unknown[0] if unknown else "?"
+            raise ParameterError(
+                f"`{name}` is not a parameter of {where}.{_did_you_mean(name, properties)} "
+                f"Its parameters are: {', '.join(f'`{p}`' for p in properties) or 'none'}. "
+                f"Fix `{source}`."
+            )
+        field = ".".join(str(p) for p in error.path) or "(value)"
+        expected = error.schema.get("type") if isinstance(error.schema, dict) else None
+        detail = f"expected {expected}" if expected else error.message
+        raise ParameterError(
+            f"Parameter `{field}` of {where} has the wrong value {error.instance!r}: {detail}. Fix `{source}`."
+        )
+
+
+def _steps(target: Target) -> dict[str, dict[str, Any]]:
+    return {
+        str(step.get("invocation_id") or step.get("name")): step.get("parameter_spec") or {}
+        for step in target.pipeline_spec.get("steps") or []
+        if isinstance(step, dict)
+    }
+
+
+def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
+    """Validate against the snapshot and return the configuration to send."""
+    config = copy.deepcopy(run_configuration)
+    for key in config:
+        if key not in RUN_CONFIGURATION_KEYS:
+            raise ParameterError(
+                f"`{key}` is not a run-configuration setting.{_did_you_mean(key, sorted(RUN_CONFIGURATION_KEYS))} "
+                f"If it is a pipeline parameter, put it under `parameters:` or pass a flat mapping. Fix `{source}`."
+            )
+        if key in SERVER_REFUSED_KEYS:
+            raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
+    steps = _steps(target)
+    if not isinstance(config.get("steps", {}), dict):
+        raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")
+    for step_name, step_config in (config.get("steps") or {}).items():
+        if step_name not in steps:
+            raise ParameterError(
+                f"The pipeline `{target.pipeline_name}` has no step `{step_name}`."
+                f"{_did_you_mean(step_name, sorted(steps))} Its steps are: "
+                f"{', '.join(f'`{s}`' for s in steps)}. Fix `{source}`."
+            )
+        if not isinstance(step_config, dict):
+            raise ParameterError(f"`steps.{step_name}` must be a mapping (e.g. `parameters: ...`). Fix `{source}`.")
+        for key in step_config:
+            if key not in STEP_CONFIGURATION_KEYS:
+                raise ParameterError(
+                    f"`steps.{step_name}.{key}` is not a step setting."
+                    f"{_did_you_mean(key, sorted(STEP_CONFIGURATION_KEYS))} Step parameters go under "
+                    f"`steps.{step_name}.parameters`. Fix `{source}`."
+                )
+        step_parameters = step_config.get("parameters") or {}
+        if not isinstance(step_parameters, dict):
+            raise ParameterError(f"`steps.{step_name}.parameters` must be a mapping. Fix `{source}`.")
+        if steps[step_name]:
+            _schema_errors(step_parameters, steps[step_name], f"step `{step_name}`", source)
+
+    pipeline_parameters = config.pop("parameters", None) or {}
+    if not isinstance(pipeline_parameters, dict):
+        raise ParameterError(f"`parameters` must be a mapping. Fix `{source}`.")
+    if not pipeline_parameters:
+        return config
+    input_schema = target.pipeline_spec.get("input_schema") or {}
+    declared = sorted((input_schema.get("properties") or {}).keys())
+    for name in pipeline_parameters:
+        if name not in declared:
+            owners = [s for s, spec in steps.items() if name in (spec.get("properties") or {})]
+            hint = (
+                f" It is a parameter of step `{owners[0]}`: set it with "
+                f"`steps: {{{owners[0]}: {{parameters: {{{name}: ...}}}}}}`."
+                if owners
+                else _did_you_mean(name, declared)
+            )
+            raise ParameterError(
+                f"`{name}` is not a parameter of pipeline `{target.pipeline_name}`.{hint} "
+                f"Its parameters are: {', '.join(f'`{p}`' for p in declared) or 'none'}. Fix `{source}`."
+            )
+    if input_schema:
+        _schema_errors(pipeline_parameters, input_schema, f"pipeline `{target.pipeline_name}`", source)
+    if target.is_dynamic:
+        config["parameters"] = pipeline_parameters
+        return config
+    # A static pipeline's server-side run only takes step parameters: give
+    # each value to the steps that have a parameter of the same name.
+    config_steps = config.setdefault("steps", {})
+    for name, value in pipeline_parameters.items():
+        owners = [s for s, spec in steps.items() if name in (spec.get("properties") or {})]
+        if not owners:
+            raise ParameterError(
+                f"Pipeline parameter `{name}` is not passed to any step under that name, so "
+                "it cannot be set on a server-side run of this static pipeline. Set the "
+                f"step parameter it feeds with `steps: {{STEP: {{parameters: ...}}}}` in `{source}`."
+            )
+        for owner in owners:
+            step_entry = config_steps.setdefault(owner, {})
+            step_params = step_entry.setdefault("parameters", {})
+            # Pipeline parameters come from the user's `parameters`, which
+            # are merged over `config`: they win over a step value there.
+            step_params[name] = value
+    for owner in config_steps:
+        if steps.get(owner):
+            _schema_errors(config_steps[owner].get("parameters") or {}, steps[owner], f"step `{owner}`", source)
+    return config

@@ -1,0 +1,93 @@
+"""What the action found out, turned into step outputs and a job summary."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Report:
+    """Filled in as the action goes, so outputs are written as far as known
+    even when it fails half-way."""
+
+    target: str = ""
+    pipeline: str = ""
+    run_id: str = ""
+    run_name: str = ""
+    run_url: str = ""
+    status: str = ""
+    conclusion: str = ""
+    snapshot_id: str = ""
+    duration_seconds: float | None = None
+    sent: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def outputs(self) -> dict[str, str]:
+        if not (self.run_id or self.conclusion):
+            return {}
+        return {
+            "run-id": self.run_id,
+            "run-name": self.run_name,
+            "run-url": self.run_url,
+            "status": self.status,
+            "conclusion": self.conclusion,
+            "snapshot-id": self.snapshot_id,
+            "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
+        }
+
+
+def cell(value: Any) -> str:
+    """A Markdown table cell that shows the value as text: no HTML, no
+    links, no breaking out of the row."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = html.escape(text, quote=True)
+    for char in "\\`*_[]|!#~":
+        text = text.replace(char, "\\" + char)
+    return " ".join(text.split())
+
+
+def summary_markdown(report: Report) -> str:
+    if not (report.target or report.run_id or report.error):
+        return ""
+    icon = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪"}
+    title = f"{icon.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
+    rows = [("Template", report.target), ("Pipeline", report.pipeline)]
+    if report.run_id:
+        rows.append(("Run", report.run_name or report.run_id))
+        rows.append(("Run ID", report.run_id))
+    rows.append(("Status", report.status))
+    if report.duration_seconds is not None:
+        rows.append(("Duration", f"{report.duration_seconds:.0f} s"))
+    lines = [f"### {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {cell(value)} |" for name, value in rows if value]
+    if report.run_url.startswith(("https://", "http://")):
+        # The URL is built by the action from the server's own address and
+        # IDs; it is still escaped so it can only be a link.
+        lines.append(f"| Dashboard | [open run]({html.escape(report.run_url, quote=True).replace(')', '%29')}) |")
+    if report.sent:
+        lines += ["", "**Run configuration sent**", "", "| Setting | Value |", "|---|---|"]
+        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.sent)]
+    if report.metadata:
+        lines += ["", "**Run metadata**", "", "| Key | Value |", "|---|---|"]
+        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.metadata)]
+    if report.error:
+        lines += ["", f"**Error:** {cell(report.error)}"]
+    for note in report.notes:
+        lines += ["", f"> {cell(note)}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            rows += flatten(value, name)
+        else:
+            rows.append((name, value))
+    return rows

@@ -1,0 +1,171 @@
+"""Find the snapshot or legacy run template the user means.
+
+Order: a UUID is looked up directly; a name is looked up among snapshots,
+then among run templates (servers before 0.90 only have those); `pipeline`
+alone means its newest runnable named snapshot, as
+`zenml.client.Client.trigger_pipeline` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import Ambiguous, NotFound, NotRunnable
+from zenml_action.inputs import parse_uuid
+
+SNAPSHOT = "snapshot"
+RUN_TEMPLATE = "run template"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What will be run, with what the parameter checks need."""
+
+    kind: str
+    id: str
+    name: str
+    pipeline_name: str
+    project_id: str
+    runnable: bool
+    is_dynamic: bool
+    pipeline_spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} `{self.name or self.id}`"
+
+
+def target_from_snapshot(body: dict[str, Any]) -> Target:
+    return Target(
+        kind=SNAPSHOT,
+        id=str(body.get("id", "")),
+        name=str(body.get("name") or ""),
+        pipeline_name=str(api.dig(body, "resources", "pipeline", "name") or ""),
+        project_id=str(api.dig(body, "body", "project_id") or ""),
+        runnable=bool(api.dig(body, "body", "runnable")),
+        is_dynamic=bool(api.dig(body, "body", "is_dynamic")),
+        pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+    )
+
+
+def target_from_run_template(body: dict[str, Any]) -> Target:
+    return Target(
+        kind=RUN_TEMPLATE,
+        id=str(body.get("id", "")),
+        name=str(body.get("name") or ""),
+        pipeline_name=str(api.dig(body, "resources", "pipeline", "name") or ""),
+        project_id=str(api.dig(body, "body", "project_id") or ""),
+        runnable=bool(api.dig(body, "body", "runnable")),
+        is_dynamic=bool(api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")),
+        pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+    )
+
+
+def _describe(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"`{e.get('name')}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e.get('id')})"
+        for e in entries
+    )
+
+
+def _available(client: ZenMLClient, project: str, pipeline: str) -> str:
+    """A few names that do exist, to put in a not-found message."""
+    names = [
+        str(e.get("name"))
+        for e in api.items(client.call(api.list_snapshots(project=project, pipeline=pipeline, size=8)))
+    ]
+    templates = [
+        str(e.get("name"))
+        for e in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=5)))
+    ]
+    parts = []
+    if names:
+        parts.append("snapshots: " + ", ".join(f"`{n}`" for n in names))
+    if templates:
+        parts.append("run templates: " + ", ".join(f"`{n}`" for n in templates))
+    where = f" of pipeline `{pipeline}`" if pipeline else ""
+    return ("Named ones" + where + " on the server: " + "; ".join(parts) + ".") if parts else (
+        "The server has no named snapshots" + where + " in this project. Create one with "
+        "`zenml pipeline snapshot create` (or `pipeline.create_snapshot(name=...)`)."
+    )
+
+
+def _by_id(client: ZenMLClient, template_id: str) -> Target:
+    try:
+        return target_from_snapshot(client.call(api.get_snapshot(template_id)))
+    except NotFound:
+        pass
+    try:
+        return target_from_run_template(client.call(api.get_run_template(template_id)))
+    except NotFound:
+        raise NotFound(
+            f"No snapshot or run template has the ID {template_id}. Check `template`: "
+            "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
+            "sure `workspace-url` points at the server that holds it."
+        ) from None
+
+
+def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str) -> Target:
+    found = api.items(client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline)))
+    if len(found) > 1:
+        raise Ambiguous(
+            f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
+            "to the pipeline you mean, or set `template` to the snapshot's ID."
+        )
+    if found:
+        return target_from_snapshot(client.call(api.get_snapshot(str(found[0]["id"]))))
+    templates = api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline)))
+    if len(templates) > 1:
+        raise Ambiguous(
+            f"{len(templates)} run templates are named `{name}`: {_describe(templates)}. "
+            "Set `pipeline` to the pipeline you mean, or `template` to the ID."
+        )
+    if templates:
+        return target_from_run_template(client.call(api.get_run_template(str(templates[0]["id"]))))
+    where = f" of pipeline `{pipeline}`" if pipeline else ""
+    raise NotFound(
+        f"No snapshot or run template named `{name}`{where} exists"
+        f"{' in project `' + project + '`' if project else ''}. "
+        + _available(client, project, pipeline)
+    )
+
+
+def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str) -> Target:
+    found = api.items(
+        client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1))
+    )
+    if not found:
+        raise NotFound(
+            f"Pipeline `{pipeline}` has no runnable named snapshot"
+            f"{' in project `' + project + '`' if project else ''}. "
+            "A runnable snapshot needs a remote stack and a container image build: "
+            "create one with `zenml pipeline snapshot create` on such a stack, or "
+            "set `template`. " + _available(client, project, pipeline)
+        )
+    return target_from_snapshot(client.call(api.get_snapshot(str(found[0]["id"]))))
+
+
+def resolve(client: ZenMLClient, template: str, pipeline: str, project: str) -> Target:
+    if template and parse_uuid(template) is not None:
+        target = _by_id(client, template)
+        if pipeline and target.pipeline_name and target.pipeline_name != pipeline:
+            raise Ambiguous(
+                f"The {target.label} belongs to pipeline `{target.pipeline_name}`, "
+                f"not `{pipeline}`. Fix `pipeline`, or leave it empty when `template` is an ID."
+            )
+    elif template:
+        target = _by_name(client, template, project, pipeline)
+    else:
+        target = _newest_of_pipeline(client, project, pipeline)
+    if not target.runnable:
+        raise NotRunnable(
+            f"The {target.label} cannot be run by the server: it was made on a stack "
+            "with local components, or has no container image build. Create the "
+            "snapshot on a remote stack (remote orchestrator, artifact store and "
+            "container registry), or run the pipeline from code with "
+            "`pipeline: path/to/file.py:pipeline`."
+        )
+    return target

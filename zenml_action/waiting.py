@@ -1,0 +1,90 @@
+"""Wait for a run to finish: poll its status, back off, and stay cancellable."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import Cancelled, ConnectionFailed, ServerError
+from zenml_action.github import Console
+
+MAX_INTERVAL = 30.0
+# Notice a finished run within max(interval, 10% of the time waited so far).
+BACKOFF_SHARE = 0.1
+
+
+def next_interval(first: float, waited: float) -> float:
+    """Start at `first`, grow with the time waited, level off at 30 s (or at
+    `first` when the user asked for slower polling)."""
+    return max(first, min(MAX_INTERVAL, waited * BACKOFF_SHARE))
+
+
+@contextmanager
+def cancellable() -> Iterator[None]:
+    """Turn the runner's cancel (SIGINT, then SIGTERM 7.5 s later) into a
+    `Cancelled` exception, raised even inside a blocking socket read."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if received:
+            return  # already cancelling: let the clean-up finish
+        received.append(signum)
+        raise Cancelled(
+            f"The workflow was cancelled ({signal.Signals(signum).name}) while the action was running."
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class WaitOutcome:
+    status: str
+    finished: bool
+
+
+def wait_for_run(
+    client: ZenMLClient,
+    run_id: str,
+    status: str,
+    timeout: float,
+    first_interval: float,
+    console: Console,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitOutcome:
+    """Poll until the status is final or `timeout` seconds have passed."""
+    start = clock()
+    deadline = start + timeout
+    last_printed = status
+    console.info(f"Run status: {status}")
+    problems = 0
+    while not api.is_finished(status):
+        now = clock()
+        if now >= deadline:
+            return WaitOutcome(status, finished=False)
+        sleep(min(next_interval(first_interval, now - start), deadline - now))
+        try:
+            status = api.decode_status(client.call(api.run_status(run_id))) or status
+            problems = 0
+        except (ConnectionFailed, ServerError) as exc:
+            # A restarting server or a flaky proxy should not end a long wait.
+            problems += 1
+            if problems == 1:
+                console.warning(f"Could not read the run's status, will keep trying: {exc}")
+            continue
+        if status != last_printed:
+            elapsed = int(clock() - start)
+            console.info(f"Run status: {status} (after {elapsed}s)")
+            last_printed = status
+    return WaitOutcome(status, finished=True)
