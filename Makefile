@@ -7,16 +7,21 @@ UV_VERSION := 0.13.9
 
 .PHONY: venv demo demo-server-side test lint
 
-$(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	python3 -m uv venv --quiet --allow-existing --python 3.11 $(VENV)
-	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt pipelines/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
+# The sample pipeline through the action's own entrypoint, in code mode on a
+# local ZenML store in ./.zenml-local (no server needed).
 demo: venv
-	$(PY) scripts/demo_server_side.py
+	GITHUB_WORKSPACE=$(CURDIR) $(PY) entrypoint.py \
+		--pipeline pipelines/training.py:training_pipeline \
+		--requirements pipelines/requirements.txt \
+		--parameters 'model_type: gradient_boosting'
 
 demo-server-side: venv
 	$(PY) scripts/demo_server_side.py

@@ -7,6 +7,7 @@ the run as the server recorded it.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment
 from support.action import ActionRunner
-from support.orchestrator import complete_run, fail_run, find_run, run_details, step_parameters
+from support.orchestrator import complete_run, fail_run, find_run, log_run_metadata, run_details, step_parameters
 
 TRIGGER_ONLY = {"wait": "false"}
 
@@ -217,6 +218,7 @@ def test_waits_until_the_run_completes(action: ActionRunner, zenml: Deployment, 
     run = find_run(zenml.server, unique_name)
     time.sleep(1.5)
     assert running.process.poll() is None, "the action should still be waiting"
+    log_run_metadata(zenml.server, run, {"accuracy": 0.93, "f1": 0.9})
     complete_run(zenml.server, run)
     result = running.finish(timeout=60)
 
@@ -230,6 +232,9 @@ def test_waits_until_the_run_completes(action: ActionRunner, zenml: Deployment, 
     assert result.stdout.count("Run status: initializing") == 1
     assert f"[open run]({zenml.url}/projects/default/runs/{run['id']})" in result.summary
     assert "| Status | completed |" in result.summary
+    # The metrics the pipeline logged, read back over REST.
+    assert json.loads(result.outputs["metadata"]) == {"accuracy": 0.93, "f1": 0.9}
+    assert "| accuracy | 0.93 |" in result.summary
 
 
 @pytest.mark.parametrize(("fail_on_failure", "exit_code"), [("true", 1), ("false", 0)])

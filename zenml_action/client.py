@@ -17,7 +17,7 @@ from zenml_action.errors import (
     ServerRejected,
 )
 from zenml_action.github import Console
-from zenml_action.http import Request, Response, send
+from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, send
 
 
 def translate(response: Response, request: Request) -> ActionError:
@@ -66,8 +66,16 @@ def translate(response: Response, request: Request) -> ActionError:
 
 
 class ZenMLClient:
-    def __init__(self, base_url: str, api_key: str, session: requests.Session, console: Console) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        session: requests.Session,
+        console: Console,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.base_url = base_url
+        self.timeout = (CONNECT_TIMEOUT, read_timeout)
         self._api_key = api_key
         self.session = session
         self._console = console
@@ -102,7 +110,7 @@ class ZenMLClient:
     def _send(self, request: Request, token: str | None) -> Response:
         self.requests_sent += 1
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
-        response = send(self.session, self.base_url, request, token)
+        response = send(self.session, self.base_url, request, token, self.timeout)
         self._console.debug(f"-> HTTP {response.status}")
         if 300 <= response.status < 400:
             raise ServerError(

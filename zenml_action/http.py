@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -124,18 +125,29 @@ def send(
     except requests.exceptions.ReadTimeout as exc:
         raise ConnectionFailed(
             f"{base_url} did not answer in {timeout[1]:g}s while {request.purpose}. "
-            "The server may be overloaded; try again later."
+            "The server may be overloaded; try again later.",
+            maybe_sent=True,
         ) from exc
     except requests.exceptions.ConnectionError as exc:
+        # A connection that could not be opened sent nothing; one dropped
+        # after opening may have delivered the request.
+        refused = isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.MaxRetryError) and isinstance(
+            exc.args[0].reason, urllib3.exceptions.NewConnectionError
+        )
         raise ConnectionFailed(
             f"Could not connect to {base_url} while {request.purpose}. "
             "Check `workspace-url` (scheme, host, port) and that the server is "
             "running and reachable from the runner."
+            if refused
+            else f"The connection to {base_url} broke while {request.purpose}. "
+            "A proxy or the server dropped it; try again later.",
+            maybe_sent=not refused,
         ) from exc
     except requests.exceptions.RequestException as exc:
         raise ConnectionFailed(
             f"HTTP request to {base_url} failed while {request.purpose}: "
-            f"{type(exc).__name__}."
+            f"{type(exc).__name__}.",
+            maybe_sent=True,
         ) from exc
     return Response(
         status=raw.status_code,

@@ -38,11 +38,17 @@ DEFAULTS: dict[str, str] = {
     "dry-run": "false",
     "ca-bundle": "",
     "allow-insecure-http": "false",
+    "stack": "",
+    "requirements": "",
+    "create-snapshot": "",
 }
 
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_URL_LENGTH = 2048
+# ZenML keys are about 150 characters; leave room for longer Pro keys.
+MAX_API_KEY_LENGTH = 4096
 API_KEY_PATTERN = re.compile(r"(ZENKEY|ZENPROKEY)_[A-Za-z0-9_\-+/=.]{8,}")
 UUID_LIKE = re.compile(r"[0-9a-fA-F-]{20,}")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
@@ -73,10 +79,27 @@ class Inputs:
     github_run_id: str
     github_run_attempt: str
     github_action: str
+    # Seconds to wait for an answer; tests shorten it to inject slow replies.
+    read_timeout: float = 60.0
+    stack: str = ""
+    requirements: str = ""
+    create_snapshot: str = ""
+
+    @property
+    def code_mode(self) -> bool:
+        """`pipeline: file.py:attr` or `package.module:attr` runs code."""
+        return ":" in self.pipeline
 
     @property
     def template_id(self) -> uuid.UUID | None:
         return parse_uuid(self.template)
+
+
+def shown(raw: str, limit: int = 80) -> str:
+    """A user's value quoted in a message, cut short: an oversized input must
+    not make an oversized error line."""
+    text = raw if len(raw) <= limit else raw[: limit - 3] + "..."
+    return f"`{text}`"
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -92,7 +115,7 @@ def parse_bool(name: str, raw: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise InputError(name, f"`{raw}` is not a boolean.", "Use `true` or `false`.")
+    raise InputError(name, f"{shown(raw)} is not a boolean.", "Use `true` or `false`.")
 
 
 def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
@@ -105,11 +128,11 @@ def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
         unit = {"h": 3600, "m": 60, "s": 1}
         seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
     else:
-        raise InputError(name, f"`{raw}` is not a duration.", fix)
+        raise InputError(name, f"{shown(raw)} is not a duration.", fix)
     if seconds < minimum:
-        raise InputError(name, f"`{raw}` is shorter than {minimum:g} seconds.", fix)
+        raise InputError(name, f"{shown(raw)} is shorter than {minimum:g} seconds.", fix)
     if seconds > MAX_TIMEOUT_SECONDS:
-        raise InputError(name, f"`{raw}` is longer than 7 days.", fix)
+        raise InputError(name, f"{shown(raw)} is longer than 7 days.", fix)
     return seconds
 
 
@@ -132,13 +155,17 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
             "Set it to your ZenML server or ZenML Pro workspace URL, "
             "or set the ZENML_STORE_URL environment variable.",
         )
-    if any(c.isspace() for c in url):
-        raise InputError(name, "contains white space.", "Give a single URL such as https://zenml.example.com.")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise InputError(
+            name, "contains white space or control characters.", "Give a single URL such as https://zenml.example.com."
+        )
+    if len(url) > MAX_URL_LENGTH:
+        raise InputError(name, f"is longer than {MAX_URL_LENGTH} characters.", "Give the server's base URL only.")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
             name,
-            f"`{url}` is not an http(s) URL.",
+            f"{shown(url)} is not an http(s) URL.",
             "Give the full URL with its scheme, e.g. https://zenml.example.com.",
         )
     if parts.username is not None or parts.password is not None:
@@ -152,13 +179,13 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise InputError(
             name,
-            f"`{url}` uses plain http to a non-local host, which would send your API key unencrypted.",
+            f"{shown(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
             "Use https, or set `allow-insecure-http: true` if the network is trusted.",
         )
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
-        raise InputError(name, f"`{url}` has an invalid port.", "Fix the port number.") from exc
+        raise InputError(name, f"{shown(url)} has an invalid port.", "Fix the port number.") from exc
     path = parts.path.rstrip("/")
     if path.endswith("/api/v1"):
         path = path[: -len("/api/v1")]
@@ -174,6 +201,12 @@ def parse_api_key(raw: str) -> str:
             "Create a service account API key (`zenml service-account create NAME`), "
             "store it as a repository secret and pass it: "
             "`api-key: ${{ secrets.ZENML_API_KEY }}`.",
+        )
+    if len(raw) > MAX_API_KEY_LENGTH:
+        raise InputError(
+            name,
+            f"is {len(raw)} characters long, far longer than a ZenML API key.",
+            "Pass a service-account API key (ZENKEY_... or ZENPROKEY_...) alone.",
         )
     if raw != raw.strip() or "\n" in raw or "\r" in raw:
         raise InputError(
@@ -192,8 +225,9 @@ def parse_api_key(raw: str) -> str:
 
 def parse_name(name: str, raw: str) -> str:
     value = raw.strip()
-    if "\n" in value or "\r" in value:
-        raise InputError(name, "contains a line break.", "Give a single name.")
+    if "\n" in value or "\r" in value or not value.isprintable():
+        # Also vertical tabs, U+2028 and the like, which split log lines.
+        raise InputError(name, "contains a line break or another control character.", "Give a single-line name.")
     if len(value) > 255:
         raise InputError(name, "is longer than 255 characters.", "Give a shorter name.")
     return value
@@ -258,16 +292,33 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
             "Set `template` to a snapshot or run template name or ID, "
             "or `pipeline` to run its newest runnable snapshot.",
         )
+    # Code mode (`pipeline: file.py:name`) may run on a local store: then no
+    # server, and no key, is needed.
+    code_mode = ":" in pipeline
+    raw_url = raw["workspace-url"] or environ.get("ZENML_STORE_URL", "")
+    raw_key = raw["api-key"] or environ.get("ZENML_STORE_API_KEY", "")
+    workspace_url = parse_workspace_url(raw_url, allow_http) if raw_url.strip() or not code_mode else ""
+    if code_mode and template:
+        raise InputError(
+            "template",
+            "cannot be combined with a code `pipeline` (`file.py:name`).",
+            "Use `template` to run a snapshot on the server, or `pipeline: file.py:name` to run code.",
+        )
+    create_snapshot = parse_name("create-snapshot", raw["create-snapshot"])
+    if create_snapshot and not (code_mode and workspace_url):
+        raise InputError(
+            "create-snapshot",
+            "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on.",
+            "Set both, and a remote `stack` so that the snapshot can be run by the server.",
+        )
     ca_bundle = parse_file_path("ca-bundle", raw["ca-bundle"], workspace)
     if ca_bundle is not None and not ca_bundle.is_file():
         raise InputError("ca-bundle", f"`{raw['ca-bundle']}` is not a file.", "Give the path of a PEM bundle in the workspace.")
     output = environ.get("GITHUB_OUTPUT")
     summary = environ.get("GITHUB_STEP_SUMMARY")
     return Inputs(
-        workspace_url=parse_workspace_url(
-            raw["workspace-url"] or environ.get("ZENML_STORE_URL", ""), allow_http
-        ),
-        api_key=parse_api_key(raw["api-key"] or environ.get("ZENML_STORE_API_KEY", "")),
+        workspace_url=workspace_url,
+        api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
         template=template,
         pipeline=pipeline,
         project=parse_name("project", raw["project"]),
@@ -289,4 +340,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         github_run_id=environ.get("GITHUB_RUN_ID", ""),
         github_run_attempt=environ.get("GITHUB_RUN_ATTEMPT", ""),
         github_action=environ.get("GITHUB_ACTION", ""),
+        read_timeout=parse_duration("ZENML_ACTION_READ_TIMEOUT", environ.get("ZENML_ACTION_READ_TIMEOUT") or "60"),
+        stack=parse_name("stack", raw["stack"]),
+        requirements=raw["requirements"].strip(),
+        create_snapshot=create_snapshot,
     )

@@ -42,9 +42,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     exit_code = 0
     try:
         inputs = read_inputs(environ, argv)
-        from zenml_action import server_side
+        console.debug_enabled = inputs.debug
+        if inputs.code_mode:
+            from zenml_action import code_mode
 
-        server_side.run(inputs, console, report)
+            code_mode.run(inputs, console, report)
+        else:
+            from zenml_action import server_side
+
+            server_side.run(inputs, console, report)
     except ActionError as exc:
         report.error = console.redact(str(exc))
         if report.run_id and not report.conclusion:

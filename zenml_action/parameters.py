@@ -9,7 +9,9 @@ three would waste a run or confuse, so they are caught here.
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from zenml_action.resolve import Target
 
 MAX_YAML_BYTES = 256 * 1024
 MAX_YAML_NODES = 20_000
+# Deeper values would strain every recursive step after parsing (copying,
+# JSON encoding, the summary); no run configuration needs more.
+MAX_YAML_DEPTH = 50
 
 # `zenml.config.pipeline_run_configuration.PipelineRunConfiguration` in 0.98.
 RUN_CONFIGURATION_KEYS = frozenset({
@@ -30,7 +35,15 @@ RUN_CONFIGURATION_KEYS = frozenset({
     "execution_mode", "extra", "failure_hook_source", "init_hook_kwargs",
     "init_hook_source", "model", "parameters", "pause_hook_source",
     "resume_hook_source", "retry", "run_name", "schedule", "secrets", "settings",
-    "start_hook_source", "steps", "substitutions", "success_hook_source", "tags",
+    "skip_successful_steps", "start_hook_source", "step_default_input_overrides",
+    "step_input_overrides", "steps", "steps_to_skip", "substitutions",
+    "success_hook_source", "tags",
+})
+# Settings whose type is simple enough to check before the server does (its
+# 422 answer names neither the input nor the fix).
+BOOLEAN_SETTINGS = frozenset({
+    "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache",
+    "enable_heartbeat", "enable_pipeline_logs", "enable_step_logs", "skip_successful_steps",
 })
 # `zenml.config.step_configurations.StepConfigurationUpdate` in 0.98.
 STEP_CONFIGURATION_KEYS = frozenset({
@@ -76,8 +89,8 @@ def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
         if budget[0] < 0:
             raise InputError(
                 name,
-                f"expands to more than {MAX_YAML_NODES} values (aliases nested too deeply).",
-                "Write the values out, without nested YAML aliases.",
+                f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
+                "Pass only the settings you change, and write them out without nested YAML aliases.",
             )
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -99,20 +112,47 @@ def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
             f"is YAML of type {type(value).__name__}, not a mapping.",
             "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
         )
-    _check_string_keys(name, value)
+    _check_json_values(name, value)
     return value
 
 
-def _check_string_keys(name: str, mapping: dict[Any, Any], path: str = "") -> None:
-    for key, value in mapping.items():
-        if not isinstance(key, str):
-            raise InputError(
-                name,
-                f"has a key `{key!r}` at `{path or '.'}` that is not a string.",
-                "Quote the key, e.g. `\"1\": value`.",
-            )
-        if isinstance(value, dict):
-            _check_string_keys(name, value, f"{path}.{key}" if path else key)
+def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) -> None:
+    """Everything must travel as JSON: string keys, and no YAML-only values
+    (dates, binary, sets) or non-finite numbers, which would otherwise fail
+    while sending, or reach the server changed."""
+    where = f"at `{path}`" if path else "at the top level"
+    if depth > MAX_YAML_DEPTH:
+        raise InputError(name, f"is nested more than {MAX_YAML_DEPTH} levels deep.", "Flatten the YAML.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InputError(
+                    name,
+                    f"has a key `{key!r}` {where} that is not a string.",
+                    "Quote the key, e.g. `\"1\": value`.",
+                )
+            _check_json_values(name, item, f"{path}.{key}" if path else key, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_values(name, item, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InputError(
+            name,
+            f"has the value `{value}` {where}, which is not a finite number.",
+            "Use a finite number, or quote the value to pass it as text.",
+        )
+    elif isinstance(value, (datetime.date, datetime.datetime)):
+        raise InputError(
+            name,
+            f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text.",
+            f"Quote it (`'{value.isoformat()}'`) to pass it as a string.",
+        )
+    elif value is not None and not isinstance(value, (str, bool, int, float)):
+        raise InputError(
+            name,
+            f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON.",
+            "Use plain strings, numbers, booleans, lists and mappings.",
+        )
 
 
 def _inside(path: Path, workspace: Path) -> bool:
@@ -133,6 +173,9 @@ def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
             f"`{raw_path}` is outside the workspace.",
             "Give a path inside the repository checkout, relative to its root.",
         )
+    if path.exists() and not path.is_file():
+        # A directory, or a FIFO or device that would block or never end.
+        raise InputError(name, f"`{raw_path}` is not a regular file.", "Give the path of a YAML file.")
     try:
         if path.stat().st_size > MAX_YAML_BYTES:
             raise InputError(name, f"`{raw_path}` is larger than {MAX_YAML_BYTES // 1024} KiB.", "Use a smaller file.")
@@ -150,8 +193,15 @@ def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
 
 
 def looks_like_path(raw: str) -> bool:
+    """`ci/params.yaml` is a file; `config_file: ci/params.yaml` and
+    `{file: x.yaml}` are inline YAML that mention one."""
     text = raw.strip()
-    return "\n" not in text and text.lower().endswith((".yaml", ".yml"))
+    return (
+        "\n" not in text
+        and ": " not in text
+        and not text.startswith(("{", "["))
+        and text.lower().endswith((".yaml", ".yml"))
+    )
 
 
 def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
@@ -220,6 +270,23 @@ def _steps(target: Target) -> dict[str, dict[str, Any]]:
     }
 
 
+def _check_setting_types(config: dict[str, Any], source: str) -> None:
+    """The types of the simple settings, in the user's words."""
+    for key in BOOLEAN_SETTINGS & set(config):
+        if config[key] is not None and not isinstance(config[key], bool):
+            raise ParameterError(f"`{key}` must be `true` or `false`, not {config[key]!r}. Fix `{source}`.")
+    if config.get("run_name") is not None and not isinstance(config["run_name"], str):
+        raise ParameterError(f"`run_name` must be a string, not {config['run_name']!r}. Fix `{source}`.")
+    tags = config.get("tags")
+    if tags is not None and not (
+        isinstance(tags, list)
+        and all(isinstance(t, str) or (isinstance(t, dict) and isinstance(t.get("name"), str)) for t in tags)
+    ):
+        raise ParameterError(
+            f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}. Fix `{source}`."
+        )
+
+
 def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
     """Validate against the snapshot and return the configuration to send."""
     config = copy.deepcopy(run_configuration)
@@ -231,6 +298,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
             )
         if key in SERVER_REFUSED_KEYS:
             raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
+    _check_setting_types(config, source)
     steps = _steps(target)
     if not isinstance(config.get("steps", {}), dict):
         raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")

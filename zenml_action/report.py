@@ -38,6 +38,7 @@ class Report:
             "conclusion": self.conclusion,
             "snapshot-id": self.snapshot_id,
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
+            "metadata": json.dumps(self.metadata, sort_keys=True, default=str) if self.metadata else "",
         }
 
 

@@ -24,6 +24,7 @@ from zenml_action.parameters import (
 )
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
+from zenml_action.trigger import idempotency_tag, trigger_once, with_tag
 from zenml_action.waiting import cancellable, wait_for_run
 
 STOP_TIMEOUT = (3.0, 3.0)  # seconds; the runner kills the step 10 s after a cancel
@@ -52,6 +53,17 @@ def project_name(client: ZenMLClient, inputs: Inputs, project_id: str) -> str:
         return project_id
 
 
+def run_metadata(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
+    """The run's metadata (e.g. metrics the pipeline logged); missing
+    metadata is not worth failing a finished run for."""
+    try:
+        metadata = api.dig(client.call(api.get_run(run_id, hydrate=True)), "metadata", "run_metadata")
+    except ActionError as exc:
+        console.warning(f"Could not read the run's metadata: {exc}")
+        return {}
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
 def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     """Ask the server to stop the run; a refusal is reported, not fatal."""
     request = api.stop_run(run_id)
@@ -71,7 +83,9 @@ def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
     run_configuration = read_run_configuration(inputs)
-    client = ZenMLClient(inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console)
+    client = ZenMLClient(
+        inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout
+    )
     with cancellable():
         try:
             _run(inputs, console, report, client, run_configuration)
@@ -93,7 +107,8 @@ def _run(
     source = "parameters" if inputs.parameters.strip() else "config"
     to_send = check_and_translate(run_configuration, target, source)
     report.sent = to_send
-    request = trigger_request(target, to_send)
+    tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
+    request = trigger_request(target, with_tag(to_send, tag))
     console.info(f"Running {target.label} of pipeline `{target.pipeline_name}` (id {target.id}).")
     if inputs.dry_run:
         console.info("Dry run: nothing is sent. The request would be:")
@@ -103,7 +118,7 @@ def _run(
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return
     started = time.monotonic()
-    run_body = client.call(request)
+    run_body = trigger_once(client, request, tag, console)
     report.run_id = str(api.dig(run_body, "id") or "")
     report.run_name = str(api.dig(run_body, "name") or "")
     report.status = api.decode_status(run_body)
@@ -131,6 +146,7 @@ def _run(
             f"Run {report.run_id} was still `{outcome.status}` after {inputs.timeout:g}s. "
             "Raise `timeout`, or set `wait: false` to return as soon as the run starts."
         )
+    report.metadata = run_metadata(client, report.run_id, console)
     if outcome.status in api.SUCCESS_STATUSES:
         report.conclusion = "success"
         return

@@ -44,6 +44,20 @@ def complete_run(server: ZenMLServer, run: dict[str, Any], steps: tuple[str, ...
         )
 
 
+def log_run_metadata(server: ZenMLServer, run: dict[str, Any], values: dict[str, float]) -> None:
+    """What a pipeline's `log_metadata(...)` call records on its run."""
+    server.admin(
+        "POST",
+        "/api/v1/run-metadata",
+        json={
+            "project": run["body"]["project_id"],
+            "resources": [{"id": run["id"], "type": "pipeline_run"}],
+            "values": values,
+            "types": {key: "float" for key in values},
+        },
+    )
+
+
 def fail_run(server: ZenMLServer, run: dict[str, Any]) -> None:
     server.admin("PUT", f"/api/v1/runs/{run['id']}", json={"status": "failed"})
 

@@ -1,0 +1,1 @@
+"""Sample ZenML pipelines the action can trigger (see `pipelines/README.md`)."""

@@ -1,0 +1,329 @@
+"""Code mode: run the repository's pipeline with the ZenML SDK.
+
+For open-source servers that cannot run snapshots, and for users with no
+server at all (then the run is recorded in a local ZenML store inside the
+workspace). The SDK runs in a child process (`code_runner.py`); this side
+prepares it, waits, and reports, through the same REST client and waiting
+loop as the server-side mode.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import (
+    ActionError,
+    Cancelled,
+    InputError,
+    ParameterError,
+    RunFailed,
+    ServerError,
+    WaitTimedOut,
+)
+from zenml_action.github import Console
+from zenml_action.http import make_session
+from zenml_action.inputs import Inputs
+from zenml_action.parameters import _inside, deep_merge, is_fragment, load_parameters, read_yaml_file
+from zenml_action.report import Report
+from zenml_action.trigger import find_tagged_run, idempotency_tag
+from zenml_action.waiting import cancellable, wait_for_run
+
+LOCAL_STORE_DIR = ".zenml-local"
+MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class PipelineSource:
+    target: str  # "pipelines/training.py" or "pipelines.training"
+    attribute: str
+
+
+def parse_pipeline_source(raw: str, workspace: Path) -> PipelineSource:
+    target, _, attribute = raw.rpartition(":")
+    fix = "Write `path/to/file.py:pipeline_function` or `package.module:pipeline_function`."
+    if not ATTRIBUTE_PATTERN.fullmatch(attribute):
+        raise InputError("pipeline", f"`{raw}` does not end in `:name` of a pipeline.", fix)
+    if target.endswith(".py"):
+        path = Path(target)
+        full = path if path.is_absolute() else workspace / path
+        if not _inside(full, workspace):
+            raise InputError("pipeline", f"`{target}` is outside the workspace.", "Give a path inside the repository, relative to its root.")
+        if not full.is_file():
+            raise InputError(
+                "pipeline",
+                f"file `{target}` does not exist in the workspace.",
+                "Check the path (relative to the repository root) and that the workflow "
+                "checks the repository out (actions/checkout) before this step.",
+            )
+        relative = full.resolve().relative_to(workspace.resolve())
+        if not all(MODULE_PATTERN.fullmatch(part) for part in relative.with_suffix("").parts):
+            raise InputError("pipeline", f"`{target}` is not importable as a module path.", "Use folder and file names that are Python identifiers.")
+        return PipelineSource(str(relative), attribute)
+    if not MODULE_PATTERN.fullmatch(target):
+        raise InputError("pipeline", f"`{target}` is neither a .py file nor a module name.", fix)
+    return PipelineSource(target, attribute)
+
+
+def split_parameters(inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pipeline arguments, run configuration) from `config` and `parameters`."""
+    config = read_yaml_file("config", inputs.config, inputs.workspace) if inputs.config else {}
+    parameters = load_parameters(inputs.parameters, inputs.workspace)
+    if is_fragment(parameters):
+        config = deep_merge(config, parameters)
+        parameters = {}
+    arguments = {**(config.pop("parameters", None) or {}), **parameters}
+    if inputs.run_name:
+        config["run_name"] = inputs.run_name
+    return arguments, config
+
+
+def zenml_environment(inputs: Inputs) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "INPUT_"))}
+    env.update(
+        ZENML_ANALYTICS_OPT_IN="false",
+        ZENML_ENABLE_RICH_TRACEBACK="false",
+        ZENML_LOGGING_COLORS_DISABLED="true",
+        PYTHONUNBUFFERED="1",
+    )
+    if inputs.workspace_url:
+        env.update(
+            ZENML_STORE_URL=inputs.workspace_url,
+            ZENML_STORE_API_KEY=inputs.api_key,
+            ZENML_CONFIG_PATH=str(Path(tempfile.gettempdir()) / "zenml-action-config"),
+        )
+        if inputs.ca_bundle:
+            env["ZENML_STORE_VERIFY_SSL"] = str(inputs.ca_bundle)
+    else:
+        # No server: a local store inside the workspace, nothing in $HOME.
+        env["ZENML_CONFIG_PATH"] = str(inputs.workspace / LOCAL_STORE_DIR)
+    return env
+
+
+def install_requirements(inputs: Inputs, console: Console) -> None:
+    if not inputs.requirements:
+        return
+    path = Path(inputs.requirements)
+    full = path if path.is_absolute() else inputs.workspace / path
+    if not _inside(full, inputs.workspace):
+        raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
+    if not full.is_file():
+        raise InputError("requirements", f"file `{inputs.requirements}` does not exist.", "Check the path, relative to the repository root.")
+    console.group(f"Installing {inputs.requirements}")
+    started = time.monotonic()
+    # uv skips what is already installed, so a second run costs little.
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, "-r", str(full)],
+        capture_output=True,
+        text=True,
+    )
+    console.info((result.stdout + result.stderr).strip())
+    console.endgroup()
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise InputError(
+            "requirements",
+            f"installing `{inputs.requirements}` failed: {last}",
+            "Fix the requirements file (versions must exist on the package index).",
+        )
+    console.info(f"Requirements ready in {time.monotonic() - started:.1f}s.")
+
+
+def ensure_matching_zenml(server_version: str, console: Console) -> None:
+    """The SDK must speak the server's API: same major.minor version."""
+    try:
+        local = importlib.metadata.version("zenml")
+    except importlib.metadata.PackageNotFoundError:
+        local = ""
+    if local and local.split(".")[:2] == server_version.split(".")[:2]:
+        return
+    console.info(f"Installing zenml=={server_version} to match the server (this image has {local or 'none'}).")
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, f"zenml=={server_version}"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ServerError(
+            f"The server runs ZenML {server_version} and the matching client could not be "
+            f"installed ({(result.stderr.strip().splitlines() or ['?'])[-1]}). Run the action on a "
+            "runner with access to PyPI, or use a server of the image's version "
+            f"({local or 'unknown'})."
+        )
+
+
+ERROR_KINDS: dict[str, type[ActionError]] = {"parameters": ParameterError, "run_failed": RunFailed}
+
+
+def raise_child_error(error: dict[str, Any], source: PipelineSource) -> None:
+    kind, message = str(error.get("kind")), str(error.get("message"))
+    if kind in ("pipeline", "stack"):
+        raise InputError(kind, message, "")
+    if kind == "parameters":
+        raise ParameterError(f"{message} Fix `parameters`.")
+    if kind == "run_failed":
+        raise RunFailed(f"The pipeline `{source.target}:{source.attribute}` failed: {message}")
+    raise ActionError(f"Running the pipeline failed unexpectedly: {message}")
+
+
+def run(inputs: Inputs, console: Console, report: Report) -> None:
+    source = parse_pipeline_source(inputs.pipeline, inputs.workspace)
+    arguments, run_configuration = split_parameters(inputs)
+    report.target = f"{source.target}:{source.attribute} (code)"
+    report.sent = {"parameters": arguments, **run_configuration} if arguments else run_configuration
+    if inputs.dry_run:
+        console.info(f"Dry run: would run `{source.target}:{source.attribute}` with {json.dumps(report.sent, sort_keys=True)}")
+        report.conclusion = "dry-run"
+        return
+    client = None
+    info: Any = {}
+    if inputs.workspace_url:
+        client = ZenMLClient(inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout)
+        client.login()
+        info = client.call(api.server_info())
+        ensure_matching_zenml(str(info.get("version", "")), console)
+    install_requirements(inputs, console)
+    tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
+    run_configuration["tags"] = [*(run_configuration.get("tags") or []), tag]
+    spec = {
+        "workspace": str(inputs.workspace),
+        "target": source.target,
+        "attribute": source.attribute,
+        "parameters": arguments,
+        "run_configuration": run_configuration,
+        "stack": inputs.stack,
+        "create_snapshot": inputs.create_snapshot,
+        "tag": tag,
+    }
+    with tempfile.TemporaryDirectory(prefix="zenml-action-") as tmp, cancellable():
+        spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_file.write_text(json.dumps(spec))
+        started = time.monotonic()
+        console.info(f"Running `{source.target}:{source.attribute}` from the repository's code.")
+        # The pipeline's own log (with a failed step's traceback, as ZenML
+        # logs it) is folded away; the action's findings follow it.
+        console.group("Pipeline log")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
+            env=zenml_environment(inputs),
+            cwd=inputs.workspace,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            child.wait(timeout=inputs.timeout)
+            console.endgroup()
+        except (Cancelled, subprocess.TimeoutExpired) as exc:
+            _end_child(child)
+            console.endgroup()
+            report.duration_seconds = time.monotonic() - started
+            report.conclusion = "cancelled" if isinstance(exc, Cancelled) else "timeout"
+            if client is not None:
+                _stop_tagged(client, tag, inputs, console, report)
+            if isinstance(exc, Cancelled):
+                raise
+            raise WaitTimedOut(
+                f"The pipeline was still running after {inputs.timeout:g}s. Raise `timeout`."
+            ) from None
+        result = json.loads(result_file.read_text()) if result_file.exists() else {
+            "error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}
+        }
+        _fill_report(report, result, info, client, inputs)
+        if "error" in result:
+            if result["error"].get("traceback"):
+                console.debug(result["error"]["traceback"])
+            report.duration_seconds = time.monotonic() - started
+            if result["error"].get("kind") == "run_failed" and report.run_id:
+                report.conclusion = "failure"
+                if not inputs.fail_on_run_failure:
+                    console.warning(f"The run failed: {result['error'].get('message')}")
+                    return
+            raise_child_error(result["error"], source)
+        if inputs.create_snapshot:
+            report.conclusion = "success"
+            report.duration_seconds = time.monotonic() - started
+            console.info(f"Snapshot `{inputs.create_snapshot}` is {result['snapshot_id']}.")
+            if not result.get("runnable"):
+                console.warning(
+                    f"Snapshot `{inputs.create_snapshot}` cannot be run by the server: it was made on a "
+                    "stack with local components. Set `stack` to a remote stack to trigger it later."
+                )
+            return
+        if client is not None and inputs.wait and not api.is_finished(report.status):
+            # A remote orchestrator returns once the run is submitted.
+            outcome = wait_for_run(client, report.run_id, report.status, max(1.0, inputs.timeout - (time.monotonic() - started)), inputs.poll_interval, console)
+            report.status = outcome.status
+            if outcome.finished:
+                body = client.call(api.get_run(report.run_id, hydrate=True))
+                report.metadata = api.dig(body, "metadata", "run_metadata") or {}
+        report.duration_seconds = time.monotonic() - started
+    _conclude(report, inputs, console)
+
+
+def _end_child(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=3)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _stop_tagged(client: ZenMLClient, tag: str, inputs: Inputs, console: Console, report: Report) -> None:
+    from zenml_action.server_side import stop
+
+    try:
+        found = find_tagged_run(client, tag)
+    except ActionError:
+        return
+    if found:
+        report.run_id = str(found.get("id", ""))
+        report.run_name = str(found.get("name", ""))
+        report.status = api.decode_status(found)
+        if inputs.stop_on_cancel and not api.is_finished(report.status):
+            stop(client, report.run_id, console, report.conclusion)
+
+
+def _fill_report(report: Report, result: dict[str, Any], info: Any, client: ZenMLClient | None, inputs: Inputs) -> None:
+    report.run_id = str(result.get("run_id", ""))
+    report.run_name = str(result.get("run_name", ""))
+    report.status = str(result.get("status", ""))
+    report.snapshot_id = str(result.get("snapshot_id", ""))
+    report.metadata = result.get("metadata") or {}
+    if client is not None and report.run_id:
+        from zenml_action.server_side import project_name
+
+        project_id = str(result.get("project_id", ""))
+        report.run_url = api.dashboard_run_url(info, client.base_url, project_id, project_name(client, inputs, project_id), report.run_id)
+
+
+def _conclude(report: Report, inputs: Inputs, console: Console) -> None:
+    if not inputs.wait and not api.is_finished(report.status):
+        report.conclusion = "triggered"
+    elif not api.is_finished(report.status):
+        report.conclusion = "timeout"
+        raise WaitTimedOut(f"Run {report.run_id} was still `{report.status}` after {inputs.timeout:g}s. Raise `timeout`.")
+    elif report.status in api.SUCCESS_STATUSES:
+        report.conclusion = "success"
+    else:
+        report.conclusion = "failure"
+        if inputs.fail_on_run_failure:
+            raise RunFailed(f"Run `{report.run_name}` ended `{report.status}`.")
+    console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
+    if report.metadata:
+        console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))

@@ -1,0 +1,203 @@
+"""Code mode's child process: import the repository's pipeline and run it
+with the ZenML SDK.
+
+Run as `python -m zenml_action.code_runner SPEC.json RESULT.json` by
+`code_mode.py`, with the ZenML environment (store URL and key, or a local
+store in the workspace) already set. It is the only module that imports
+`zenml`, and it runs in its own process so that the user's code, ZenML's
+global state and its logging never mix with the action's.
+
+The result file holds either what was run, or an error of a kind the parent
+turns into the right `ActionError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+class UserError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
+    """Import `path/to/file.py` or `package.module` from the workspace and
+    return the pipeline object `attribute`."""
+    from zenml.pipelines.pipeline_definition import Pipeline
+    from zenml.utils import source_utils
+
+    sys.path.insert(0, str(workspace))
+    # Steps are found again by module name (and, on remote orchestrators, in
+    # the uploaded code) relative to this root.
+    source_utils.set_custom_source_root(str(workspace))
+    if target.endswith(".py"):
+        module_name = ".".join(Path(target).with_suffix("").parts)
+    else:
+        module_name = target
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UserError(
+            "pipeline",
+            f"cannot import `{target}`: module `{exc.name}` was not found. Check the path "
+            "(relative to the repository root), and list the pipeline's dependencies in "
+            "`requirements`.",
+        ) from exc
+    except SyntaxError as exc:
+        raise UserError("pipeline", f"`{target}` has a syntax error at line {exc.lineno}: {exc.msg}.") from exc
+    except Exception as exc:
+        raise UserError(
+            "pipeline", f"importing `{target}` failed: {type(exc).__name__}: {exc}. Fix the module so it imports."
+        ) from exc
+    if not hasattr(module, attribute):
+        names = [n for n, v in vars(module).items() if isinstance(v, Pipeline)]
+        close = difflib.get_close_matches(attribute, names, n=1)
+        raise UserError(
+            "pipeline",
+            f"`{target}` has no attribute `{attribute}`."
+            + (f" Did you mean `{close[0]}`?" if close else "")
+            + (f" Its pipelines: {', '.join(f'`{n}`' for n in names)}." if names else " It defines no pipeline."),
+        )
+    pipeline = getattr(module, attribute)
+    if not isinstance(pipeline, Pipeline):
+        raise UserError(
+            "pipeline", f"`{target}:{attribute}` is a {type(pipeline).__name__}, not a ZenML pipeline (@pipeline)."
+        )
+    return pipeline
+
+
+def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Names and types against the pipeline function's signature."""
+    from pydantic import TypeAdapter, ValidationError
+
+    signature = inspect.signature(pipeline.entrypoint)
+    declared = list(signature.parameters)
+    checked = {}
+    for name, value in parameters.items():
+        if name not in signature.parameters:
+            close = difflib.get_close_matches(name, declared, n=1)
+            raise UserError(
+                "parameters",
+                f"`{name}` is not a parameter of pipeline `{pipeline.name}`."
+                + (f" Did you mean `{close[0]}`?" if close else "")
+                + f" Its parameters are: {', '.join(f'`{p}`' for p in declared) or 'none'}.",
+            )
+        annotation = signature.parameters[name].annotation
+        if annotation is inspect.Parameter.empty:
+            checked[name] = value
+            continue
+        try:
+            checked[name] = TypeAdapter(annotation).validate_python(value)
+        except ValidationError as exc:
+            expected = getattr(annotation, "__name__", str(annotation))
+            raise UserError(
+                "parameters",
+                f"parameter `{name}` of pipeline `{pipeline.name}` has the wrong value {value!r}: expected {expected}.",
+            ) from exc
+    return checked
+
+
+def run_info(run: Any) -> dict[str, Any]:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id, hydrate=True)
+    return {
+        "run_id": str(run.id),
+        "run_name": run.name,
+        "status": str(run.status.value if hasattr(run.status, "value") else run.status),
+        "project_id": str(run.project_id),
+        "snapshot_id": str(run.snapshot.id) if run.snapshot else "",
+        "metadata": json.loads(json.dumps(dict(run.run_metadata), default=str)),
+    }
+
+
+def step_failures(run: Any) -> str:
+    """What the failed steps raised, e.g. "step `load_data`: DataLoadError: ..."."""
+    failures = []
+    for name, step in run.steps.items():
+        info = getattr(step, "exception_info", None)
+        if info is None:
+            continue
+        last_line = (info.traceback.strip().splitlines() or [""])[-1]
+        failures.append(f"step `{name}`: {info.message or last_line}")
+    return "; ".join(failures)
+
+
+def tagged_run(tag: str) -> Any:
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(tags=[tag], size=1, hydrate=True)
+    return runs.items[0] if runs.items else None
+
+
+def execute(spec: dict[str, Any]) -> dict[str, Any]:
+    workspace = Path(spec["workspace"])
+    pipeline = load_pipeline(workspace, spec["target"], spec["attribute"])
+    parameters = check_parameters(pipeline, spec["parameters"])
+    from zenml.client import Client
+
+    if spec.get("stack"):
+        try:
+            Client().activate_stack(spec["stack"])
+        except KeyError as exc:
+            stacks = [s.name for s in Client().list_stacks(size=20).items]
+            raise UserError(
+                "stack", f"there is no stack `{spec['stack']}`. Stacks: {', '.join(f'`{s}`' for s in stacks)}."
+            ) from exc
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        json.dump(spec["run_configuration"], handle)  # JSON is YAML
+    configured = pipeline.with_options(config_path=handle.name)
+    if spec.get("create_snapshot"):
+        if parameters:
+            configured = configured.with_options(parameters=parameters)
+        snapshot = configured.create_snapshot(name=spec["create_snapshot"], replace=True)
+        return {
+            "snapshot_id": str(snapshot.id),
+            "snapshot_name": spec["create_snapshot"],
+            "runnable": bool(snapshot.runnable),
+            "project_id": str(snapshot.project_id),
+        }
+    try:
+        run = configured(**parameters)
+    except Exception as exc:
+        run = tagged_run(spec["tag"])
+        message = step_failures(run) if run is not None else ""
+        message = message or f"{type(exc).__name__}: {exc}"
+        return {"error": {"kind": "run_failed", "message": message}, **(run_info(run) if run else {})}
+    if run is None:
+        run = tagged_run(spec["tag"])
+    return run_info(run) if run is not None else {"error": {"kind": "internal", "message": "the run was not found"}}
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        result = execute(spec)
+    except UserError as exc:
+        result = {"error": {"kind": exc.kind, "message": str(exc)}}
+    except Exception as exc:
+        result = {
+            "error": {
+                "kind": "internal",
+                "message": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        }
+    Path(result_path).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
