@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 from conftest import Deployment
 from support.action import ActionRunner
-from support.orchestrator import complete_run, fail_run, find_run, log_run_metadata, run_details, step_parameters
+from support.orchestrator import (
+    complete_run,
+    fail_run,
+    find_run,
+    log_run_metadata,
+    run_details,
+    step_parameters,
+)
 
 TRIGGER_ONLY = {"wait": "false"}
 
