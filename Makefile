@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	python3 -m uv venv --quiet --allow-existing --python 3.11 $(VENV)
-	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt pipelines/requirements.txt
+	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -165,9 +165,6 @@ def ensure_matching_zenml(server_version: str, console: Console) -> None:
         )
 
 
-ERROR_KINDS: dict[str, type[ActionError]] = {"parameters": ParameterError, "run_failed": RunFailed}
-
-
 def raise_child_error(error: dict[str, Any], source: PipelineSource) -> None:
     kind, message = str(error.get("kind")), str(error.get("message"))
     if kind in ("pipeline", "stack"):
