@@ -5,12 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo demo-server-side test lint
+.PHONY: venv demo demo-server-side test lint lint-workflows image test-image image-lock
 
-$(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt pipelines/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt requirements-lint.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	python3 -m uv venv --quiet --allow-existing --python 3.11 $(VENV)
-	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	python3 -m uv pip install --quiet --python $(PY) -r requirements-dev.txt -r requirements-lint.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,3 +32,25 @@ lint: venv
 
 test: venv lint
 	$(PY) -m pytest
+
+# The workflow, action and Dockerfile linters (tests/test_workflows.py runs
+# them too, with more checks).
+lint-workflows: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint
+	$(VENV)/bin/zizmor --offline --strict-collection .
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml scripts/image/act-workflow.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(VENV)/bin/hadolint Dockerfile
+
+# Build the action's image with podman (a Debian stand-in base where no
+# registry is reachable); test-image runs it as GitHub runs a Docker action.
+image:
+	bash scripts/image/build.sh
+
+test-image: venv
+	$(PY) -m pytest -m image tests/test_image.py
+
+# Re-pin what zenml pulls into the image (then restore the file's header).
+image-lock:
+	python3 -m uv pip compile requirements-code.txt --universal --python-version 3.11 --no-header --no-annotate -o scripts/image/constraints.txt
