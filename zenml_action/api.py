@@ -39,16 +39,15 @@ def server_info() -> Request:
     return Request("GET", f"{API}/info", purpose="reading the server's information")
 
 
+def _newest_first(size: int, **filters: str) -> dict[str, str]:
+    """Listing parameters: newest first, and only the filters that are set."""
+    return {"sort_by": "desc:created", "size": str(size), **{k: v for k, v in filters.items() if v}}
+
+
 def list_snapshots(
     *, name: str = "", project: str = "", pipeline: str = "", runnable: bool | None = None, size: int = 20
 ) -> Request:
-    params = {"named_only": "true", "sort_by": "desc:created", "size": str(size)}
-    if name:
-        params["name"] = name
-    if project:
-        params["project"] = project
-    if pipeline:
-        params["pipeline"] = pipeline
+    params = _newest_first(size, named_only="true", name=name, project=project, pipeline=pipeline)
     if runnable is not None:
         params["runnable"] = str(runnable).lower()
     return Request("GET", f"{API}/pipeline_snapshots", params=params, purpose="looking up snapshots")
@@ -61,13 +60,7 @@ def get_snapshot(snapshot_id: UUID | str) -> Request:
 
 
 def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "", size: int = 20) -> Request:
-    params = {"sort_by": "desc:created", "size": str(size)}
-    if name:
-        params["name"] = name
-    if project:
-        params["project"] = project
-    if pipeline:
-        params["pipeline"] = pipeline
+    params = _newest_first(size, name=name, project=project, pipeline=pipeline)
     return Request("GET", f"{API}/run_templates", params=params, purpose="looking up run templates")
 
 
@@ -124,7 +117,10 @@ def stop_run(run_id: str) -> Request:
 
 # Server tracebacks and validation errors can carry file paths of the
 # server's installation; users get the message without them.
-_PATH = re.compile(r"(File \")?(/[\w.\-]+){2,}(\.py)?\"?(, line \d+)?(, in \w+)?")
+_PATH = re.compile(
+    r'(File ")?(?<![\w:/.])(/[\w.\-]+){2,}\.py"?(, line \d+)?(, in \w+)?'
+    r"|(?<![\w:/.])/[\w.\-/]*(site|dist)-packages[\w.\-/]*"
+)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -10,6 +11,7 @@ from zenml_action import api
 from zenml_action.errors import (
     ActionError,
     AuthenticationFailed,
+    ConnectionFailed,
     NotFound,
     PermissionDenied,
     ServerCannotRun,
@@ -18,6 +20,8 @@ from zenml_action.errors import (
 )
 from zenml_action.github import Console
 from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, send
+
+LOGIN_ATTEMPTS = 4
 
 
 def translate(response: Response, request: Request) -> ActionError:
@@ -82,9 +86,25 @@ class ZenMLClient:
         self.token: str | None = None
         self.requests_sent = 0
 
+    def _login_response(self, request: Request) -> Response:
+        """Logging in creates nothing, so a busy or dropped answer is simply
+        asked again, a few times; a refusal (401) never is."""
+        for attempt in range(LOGIN_ATTEMPTS):
+            last = attempt == LOGIN_ATTEMPTS - 1
+            try:
+                response = self._send(request, token=None)
+            except ConnectionFailed:
+                if last:
+                    raise
+            else:
+                if response.status not in (429, 502, 503, 504) or last:
+                    return response
+            time.sleep(min(8.0, 1.0 * 2**attempt))
+        raise AssertionError("unreachable")
+
     def login(self) -> None:
         request = api.login(self._api_key)
-        response = self._send(request, token=None)
+        response = self._login_response(request)
         if not response.ok:
             error = translate(response, request)
             if response.status in (400, 401, 403):

@@ -36,7 +36,7 @@ from zenml_action.errors import (
 from zenml_action.github import Console
 from zenml_action.http import make_session
 from zenml_action.inputs import Inputs
-from zenml_action.parameters import _inside, deep_merge, is_fragment, load_parameters, read_yaml_file
+from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
 from zenml_action.trigger import find_tagged_run, idempotency_tag
 from zenml_action.waiting import cancellable, wait_for_run
@@ -60,7 +60,7 @@ def parse_pipeline_source(raw: str, workspace: Path) -> PipelineSource:
     if target.endswith(".py"):
         path = Path(target)
         full = path if path.is_absolute() else workspace / path
-        if not _inside(full, workspace):
+        if not inside_workspace(full, workspace):
             raise InputError("pipeline", f"`{target}` is outside the workspace.", "Give a path inside the repository, relative to its root.")
         if not full.is_file():
             raise InputError(
@@ -118,7 +118,7 @@ def install_requirements(inputs: Inputs, console: Console) -> None:
         return
     path = Path(inputs.requirements)
     full = path if path.is_absolute() else inputs.workspace / path
-    if not _inside(full, inputs.workspace):
+    if not inside_workspace(full, inputs.workspace):
         raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
     if not full.is_file():
         raise InputError("requirements", f"file `{inputs.requirements}` does not exist.", "Check the path, relative to the repository root.")

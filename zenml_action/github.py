@@ -21,6 +21,15 @@ def escape_property(value: str) -> str:
     return escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
+MIN_SECRET_LENGTH = 12
+
+
+def looks_like_command(line: str) -> bool:
+    """Would the runner read this log line as a workflow command?
+    (actions/runner ActionCommand: `::` after trimming, legacy `##[`.)"""
+    return line.lstrip().startswith("::") or "##[" in line
+
+
 class Console:
     """Writes workflow commands and log lines to stdout.
 
@@ -37,7 +46,9 @@ class Console:
         self._announce_masks = in_github
 
     def mask(self, secret: str) -> None:
-        if not secret or secret in self._secrets:
+        # Too short to be a real key or token: masking it would blank out
+        # ordinary words and spaces in every message.
+        if len(secret.strip()) < MIN_SECRET_LENGTH or secret in self._secrets:
             return
         self._secrets.append(secret)
         if not self._announce_masks:
@@ -60,10 +71,20 @@ class Console:
         self._raw(self.redact(line))
 
     def info(self, message: str) -> None:
-        # A user-controlled value at the start of a line could be read as a
-        # workflow command; indenting it makes it plain text.
-        for line in message.splitlines() or [""]:
-            self._write("  " + line if line.lstrip().startswith("::") else line)
+        """Plain log text. Text from users or the server that the runner
+        could read as a command (`::` after leading white space, or a legacy
+        `##[...]` anywhere in the line) is wrapped in `stop-commands`, under
+        which the runner executes nothing."""
+        lines = message.splitlines() or [""]
+        if not any(looks_like_command(line) for line in lines):
+            for line in lines:
+                self._write(line)
+            return
+        resume = secrets.token_hex(16)
+        self._raw(f"::stop-commands::{resume}")
+        for line in lines:
+            self._write(line)
+        self._raw(f"::{resume}::")
 
     def debug(self, message: str) -> None:
         if self.debug_enabled:

@@ -84,10 +84,16 @@ def make_session(ca_bundle: Path | None) -> requests.Session:
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     session.verify = str(ca_bundle) if ca_bundle else True
-    # Proxy settings come from the environment as usual; .netrc must not
-    # add credentials of its own.
+    # Proxy settings and REQUESTS_CA_BUNDLE come from the environment as
+    # usual; `send()` keeps .netrc out and `ca-bundle` in force.
     session.trust_env = True
     return session
+
+
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An explicit (empty) auth: with none, requests would add credentials
+    from ~/.netrc, replacing the bearer token."""
+    return request
 
 
 def send(
@@ -111,6 +117,9 @@ def send(
             timeout=timeout,
             # A redirect could carry the token to another host: never follow.
             allow_redirects=False,
+            auth=_no_netrc,
+            # Given per request, a `ca-bundle` wins over REQUESTS_CA_BUNDLE.
+            verify=session.verify,
         )
     except requests.exceptions.SSLError as exc:
         raise ConnectionFailed(

@@ -155,7 +155,7 @@ def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) ->
         )
 
 
-def _inside(path: Path, workspace: Path) -> bool:
+def inside_workspace(path: Path, workspace: Path) -> bool:
     try:
         path.resolve().relative_to(workspace.resolve())
         return True
@@ -167,7 +167,7 @@ def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
     path = Path(raw_path)
     if not path.is_absolute():
         path = workspace / path
-    if not _inside(path, workspace):
+    if not inside_workspace(path, workspace):
         raise InputError(
             name,
             f"`{raw_path}` is outside the workspace.",

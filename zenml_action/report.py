@@ -69,7 +69,7 @@ def summary_markdown(report: Report) -> str:
     if report.run_url.startswith(("https://", "http://")):
         # The URL is built by the action from the server's own address and
         # IDs; it is still escaped so it can only be a link.
-        lines.append(f"| Dashboard | [open run]({html.escape(report.run_url, quote=True).replace(')', '%29')}) |")
+        lines.append(f"| Dashboard | [open run]({html.escape(report.run_url, quote=True).replace('(', '%28').replace(')', '%29').replace(' ', '%20')}) |")
     if report.sent:
         lines += ["", "**Run configuration sent**", "", "| Setting | Value |", "|---|---|"]
         lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.sent)]

@@ -24,7 +24,7 @@ from zenml_action.parameters import (
 )
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
-from zenml_action.trigger import idempotency_tag, trigger_once, with_tag
+from zenml_action.trigger import BUSY_DEADLINE, idempotency_tag, trigger_once, with_tag
 from zenml_action.waiting import cancellable, wait_for_run
 
 STOP_TIMEOUT = (3.0, 3.0)  # seconds; the runner kills the step 10 s after a cancel
@@ -118,7 +118,7 @@ def _run(
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return
     started = time.monotonic()
-    run_body = trigger_once(client, request, tag, console)
+    run_body = trigger_once(client, request, tag, console, busy_deadline=min(BUSY_DEADLINE, inputs.timeout))
     report.run_id = str(api.dig(run_body, "id") or "")
     report.run_name = str(api.dig(run_body, "name") or "")
     report.status = api.decode_status(run_body)
@@ -126,7 +126,12 @@ def _run(
         api.dig(run_body, "resources", "source_snapshot", "id")
         or (target.id if target.kind != RUN_TEMPLATE else "")
     )
-    info = client.call(api.server_info())
+    try:
+        info = client.call(api.server_info())
+    except ActionError as exc:
+        # The run exists: a missing link is no reason to fail the step.
+        console.warning(f"Could not read the server's dashboard address ({exc}); linking via `workspace-url`.")
+        info = {}
     project_id = str(api.dig(run_body, "body", "project_id") or target.project_id)
     report.run_url = api.dashboard_run_url(
         info, client.base_url, project_id, project_name(client, inputs, project_id), report.run_id

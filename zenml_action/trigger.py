@@ -25,6 +25,10 @@ from zenml_action.github import Console
 from zenml_action.http import Request, Response
 
 MAX_ATTEMPTS = 6
+# A busy server (429/503) is waited out this long (or for `timeout`, if
+# shorter): ZenML's 429 carries no Retry-After, and a queue of many triggers
+# takes a while to drain.
+BUSY_DEADLINE = 300.0
 RETRY_STATUSES = frozenset({429, 503})
 AMBIGUOUS_STATUSES = frozenset({502, 504})
 MAX_RETRY_AFTER = 30.0
@@ -58,7 +62,7 @@ def retry_after(response: Response, attempt: int) -> float:
 
 
 def backoff(attempt: int) -> float:
-    return float(min(10.0, 0.5 * 2**attempt) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
+    return float(min(10.0, 0.5 * 2 ** min(attempt, 8)) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
 
 
 def find_tagged_run(client: ZenMLClient, tag: str) -> dict[str, Any] | None:
@@ -78,9 +82,13 @@ def trigger_once(
     tag: str,
     console: Console,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    busy_deadline: float = BUSY_DEADLINE,
 ) -> dict[str, Any]:
     last_error: ActionError | None = None
-    for attempt in range(MAX_ATTEMPTS):
+    busy_until = clock() + busy_deadline
+    attempt = busy = 0
+    while attempt < MAX_ATTEMPTS:
         ambiguous = False
         try:
             response = client.response(request)
@@ -89,6 +97,7 @@ def trigger_once(
                 last_error = exc
                 console.warning(f"Trigger not delivered ({exc}); trying again.")
                 sleep(backoff(attempt))
+                attempt += 1
                 continue
             last_error, ambiguous = exc, True
         else:
@@ -97,8 +106,12 @@ def trigger_once(
                 return body
             if response.status in RETRY_STATUSES:
                 last_error = translate(response, request)
-                wait = retry_after(response, attempt)
-                console.warning(f"The server is busy (HTTP {response.status}); trying again in {wait:.0f}s.")
+                wait = retry_after(response, busy)
+                if clock() + wait > busy_until:
+                    raise last_error
+                if busy == 0:
+                    console.warning(f"The server is busy (HTTP {response.status}); trying again.")
+                busy += 1
                 sleep(wait)
                 continue
             if response.ok or response.status in AMBIGUOUS_STATUSES:
@@ -117,6 +130,7 @@ def trigger_once(
                 console.info(f"The server had created the run; using it (tag {tag}).")
                 return run
             sleep(backoff(attempt))
+            attempt += 1
     assert last_error is not None
     raise last_error
 

@@ -1,0 +1,276 @@
+"""Bad and hostile inputs: each ends the step cleanly, says which input is
+wrong and how to fix it, and neither starts a run nor writes a result.
+
+Every case runs the real entrypoint against the real test server (so that a
+regression that lets a bad input through would reach it), with
+`HTTP(S)_PROXY` pointing at a recording sink: an attempt to contact any
+non-loopback host would land there instead of on the network.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import Deployment
+from support.action import ActionResult, ActionRunner
+from support.fault_proxy import FaultProxy, Recorder
+
+# Nine levels of nine aliases: 9**9 (about 387 million) values once expanded.
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, cur in zip("abcdefgh", "bcdefghi", strict=True)
+)
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad input. `$PORT`, `$TMP` (the directory above the workspace) and
+    `$KEY` (the real API key) are replaced in the inputs."""
+
+    id: str
+    inputs: dict[str, str]
+    # Must appear in the `::error::` line: which input...
+    names: str
+    # ...and how to fix it.
+    fix: str
+    # Files to create, relative to the workspace (`../` for outside it).
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)  # link -> target ($TMP allowed)
+    dirs: tuple[str, ...] = ()
+    fifos: tuple[str, ...] = ()
+    # Must not appear anywhere in what the action printed or wrote.
+    secret: str = ""
+    # Found only once the snapshot is read (but still before any trigger).
+    reaches_server: bool = False
+
+
+T = {"template": "trainer-prod"}
+PARAMS = "Input `parameters`"
+URL = "Input `workspace-url`"
+KEY = "Input `api-key`"
+NOT_URL = "Give the full URL with its scheme"
+INSECURE = "`allow-insecure-http: true`"
+DURATION = "Use a positive duration"
+BOOLEAN = "Use `true` or `false`"
+OUTSIDE = "Give a path inside the repository checkout"
+FIX_PARAMS = "Fix `parameters`."
+
+CASES = [
+    # -- YAML that is not what it should be ----------------------------------
+    Bad("yaml-unclosed-flow", {**T, "parameters": "model_type: [gradient"}, f"{PARAMS}: is not valid YAML", "Write a mapping"),
+    Bad("yaml-bad-indent", {**T, "parameters": "model_type: a\n  data_url: b"}, f"{PARAMS}: is not valid YAML (line 2", "Write a mapping"),
+    Bad("yaml-tab-indent", {**T, "parameters": "steps:\n\ttrain_model: {}"}, f"{PARAMS}: is not valid YAML", "Write a mapping"),
+    Bad("yaml-list", {**T, "parameters": "- model_type\n- data_url"}, f"{PARAMS}: is YAML of type list, not a mapping", "Write `name: value` pairs"),
+    Bad("yaml-scalar", {**T, "parameters": "gradient_boosting"}, f"{PARAMS}: is YAML of type str, not a mapping", "Write `name: value` pairs"),
+    Bad("yaml-number", {**T, "parameters": "42"}, f"{PARAMS}: is YAML of type int", "Write `name: value` pairs"),
+    Bad("yaml-billion-laughs", {**T, "parameters": BILLION_LAUGHS}, f"{PARAMS}: has more than 20000 values once its aliases are expanded", "without nested YAML aliases"),
+    Bad("yaml-recursive-alias", {**T, "parameters": "steps: &s {train_model: {parameters: {x: *s}}}"}, f"{PARAMS}: is nested too deeply", "Flatten the YAML"),
+    Bad("yaml-deep-nesting", {**T, "parameters": "model_type: " + "[" * 3000 + "]" * 3000}, f"{PARAMS}: is nested too deeply", "Flatten the YAML"),
+    Bad("yaml-nested-60", {**T, "parameters": "steps: {}\nextra: " + "[" * 60 + "]" * 60}, f"{PARAMS}: is nested more than 50 levels deep", "Flatten the YAML"),
+    Bad("yaml-oversized-file", {**T, "parameters": "big.yaml"}, f"{PARAMS}: `big.yaml` is larger than 256 KiB", "Use a smaller file", files={"big.yaml": "model_type: " + "x" * (300 * 1024) + "\n"}),
+    Bad("yaml-too-many-values", {**T, "config": "many.yaml"}, "Input `config`: has more than 20000 values", "Pass only the settings you change", files={"many.yaml": "".join(f"k{i}: 1\n" for i in range(12_000))}),
+    Bad("yaml-python-tag", {**T, "parameters": "!!python/object/apply:os.system ['touch /tmp/pwned']"}, f"{PARAMS}: is not valid YAML", "Write a mapping"),
+    # -- keys that are not strings ---------------------------------------------
+    Bad("key-int", {**T, "parameters": "1: x"}, f"{PARAMS}: has a key `1` at the top level that is not a string", "Quote the key"),
+    Bad("key-null", {**T, "parameters": "null: x"}, f"{PARAMS}: has a key `None`", "Quote the key"),
+    Bad("key-bool", {**T, "parameters": "true: x"}, f"{PARAMS}: has a key `True`", "Quote the key"),
+    Bad("key-list", {**T, "parameters": "[a]: x"}, f"{PARAMS}: is not valid YAML", "Write a mapping"),
+    Bad("key-nested-int", {**T, "parameters": "steps: {train_model: {parameters: {1: x}}}"}, f"{PARAMS}: has a key `1` at `steps.train_model.parameters`", "Quote the key"),
+    Bad("key-int-in-list", {**T, "parameters": "steps: {}\ntags: [{1: x}]"}, f"{PARAMS}: has a key `1` at `tags[0]`", "Quote the key"),
+    # -- values JSON cannot carry ------------------------------------------------
+    Bad("value-date", {**T, "parameters": "steps: {}\nextra: {when: 2024-01-01}"}, f"{PARAMS}: has the date `2024-01-01` at `extra.when`", "Quote it"),
+    Bad("value-nan", {**T, "parameters": "steps: {}\nextra: {x: .nan}"}, f"{PARAMS}: has the value `nan` at `extra.x`, which is not a finite number", "Use a finite number"),
+    Bad("value-binary", {**T, "parameters": "steps: {}\nextra: {x: !!binary aGVsbG8=}"}, f"{PARAMS}: has a value of YAML type `bytes`", "Use plain strings"),
+    Bad("value-set", {**T, "parameters": "steps: {}\nextra: !!set {a, b}"}, f"{PARAMS}: has a value of YAML type `set`", "Use plain strings"),
+    # -- wrong value types (checked against the real snapshot) -----------------
+    Bad("type-steps-list", {**T, "parameters": "steps: [train_model]"}, "`steps` must be a mapping of step names", FIX_PARAMS, reaches_server=True),
+    Bad("type-step-scalar", {**T, "parameters": "steps: {train_model: 5}"}, "`steps.train_model` must be a mapping", FIX_PARAMS, reaches_server=True),
+    Bad("type-step-parameters-list", {**T, "parameters": "steps: {train_model: {parameters: [1, 2]}}"}, "`steps.train_model.parameters` must be a mapping", FIX_PARAMS, reaches_server=True),
+    Bad("type-parameters-list", {**T, "parameters": "parameters: [1, 2]"}, "`parameters` must be a mapping", FIX_PARAMS, reaches_server=True),
+    Bad("type-int-for-string", {**T, "parameters": "model_type: 5"}, "`model_type` of pipeline `trainer` has the wrong value 5: expected string", FIX_PARAMS, reaches_server=True),
+    Bad("type-tags-scalar", {**T, "parameters": "steps: {}\ntags: 5"}, "`tags` must be a list of tag names", FIX_PARAMS, reaches_server=True),
+    Bad("type-enable-cache", {**T, "parameters": "steps: {}\nenable_cache: maybe"}, "`enable_cache` must be `true` or `false`", FIX_PARAMS, reaches_server=True),
+    Bad("type-run-name-list", {**T, "parameters": "steps: {}\nrun_name: [a]"}, "`run_name` must be a string", FIX_PARAMS, reaches_server=True),
+    # -- template and pipeline ---------------------------------------------------
+    Bad("template-malformed-uuid", {"template": "1234abcd-1234-1234-1234-12345678"}, "Input `template`: `1234abcd-1234-1234-1234-12345678` looks like a UUID", "Copy the full snapshot ID"),
+    Bad("template-uuid-too-long", {"template": "f6dfc8b1-0558-4ba5-8655-696a213da3d9-0"}, "Input `template`:", "Copy the full snapshot ID"),
+    Bad("template-newline", {"template": "trainer-prod\n::error::forged"}, "Input `template`: contains a line break", "Give a single-line name"),
+    Bad("template-oversized", {"template": "t" * 300}, "Input `template`: is longer than 255 characters", "Give a shorter name"),
+    Bad("neither-template-nor-pipeline", {"template": "", "pipeline": ""}, "Input `template`: is not set, and neither is `pipeline`", "Set `template`"),
+    Bad("pipeline-carriage-return", {"pipeline": "trainer\rx"}, "Input `pipeline`: contains a line break", "Give a single-line name"),
+    Bad("project-newline", {**T, "project": "default\nother"}, "Input `project`: contains a line break", "Give a single-line name"),
+    # -- run name -----------------------------------------------------------------
+    Bad("run-name-newline", {**T, "run-name": "nightly\n::set-output name=run-id::forged"}, "Input `run-name`: contains a line break", "Give a single-line name"),
+    Bad("run-name-line-separator", {**T, "run-name": "nightly\u2028::error::forged"}, "Input `run-name`: contains a line break", "Give a single-line name"),
+    Bad("run-name-oversized", {**T, "run-name": "r" * 300}, "Input `run-name`: is longer than 255 characters", "Give a shorter name"),
+    # -- workspace-url ----------------------------------------------------------
+    Bad("url-no-scheme", {**T, "workspace-url": "127.0.0.1:$PORT"}, f"{URL}: `127.0.0.1:", NOT_URL),
+    Bad("url-host-only", {**T, "workspace-url": "zenml.example.com"}, f"{URL}: `zenml.example.com` is not an http(s) URL", NOT_URL),
+    Bad("url-ftp", {**T, "workspace-url": "ftp://127.0.0.1/zenml"}, f"{URL}: `ftp://127.0.0.1/zenml` is not an http(s) URL", NOT_URL),
+    Bad("url-javascript", {**T, "workspace-url": "javascript:alert(1)"}, f"{URL}: `javascript:alert(1)` is not an http(s) URL", NOT_URL),
+    Bad("url-http-remote-host", {**T, "workspace-url": "http://zenml.example.com"}, f"{URL}: `http://zenml.example.com` uses plain http to a non-local host", INSECURE),
+    Bad("url-http-remote-ip", {**T, "workspace-url": "http://10.20.30.40:8080/"}, f"{URL}: `http://10.20.30.40:8080/` uses plain http", INSECURE),
+    Bad("url-http-lookalike-host", {**T, "workspace-url": "http://localhost.example.com"}, f"{URL}: `http://localhost.example.com` uses plain http", INSECURE),
+    Bad("url-credentials-remote", {**T, "workspace-url": "https://ci-bot:hunter2-secret@zenml.example.com"}, f"{URL}: contains credentials", "pass a service-account key in `api-key`", secret="hunter2-secret"),
+    Bad("url-credentials-loopback", {**T, "workspace-url": "http://admin:loop-secret@127.0.0.1:$PORT"}, f"{URL}: contains credentials", "pass a service-account key in `api-key`", secret="loop-secret"),
+    Bad("url-query", {**T, "workspace-url": "http://127.0.0.1:$PORT/?next=https://evil.example"}, f"{URL}: has a query or fragment", "Give the server's base URL only"),
+    Bad("url-bad-port", {**T, "workspace-url": "http://127.0.0.1:99999"}, f"{URL}: `http://127.0.0.1:99999` has an invalid port", "Fix the port number"),
+    Bad("url-two-urls", {**T, "workspace-url": "http://127.0.0.1:$PORT http://evil.example"}, f"{URL}: contains white space", "Give a single URL"),
+    Bad("url-control-characters", {**T, "workspace-url": "http://127.0.0.1:$PORT/\x1b[31m"}, f"{URL}: contains white space or control characters", "Give a single URL"),
+    Bad("url-oversized", {**T, "workspace-url": "http://127.0.0.1:$PORT/" + "a" * 5000}, f"{URL}: is longer than 2048 characters", "Give the server's base URL only"),
+    # The positive case: allowed, but never contacted (the timeout is refused first).
+    Bad("url-http-remote-allowed", {**T, "workspace-url": "http://zenml.example.com", "allow-insecure-http": "true", "timeout": "abc"}, "Input `timeout`: `abc` is not a duration", DURATION),
+    # -- api-key --------------------------------------------------------------------
+    Bad("key-empty", {**T, "api-key": ""}, f"{KEY}: is not set", "store it as a repository secret"),
+    Bad("key-padded", {**T, "api-key": " $KEY "}, f"{KEY}: has leading/trailing white space", "Re-create the secret"),
+    Bad("key-trailing-newline", {**T, "api-key": "$KEY\n"}, f"{KEY}: has leading/trailing white space or a line break", "Re-create the secret"),
+    Bad("key-inner-newline", {**T, "api-key": "ZENKEY_abcdefgh\nZENKEY_ijklmnop"}, f"{KEY}: has leading/trailing white space or a line break", "Re-create the secret", secret="ZENKEY_abcdefgh"),
+    Bad("key-jwt", {**T, "api-key": JWT}, f"{KEY}: does not look like a ZenML API key", "Pass a service-account API key", secret=JWT),
+    Bad("key-password", {**T, "api-key": "correct-horse-battery"}, f"{KEY}: does not look like a ZenML API key", "Pass a service-account API key", secret="correct-horse-battery"),
+    Bad("key-oversized", {**T, "api-key": "ZENKEY_" + "A" * 20_000}, f"{KEY}: is 20007 characters long", "Pass a service-account API key"),
+    # -- durations ----------------------------------------------------------------
+    Bad("timeout-negative", {**T, "timeout": "-5"}, "Input `timeout`: `-5` is not a duration", DURATION),
+    Bad("timeout-zero", {**T, "timeout": "0"}, "Input `timeout`: `0` is shorter than 1 seconds", DURATION),
+    Bad("timeout-word", {**T, "timeout": "abc"}, "Input `timeout`: `abc` is not a duration", DURATION),
+    Bad("timeout-unit", {**T, "timeout": "10x"}, "Input `timeout`: `10x` is not a duration", DURATION),
+    Bad("timeout-too-long", {**T, "timeout": "200h"}, "Input `timeout`: `200h` is longer than 7 days", DURATION),
+    Bad("timeout-oversized", {**T, "timeout": "9" * 5000}, "Input `timeout`: `999", DURATION),
+    Bad("poll-interval-too-short", {**T, "poll-interval": "0.1s"}, "Input `poll-interval`: `0.1s` is shorter than 1 seconds", DURATION),
+    # -- booleans -------------------------------------------------------------------
+    Bad("bool-wait", {**T, "wait": "ture"}, "Input `wait`: `ture` is not a boolean", BOOLEAN),
+    Bad("bool-dry-run", {**T, "dry-run": "Y"}, "Input `dry-run`: `Y` is not a boolean", BOOLEAN),
+    Bad("bool-stop-on-cancel", {**T, "stop-on-cancel": "enabled"}, "Input `stop-on-cancel`: `enabled` is not a boolean", BOOLEAN),
+    Bad("bool-fail-on-run-failure", {**T, "fail-on-run-failure": "nope"}, "Input `fail-on-run-failure`: `nope` is not a boolean", BOOLEAN),
+    Bad("bool-allow-insecure-http", {**T, "allow-insecure-http": "yes please"}, "Input `allow-insecure-http`: `yes please` is not a boolean", BOOLEAN),
+    # -- files ---------------------------------------------------------------------
+    Bad("path-dotdot", {**T, "parameters": "../outside.yaml"}, f"{PARAMS}: `../outside.yaml` is outside the workspace", OUTSIDE, files={"../outside.yaml": "model_type: x\n"}),
+    Bad("path-absolute", {**T, "parameters": "$TMP/outside.yaml"}, f"{PARAMS}: `", OUTSIDE, files={"../outside.yaml": "model_type: x\n"}),
+    Bad("path-etc", {**T, "parameters": "/etc/x.yaml"}, f"{PARAMS}: `/etc/x.yaml` is outside the workspace", OUTSIDE),
+    Bad("path-symlink-out", {**T, "parameters": "link.yaml"}, f"{PARAMS}: `link.yaml` is outside the workspace", OUTSIDE, files={"../outside.yaml": "model_type: x\n"}, symlinks={"link.yaml": "$TMP/outside.yaml"}),
+    Bad("path-symlinked-dir-out", {**T, "config": "ci/run.yaml"}, "Input `config`: `ci/run.yaml` is outside the workspace", OUTSIDE, files={"../elsewhere/run.yaml": "steps: {}\n"}, symlinks={"ci": "$TMP/elsewhere"}),
+    Bad("config-missing", {**T, "config": "ci/run.yaml"}, "Input `config`: file `ci/run.yaml` does not exist", "Check the path"),
+    Bad("config-dotdot", {**T, "config": "ci/../../run.yaml"}, "Input `config`: `ci/../../run.yaml` is outside the workspace", OUTSIDE, files={"../run.yaml": "steps: {}\n"}),
+    Bad("config-directory", {**T, "config": "x.yaml"}, "Input `config`: `x.yaml` is not a regular file", "Give the path of a YAML file", dirs=("x.yaml",)),
+    Bad("config-fifo", {**T, "config": "pipe.yaml"}, "Input `config`: `pipe.yaml` is not a regular file", "Give the path of a YAML file", fifos=("pipe.yaml",)),
+    Bad("config-not-utf8", {**T, "config": "latin1.yaml"}, "Input `config`: file `latin1.yaml` cannot be read", "encoding (UTF-8)", files={"latin1.yaml": b"model_type: caf\xe9\n\xff\xfe"}),
+    Bad("config-not-a-mapping", {**T, "config": "list.yaml"}, "Input `config`: is YAML of type list", "Write `name: value` pairs", files={"list.yaml": "- a\n- b\n"}),
+    Bad("ca-bundle-missing", {**T, "ca-bundle": "certs/ca.pem"}, "Input `ca-bundle`: `certs/ca.pem` is not a file", "Give the path of a PEM bundle"),
+]
+
+
+@dataclass
+class Outcome:
+    result: ActionResult
+    # What reached the real server (through a recording proxy), by path.
+    requests: list[str]
+    # Requests that went to the sink, i.e. towards a non-loopback host.
+    escaped: int
+
+
+def proxy_env(sink: Recorder) -> dict[str, str]:
+    env = {}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = sink.url
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def run_count(zenml: Deployment) -> int:
+    return int(zenml.server.admin("GET", "/api/v1/runs", params={"size": "1"})["total"])
+
+
+def prepare(case: Bad, workspace: Path) -> None:
+    tmp = workspace.parent
+    for relative, content in case.files.items():
+        path = (workspace / relative).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    for link, target in case.symlinks.items():
+        (workspace / link).symlink_to(target.replace("$TMP", str(tmp)))
+    for directory in case.dirs:
+        (workspace / directory).mkdir(parents=True)
+    for fifo in case.fifos:
+        os.mkfifo(workspace / fifo)
+
+
+def run_case(case: Bad, zenml: Deployment, root: Path) -> Outcome:
+    workspace = root / case.id / "workspace"
+    workspace.mkdir(parents=True)
+    prepare(case, workspace)
+    # Each case talks to the real server through its own recording proxy, to
+    # tell which requests (if any) it sent, and has its own sink.
+    with FaultProxy(zenml.url) as proxy, Recorder() as sink:
+        port = proxy.url.rsplit(":", 1)[1]
+        inputs = {
+            name: value.replace("$PORT", port).replace("$TMP", str(root / case.id)).replace("$KEY", zenml.api_key)
+            for name, value in case.inputs.items()
+        }
+        runner = ActionRunner(
+            workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key, "poll-interval": "1s"}
+        )
+        result = runner.run(inputs, timeout=60, extra_env=proxy_env(sink))
+        return Outcome(result, [f"{r.method} {r.path}" for r in proxy.records], len(sink.received))
+
+
+@pytest.fixture(scope="module")
+def outcomes(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """All cases, run a few at a time (each is a short-lived process that
+    mostly imports Python modules), before the tests read their outcomes."""
+    root = tmp_path_factory.mktemp("hostile")
+    before = run_count(zenml)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case.id: pool.submit(run_case, case, zenml, root) for case in CASES}
+        results = {name: future.result() for name, future in futures.items()}
+    assert run_count(zenml) == before, "a bad input started a run"
+    return results
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 40
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_fails_cleanly(case: Bad, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[case.id]
+    result = outcome.result
+
+    everything = "\n".join([result.stdout, result.stderr, result.output_text, result.summary])
+    assert result.returncode == 1, everything
+    assert len(result.errors) == 1, result.stdout
+    error = result.errors[0]
+    assert case.names in error, error
+    assert case.fix in error, error
+    assert "title=Internal error" not in error
+    assert "Traceback" not in result.stdout + result.stderr
+    # An oversized value is not echoed back whole.
+    assert len(error) < 2000
+    # Nothing that could be read as a result.
+    assert result.output_text == ""
+    assert "run-id" not in result.outputs
+    assert "Run ID" not in result.summary
+    # Input mistakes are found before any request; mistakes only the
+    # snapshot reveals, before the trigger. Nothing goes anywhere else.
+    if case.reaches_server:
+        assert not any(r.startswith("POST") and r.endswith("/runs") for r in outcome.requests), outcome.requests
+    else:
+        assert outcome.requests == []
+    assert outcome.escaped == 0
+    if case.secret:
+        printed = "\n".join(line for line in everything.splitlines() if not line.startswith("::add-mask::"))
+        assert case.secret not in printed
+
+
+def test_inline_yaml_that_mentions_a_yaml_file_is_not_taken_for_a_path(action: ActionRunner) -> None:
+    """`model_type: custom.yaml` is a mapping, not the path of a file."""
+    result = action.run({**T, "parameters": "model_type: custom.yaml", "dry-run": "true"})
+
+    assert result.returncode == 0, result.stdout
+    assert '"model_type": "custom.yaml"' in result.stdout

@@ -1,0 +1,558 @@
+"""Values from users or the server cannot forge outputs, workflow commands
+or summary content; TLS is always verified; the key goes to the configured
+host only.
+
+Workflow commands are checked with `runner_commands`, a reading of stdout
+that follows the runner's own parser (actions/runner `ActionCommand.cs`):
+a line is a command when, after trimming leading white space, it starts
+with `::NAME` (`TryParseV2`), or when it contains the legacy `##[NAME ...]`
+anywhere (`TryParse`); `::stop-commands::TOKEN` suspends both until
+`::TOKEN::`. Lines end at `\\n`, `\\r` or `\\r\\n`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import ipaddress
+import json
+import os
+import re
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Deployment
+from support.action import ROOT, ActionResult, ActionRunner, parse_output_file
+from support.fault_proxy import Answer, Received, Recorder
+from support.orchestrator import run_details
+
+from zenml_action import github
+from zenml_action.github import Console, format_outputs
+from zenml_action.http import make_session
+from zenml_action.report import Report, cell, summary_markdown
+
+DECLARED_OUTPUTS = set(yaml.safe_load((ROOT / "action.yml").read_text())["outputs"])
+RUNNER_COMMANDS = {
+    "add-mask", "add-matcher", "add-path", "debug", "echo", "endgroup", "error", "group",
+    "notice", "remove-matcher", "save-state", "set-env", "set-output", "stop-commands", "warning",
+}
+
+HOSTILE = [
+    "::error::forged",
+    "  ::set-output name=run-id::forged",
+    "\t::add-mask::a",
+    "\u00a0::warning::after a no-break space",
+    "x ##[error]forged legacy annotation",
+    "x ##[set-output name=run-id;]forged",
+    "##[stop-commands]tok",
+    "a\n::error::after a newline",
+    "a\r::error::after a carriage return",
+    "a\r\n::set-output name=status::forged",
+    "a\u2028::error::after a line separator",
+    "%0A::error::pre-escaped",
+    "run-id<<EOF\nforged\nEOF",
+    "ghadelimiter_0123456789abcdef0123456789abcdef",
+    "</td><script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "[link](http://evil.example)",
+    "![pixel](http://evil.example/p.png)",
+    "| x | y |",
+    "`code` *bold* _it_ # heading ~strike~ \\",
+    "<!-- hidden -->",
+    "&lt;script&gt;",
+]
+# Markup and table breakers, without anything the runner reads as a command
+# (for the end-to-end run whose log must stay clean).
+MARKUP = "::warning::w </td><script>alert(1)</script> | x | [x](http://evil.example) <img src=x onerror=alert(1)>"
+LEGACY_COMMANDS = "x ##[set-output name=run-id;]forged ##[error]forged ##[add-mask]e"
+
+
+# -- the runner's reading of stdout -------------------------------------------
+
+
+def _unescape(value: str, mappings: list[tuple[str, str]]) -> str:
+    for token, replacement in mappings:
+        value = value.replace(replacement, token)
+    return value
+
+
+DATA_ESCAPES = [("\r", "%0D"), ("\n", "%0A"), ("%", "%25")]
+PROPERTY_ESCAPES = [("\r", "%0D"), ("\n", "%0A"), (":", "%3A"), (",", "%2C"), ("%", "%25")]
+LEGACY_ESCAPES = [(";", "%3B"), ("\r", "%0D"), ("\n", "%0A"), ("]", "%5D"), ("%", "%25")]
+
+
+def _parse_v2(line: str, registered: set[str]) -> tuple[str, dict[str, str], str] | None:
+    message = line.lstrip()  # .NET TrimStart: Unicode white space, as str.lstrip
+    if not message.startswith("::"):
+        return None
+    end = message.find("::", 2)
+    if end < 0:
+        return None
+    info = message[2:end]
+    name, _, props = info.partition(" ")
+    if name.lower() not in registered:
+        return None
+    properties = {}
+    for prop in props.strip().split(","):
+        key, sep, value = prop.partition("=")
+        if sep and key and value:
+            properties[key] = _unescape(value, PROPERTY_ESCAPES)
+    return name.lower(), properties, _unescape(message[end + 2 :], DATA_ESCAPES)
+
+
+def _parse_legacy(line: str, registered: set[str]) -> tuple[str, dict[str, str], str] | None:
+    start = line.find("##[")
+    if start < 0:
+        return None
+    close = line.find("]", start)
+    if close < 0:
+        return None
+    info = line[start + 3 : close]
+    name, _, props = info.partition(" ")
+    if name.lower() not in registered:
+        return None
+    properties = {}
+    for prop in props.split(";"):
+        key, sep, value = prop.partition("=")
+        if sep and key and value:
+            properties[key] = _unescape(value, LEGACY_ESCAPES)
+    return name.lower(), properties, _unescape(line[close + 1 :], LEGACY_ESCAPES)
+
+
+def runner_commands(stdout: str) -> list[tuple[str, dict[str, str], str]]:
+    """The workflow commands the runner would execute, in order."""
+    registered = set(RUNNER_COMMANDS)
+    stop_token = ""
+    commands = []
+    for line in re.split(r"\r\n|\r|\n", stdout):
+        parsed = _parse_v2(line, registered) or _parse_legacy(line, registered)
+        if parsed is None:
+            continue
+        name, _, data = parsed
+        if stop_token:
+            if name == stop_token.lower():
+                registered.discard(stop_token.lower())
+                stop_token = ""
+            continue
+        if name == "stop-commands":
+            stop_token = data
+            registered.add(data.lower())
+            continue
+        commands.append(parsed)
+    return commands
+
+
+def test_the_runner_reading_finds_real_commands() -> None:
+    """The helper itself: it finds what the runner finds."""
+    found = runner_commands("  ::error title=T%3A1::a%0Ab\nx ##[warning]legacy\n::stop-commands::t1\n::error::no\n::t1::\n::debug::d")
+    assert found == [("error", {"title": "T:1"}, "a\nb"), ("warning", {}, "legacy"), ("debug", {}, "d")]
+
+
+# -- pure functions -------------------------------------------------------------
+
+
+def test_outputs_round_trip_whatever_the_values() -> None:
+    outputs = {f"out-{i}": value for i, value in enumerate(HOSTILE)}
+    outputs.update({"empty": "", "trailing-newline": "v\n", "only-newlines": "\n\n", "crlf": "a\r\nb"})
+
+    text = format_outputs(outputs)
+
+    assert parse_output_file(text) == outputs
+    # One block per output, each closed by its own delimiter.
+    assert len(re.findall(r"^[a-z0-9-]+<<ghadelimiter_[0-9a-f]{32}$", text, flags=re.MULTILINE)) == len(outputs)
+
+
+def test_a_value_containing_the_delimiter_gets_another_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = iter(["a" * 32, "a" * 32, "b" * 32])
+    monkeypatch.setattr(github.secrets, "token_hex", lambda n: next(tokens))
+    value = f"before\nghadelimiter_{'a' * 32}\nrun-id<<x\nforged"
+
+    text = format_outputs({"run-name": value})
+
+    assert f"ghadelimiter_{'b' * 32}" in text
+    assert parse_output_file(text) == {"run-name": value}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_console_lines_cannot_become_commands(value: str) -> None:
+    stream = io.StringIO()
+    console = Console(stream=stream, debug=True, in_github=True)
+
+    console.info(value)
+    console.info(f"Started run `{value}`")
+    console.warning(value, title=value)
+    console.error(value, title=value)
+    console.debug(value)
+    console.group(value)
+    console.endgroup()
+
+    commands = runner_commands(stream.getvalue())
+    # Exactly the commands asked for, with the data and title intact.
+    assert [name for name, _, _ in commands] == ["warning", "error", "debug", "group", "endgroup"], stream.getvalue()
+    for name, properties, data in commands[:3]:
+        assert data == value
+        if name != "debug":
+            assert properties["title"] == value
+
+
+def test_console_masks_secrets_in_every_line() -> None:
+    stream = io.StringIO()
+    console = Console(stream=stream, in_github=True)
+    console.mask("s3cr3t-token")
+    console.mask("line-one\nline-two")
+
+    console.info("token s3cr3t-token and line-two")
+    console.error("failed with s3cr3t-token")
+
+    printed = stream.getvalue()
+    # The runner masks each line of a multi-line secret on its own.
+    masks = [data for name, _, data in runner_commands(printed) if name == "add-mask"]
+    assert masks == ["s3cr3t-token", "line-one", "line-two"]
+    body = "\n".join(line for line in printed.splitlines() if not line.startswith("::add-mask::"))
+    assert "s3cr3t" not in body
+
+
+# A Markdown link or image that is not escaped: `[text](target)`.
+LINK = re.compile(r"(?<!\\)\[(?:[^\]\\]|\\.)*(?<!\\)\]\(")
+
+
+def assert_summary_is_inert(summary: str, allowed_links: int = 0) -> None:
+    assert "<" not in summary, summary
+    assert len(LINK.findall(summary)) == allowed_links, summary
+    for line in summary.splitlines():
+        if line.startswith("|"):
+            # Two columns: three unescaped bars, whatever the cells hold.
+            assert len(re.findall(r"(?<!\\)\|", line)) == 3, line
+            assert line.endswith(" |") or line == "|---|---|", line
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_cell_shows_text_only(value: str) -> None:
+    shown = cell(value)
+
+    assert "\n" not in shown and "\r" not in shown
+    assert "<" not in shown
+    assert not re.search(r"(?<!\\)\|", shown)
+    assert not LINK.search(shown)
+
+
+def test_summary_with_hostile_values_everywhere_stays_inert() -> None:
+    evil = " ".join(HOSTILE)
+    report = Report(
+        target=evil,
+        pipeline=evil,
+        run_id=evil,
+        run_name=evil,
+        run_url="http://127.0.0.1/runs/x)[evil](http://evil.example",
+        status=evil,
+        conclusion="success",
+        duration_seconds=3,
+        sent={evil: evil, "steps": {evil: {"parameters": {"p": [evil, {"k": evil}]}}}},
+        metadata={evil: {"nested": evil}, "number": 1.5},
+        error=evil,
+        notes=[evil, "note\n# heading\n<script>x</script>"],
+    )
+
+    summary = summary_markdown(report)
+
+    # The dashboard link is the only link, and its target cannot be closed early.
+    assert_summary_is_inert(summary, allowed_links=1)
+    dashboard = next(line for line in summary.splitlines() if line.startswith("| Dashboard |"))
+    target = dashboard.split("](", 1)[1]
+    assert target.count(")") == 1 and target.endswith(") |")
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,<script>x</script>", "//evil.example/x"])
+def test_summary_links_only_web_urls(url: str) -> None:
+    summary = summary_markdown(Report(target="t", run_id="r", run_url=url, conclusion="triggered"))
+
+    assert_summary_is_inert(summary, allowed_links=0)
+
+
+# -- end to end, against the real server ------------------------------------------
+
+
+def assert_log_has_no_forged_commands(result: ActionResult, errors: int = 0) -> None:
+    names = [name for name, _, _ in runner_commands(result.stdout)]
+    assert names.count("error") == errors, result.stdout
+    assert set(names) <= {"add-mask", "error", "warning"}, result.stdout
+    assert names.count("warning") == 0, result.stdout
+
+
+def test_hostile_run_name_and_parameters_reach_the_server_as_text(
+    action: ActionRunner, zenml: Deployment
+) -> None:
+    run_name = f"{MARKUP} {os.getpid()}-{datetime.datetime.now().timestamp()}"
+    result = action.run(
+        {
+            "template": "trainer-prod",
+            "wait": "false",
+            "run-name": run_name,
+            "parameters": json.dumps({"model_type": MARKUP}),
+        }
+    )
+
+    assert result.returncode == 0, result.stdout
+    outputs = parse_output_file(result.output_text)
+    assert set(outputs) == DECLARED_OUTPUTS
+    assert outputs["run-name"] == run_name
+    assert outputs["conclusion"] == "triggered"
+    assert outputs["status"] == "initializing"
+    assert outputs["snapshot-id"] == zenml.snapshots["trainer"]
+    run = run_details(zenml.server, outputs["run-id"])
+    assert run["name"] == run_name
+    assert outputs["run-url"] == f"{zenml.url}/projects/default/runs/{run['id']}"
+    assert_log_has_no_forged_commands(result)
+    assert_summary_is_inert(result.summary, allowed_links=1)
+
+
+def test_hostile_parameters_in_a_dry_run(action: ActionRunner) -> None:
+    value = MARKUP + " a\nb\r\nc"
+    result = action.run(
+        {"template": "trainer-prod", "dry-run": "true", "parameters": json.dumps({"model_type": value})}
+    )
+
+    assert result.returncode == 0, result.stdout
+    outputs = parse_output_file(result.output_text)
+    assert set(outputs) == DECLARED_OUTPUTS
+    assert outputs["conclusion"] == "dry-run" and outputs["run-id"] == ""
+    assert json.dumps(value) in result.stdout  # the request shown, as JSON text
+    assert_log_has_no_forged_commands(result)
+    assert_summary_is_inert(result.summary)
+
+
+def test_legacy_command_syntax_in_a_run_name_is_not_executed(action: ActionRunner, zenml: Deployment) -> None:
+    """The runner also executes `##[name]data` found ANYWHERE in a line
+    (`ActionCommand.TryParse`); a run name echoed in a log line must not
+    set outputs, annotate or mask."""
+    run_name = f"{LEGACY_COMMANDS} {os.getpid()}-{datetime.datetime.now().timestamp()}"
+    result = action.run({"template": "trainer-prod", "wait": "false", "run-name": run_name})
+
+    assert result.returncode == 0, result.stdout
+    assert parse_output_file(result.output_text)["run-name"] == run_name
+    assert_log_has_no_forged_commands(result)
+
+
+def fake_server(detail: str) -> Recorder:
+    """A server whose login fails with a message of our choosing."""
+
+    def answer(received: Received) -> Answer:
+        return 401, {"Content-Type": "application/json"}, json.dumps({"detail": detail}).encode()
+
+    return Recorder(answer)
+
+
+def test_hostile_error_message_from_the_server(workspace: Path) -> None:
+    detail = "nope\n::error::forged\r\n##[set-output name=run-id;]forged " + MARKUP
+    with fake_server(detail) as server:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": "ZENKEY_" + "k" * 40})
+        result = runner.run({"template": "trainer-prod"})
+
+    assert result.returncode == 1
+    assert_log_has_no_forged_commands(result, errors=1)
+    assert result.output_text == ""
+    assert_summary_is_inert(result.summary)
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+def test_tls_verification_is_on_by_default(tmp_path: Path) -> None:
+    assert make_session(None).verify is True
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("x")
+    assert make_session(bundle).verify == str(bundle)
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test private CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+@pytest.fixture
+def https_server(workspace: Path) -> Iterator[tuple[Recorder, Path]]:
+    """An HTTPS server on loopback with a certificate from a private CA; it
+    answers 401 to everything, which is enough to prove the handshake."""
+    certs = workspace / "certs"
+    certs.mkdir()
+    ca, cert, key = make_certificates(certs)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def answer(received: Received) -> Answer:
+        return 401, {"Content-Type": "application/json"}, b'{"detail": "Not authenticated"}'
+
+    with Recorder(answer, ssl_context=context) as server:
+        yield server, ca
+
+
+KEY = "ZENKEY_" + "t" * 40
+
+
+def test_tls_with_an_unknown_ca_fails_before_sending_the_key(
+    https_server: tuple[Recorder, Path], workspace: Path
+) -> None:
+    server, _ = https_server
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
+
+    result = runner.run({"template": "trainer-prod"})
+
+    assert result.returncode == 1
+    assert len(result.errors) == 1
+    assert "title=Cannot reach the ZenML server" in result.errors[0]
+    assert "TLS verification failed" in result.errors[0] and "`ca-bundle`" in result.errors[0]
+    assert server.received == []
+
+
+@pytest.mark.parametrize(
+    "environment_bundle",
+    [None, "system"],
+    ids=["no-REQUESTS_CA_BUNDLE", "REQUESTS_CA_BUNDLE-set"],
+)
+def test_ca_bundle_makes_the_handshake_pass(
+    https_server: tuple[Recorder, Path], workspace: Path, environment_bundle: str | None
+) -> None:
+    """`ca-bundle` is used, even on a runner whose environment names another
+    CA bundle (REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as corporate runners do)."""
+    server, _ = https_server
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
+    env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+    if environment_bundle:
+        system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+        env = {"REQUESTS_CA_BUNDLE": system, "CURL_CA_BUNDLE": system}
+
+    result = runner.run({"template": "trainer-prod", "ca-bundle": "certs/ca.pem"}, extra_env=env)
+
+    assert result.returncode == 1
+    assert "title=ZenML authentication failed" in result.errors[0], result.stdout
+    assert [r.path for r in server.received] == ["/api/v1/login"]
+
+
+# -- the key goes to the configured host only -------------------------------------
+
+
+def redirecting(target: str, code: int, login_too: bool) -> Recorder:
+    def answer(received: Received) -> Answer:
+        if received.path.startswith("/api/v1/login") and not login_too:
+            return 200, {"Content-Type": "application/json"}, b'{"access_token": "token-for-the-first-host-only"}'
+        return code, {"Location": target + received.path, "Content-Length": "0"}, b""
+
+    return Recorder(answer)
+
+
+def credentials_in(received: list[Received], *secrets: str) -> list[str]:
+    found = []
+    for request in received:
+        text = json.dumps(request.headers) + request.body.decode(errors="replace") + request.path
+        found += [secret for secret in secrets if secret in text]
+        if "authorization" in request.headers:
+            found.append(request.headers["authorization"])
+    return found
+
+
+@pytest.mark.parametrize("code", [302, 307, 308])
+@pytest.mark.parametrize("login_too", [True, False], ids=["on-login", "after-login"])
+def test_redirects_are_not_followed(workspace: Path, code: int, login_too: bool) -> None:
+    with Recorder() as elsewhere, redirecting(elsewhere.url, code, login_too) as server:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
+        result = runner.run({"template": "trainer-prod"})
+
+    assert result.returncode == 1
+    assert len(result.errors) == 1
+    assert "redirected" in result.errors[0] and "`workspace-url`" in result.errors[0], result.errors[0]
+    assert elsewhere.received == []
+    assert credentials_in(elsewhere.received, KEY, "token-for-the-first-host-only") == []
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_redirect_to_a_remote_host_is_never_contacted(workspace: Path) -> None:
+    """`Location: https://evil.example/...`: with every proxy variable
+    pointing at a local sink, any attempt to go there would land in it."""
+    with Recorder() as sink, redirecting("https://evil.example", 307, True) as server:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
+        env = {name: sink.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")}
+        env.update(NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+        result = runner.run({"template": "trainer-prod"}, extra_env=env)
+
+    assert result.returncode == 1
+    assert "redirected" in result.errors[0]
+    assert sink.received == []
+
+
+def test_netrc_credentials_are_not_added(workspace: Path, tmp_path: Path) -> None:
+    """A `.netrc` entry for the server's host must not replace the token
+    (requests adds netrc credentials when it trusts the environment)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+
+    def answer(received: Received) -> Answer:
+        if received.path.startswith("/api/v1/login"):
+            return 200, {"Content-Type": "application/json"}, b'{"access_token": "the-token"}'
+        return 404, {"Content-Type": "application/json"}, b'{"detail": ["KeyError", "nothing here"]}'
+
+    with Recorder(answer) as server:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
+        runner.run({"template": "trainer-prod"}, extra_env={"NETRC": str(netrc), "HOME": str(tmp_path)})
+
+    authorizations: list[Any] = [r.headers.get("authorization") for r in server.received]
+    # The login sends the key in its form body, and nothing else.
+    assert authorizations[0] is None, authorizations
+    assert authorizations[1:] and all(a == "Bearer the-token" for a in authorizations[1:]), authorizations
