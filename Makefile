@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo demo-server-side test lint lint-workflows image test-image image-lock
+.PHONY: venv demo demo-server-side test lint lint-workflows image test-image image-lock bench bench-quick
 
 $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt requirements-lint.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -54,3 +54,11 @@ test-image: venv
 # Re-pin what zenml pulls into the image (then restore the file's header).
 image-lock:
 	python3 -m uv pip compile requirements-code.txt --universal --python-version 3.11 --no-header --no-annotate -o scripts/image/constraints.txt
+
+# The trigger benchmark against a real local server (bench/README.md):
+# writes bench/RESULTS.md; bench-quick is the short version.
+bench: venv
+	$(PY) bench/run.py
+
+bench-quick: venv
+	$(PY) bench/run.py --quick

@@ -52,7 +52,6 @@ from support.fault_proxy import (
 TRIGGER = r"^/api/v1/pipeline_snapshots/[^/]+/runs$"
 LOGIN = r"^/api/v1/login$"
 LIST_SNAPSHOTS = r"^/api/v1/pipeline_snapshots$"
-GET_SNAPSHOT = r"^/api/v1/pipeline_snapshots/[^/]+$"
 INFO = r"^/api/v1/info$"
 LOOKUP = r"^/api/v1/runs$"
 # Long enough for every normal answer on a busy 2-core machine.
@@ -110,9 +109,10 @@ FAULTS = [
     ], expect=EITHER),
     # -- reads --------------------------------------------------------------------
     Fault("login-503", [Rule("POST", LOGIN, STATUS, status=503, headers=RETRY_AFTER)], expect=EITHER),
-    Fault("get-snapshot-reset-after", [on_get(GET_SNAPSHOT, RESET_AFTER)]),
-    Fault("get-snapshot-truncated", [on_get(GET_SNAPSHOT, TRUNCATE)], expect=EITHER),
-    Fault("get-snapshot-html-200", [on_get(GET_SNAPSHOT, HTML, status=200)], expect=EITHER),
+    # A name is resolved with one hydrated listing (no separate snapshot read).
+    Fault("snapshot-lookup-reset-after", [on_get(LIST_SNAPSHOTS, RESET_AFTER)]),
+    Fault("snapshot-lookup-truncated", [on_get(LIST_SNAPSHOTS, TRUNCATE)], expect=EITHER),
+    Fault("snapshot-lookup-html-200", [on_get(LIST_SNAPSHOTS, HTML, status=200)], expect=EITHER),
     Fault("info-503-after-trigger", [on_get(INFO, STATUS, status=503, headers=RETRY_AFTER)]),
     Fault("info-html-always-after-trigger", [on_get(INFO, HTML, status=502, times=None)], expect=EITHER),
 ]

@@ -36,7 +36,8 @@ def login(api_key: str) -> Request:
 
 
 def server_info() -> Request:
-    return Request("GET", f"{API}/info", purpose="reading the server's information")
+    # Public: fetched alongside the login, without a token.
+    return Request("GET", f"{API}/info", purpose="reading the server's information", authenticated=False)
 
 
 def _newest_first(size: int, **filters: str) -> dict[str, str]:
@@ -45,11 +46,21 @@ def _newest_first(size: int, **filters: str) -> dict[str, str]:
 
 
 def list_snapshots(
-    *, name: str = "", project: str = "", pipeline: str = "", runnable: bool | None = None, size: int = 20
+    *,
+    name: str = "",
+    project: str = "",
+    pipeline: str = "",
+    runnable: bool | None = None,
+    size: int = 20,
+    hydrate: bool = False,
 ) -> Request:
+    """`hydrate` includes each snapshot's pipeline spec, which saves reading
+    the one found again."""
     params = _newest_first(size, named_only="true", name=name, project=project, pipeline=pipeline)
     if runnable is not None:
         params["runnable"] = str(runnable).lower()
+    if hydrate:
+        params["hydrate"] = "true"
     return Request("GET", f"{API}/pipeline_snapshots", params=params, purpose="looking up snapshots")
 
 

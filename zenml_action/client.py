@@ -144,10 +144,10 @@ class ZenMLClient:
     def response(self, request: Request) -> Response:
         """Send with the token; log in again once if the token was refused
         (it can expire during a long wait)."""
-        if self.token is None:
+        if self.token is None and request.authenticated:
             self.login()
         response = self._send(request, self.token)
-        if response.status == 401:
+        if response.status == 401 and request.authenticated:
             self._console.debug("token refused; logging in again")
             self.login()
             response = self._send(request, self.token)

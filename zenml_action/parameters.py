@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from zenml_action.errors import InputError, ParameterError
@@ -243,6 +242,8 @@ def build_run_configuration(
 
 def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, source: str) -> None:
     """Raise the first JSON-schema violation in the user's words."""
+    import jsonschema  # about 0.1 s to import: only when there is something to check
+
     validator = jsonschema.Draft202012Validator(schema)
     properties = sorted((schema.get("properties") or {}).keys())
     for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):

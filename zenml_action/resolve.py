@@ -109,14 +109,14 @@ def _by_id(client: ZenMLClient, template_id: str) -> Target:
 
 
 def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str) -> Target:
-    found = api.items(client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline)))
+    found = api.items(client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True)))
     if len(found) > 1:
         raise Ambiguous(
             f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
             "to the pipeline you mean, or set `template` to the snapshot's ID."
         )
     if found:
-        return target_from_snapshot(client.call(api.get_snapshot(str(found[0]["id"]))))
+        return _hydrated(client, found[0])
     templates = api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline)))
     if len(templates) > 1:
         raise Ambiguous(
@@ -135,7 +135,7 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str) -> Tar
 
 def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str) -> Target:
     found = api.items(
-        client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1))
+        client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True))
     )
     if not found:
         raise NotFound(
@@ -145,7 +145,15 @@ def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str) -> Tar
             "create one with `zenml pipeline snapshot create` on such a stack, or "
             "set `template`. " + _available(client, project, pipeline)
         )
-    return target_from_snapshot(client.call(api.get_snapshot(str(found[0]["id"]))))
+    return _hydrated(client, found[0])
+
+
+def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
+    """The snapshot from a hydrated listing; read on its own only if the
+    server left out the pipeline spec."""
+    if api.dig(listed, "metadata", "pipeline_spec"):
+        return target_from_snapshot(listed)
+    return target_from_snapshot(client.call(api.get_snapshot(str(listed["id"]))))
 
 
 def resolve(client: ZenMLClient, template: str, pipeline: str, project: str) -> Target:

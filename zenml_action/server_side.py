@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from zenml_action import api
@@ -48,7 +49,7 @@ def project_name(client: ZenMLClient, inputs: Inputs, project_id: str) -> str:
     if inputs.project and parse_uuid(inputs.project) is None:
         return inputs.project
     try:
-        return str(client.call(api.get_project(project_id)).get("name") or project_id)
+        return str(api.dig(client.call(api.get_project(project_id)), "name") or project_id)
     except ActionError:
         return project_id
 
@@ -100,6 +101,24 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
 def _run(
     inputs: Inputs, console: Console, report: Report, client: ZenMLClient, run_configuration: dict[str, Any]
 ) -> None:
+    # What only the dashboard link needs is fetched alongside the work on
+    # the critical path (login, lookup, trigger), not after it.
+    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-request")
+    try:
+        _trigger_and_wait(inputs, console, report, client, run_configuration, side)
+    finally:
+        side.shutdown(wait=False, cancel_futures=True)
+
+
+def _trigger_and_wait(
+    inputs: Inputs,
+    console: Console,
+    report: Report,
+    client: ZenMLClient,
+    run_configuration: dict[str, Any],
+    side: ThreadPoolExecutor,
+) -> None:
+    info_future = side.submit(client.call, api.server_info())
     client.login()
     target = resolve(client, inputs.template, inputs.pipeline, inputs.project)
     report.target = f"{target.name or target.id} ({target.kind})"
@@ -117,6 +136,7 @@ def _run(
         report.conclusion = "dry-run"
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return
+    project_future = side.submit(project_name, client, inputs, target.project_id)
     started = time.monotonic()
     run_body = trigger_once(client, request, tag, console, busy_deadline=min(BUSY_DEADLINE, inputs.timeout))
     report.run_id = str(api.dig(run_body, "id") or "")
@@ -127,14 +147,13 @@ def _run(
         or (target.id if target.kind != RUN_TEMPLATE else "")
     )
     try:
-        info = client.call(api.server_info())
+        info = info_future.result()
     except ActionError as exc:
         # The run exists: a missing link is no reason to fail the step.
         console.warning(f"Could not read the server's dashboard address ({exc}); linking via `workspace-url`.")
         info = {}
-    project_id = str(api.dig(run_body, "body", "project_id") or target.project_id)
     report.run_url = api.dashboard_run_url(
-        info, client.base_url, project_id, project_name(client, inputs, project_id), report.run_id
+        info, client.base_url, target.project_id, project_future.result(), report.run_id
     )
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")
     if not inputs.wait:

@@ -69,11 +69,16 @@ def wait_for_run(
     last_printed = status
     console.info(f"Run status: {status}")
     problems = 0
+    polled = start
     while not api.is_finished(status):
         now = clock()
         if now >= deadline:
             return WaitOutcome(status, finished=False)
-        sleep(min(next_interval(first_interval, now - start), deadline - now))
+        # Intervals run from one poll's start to the next, so the time a
+        # poll takes does not delay noticing that the run finished.
+        due = polled + next_interval(first_interval, now - start)
+        sleep(max(0.0, min(due, deadline) - now))
+        polled = clock()
         try:
             status = api.decode_status(client.call(api.run_status(run_id))) or status
             problems = 0
