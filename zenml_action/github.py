@@ -99,10 +99,11 @@ class Console:
         self._write(f"::error{props}::{escape_data(message)}")
 
     def group(self, name: str) -> None:
-        self._write(f"::group::{escape_data(name)}")
+        # Outside GitHub nothing folds groups: a plain heading reads better.
+        self._write(f"::group::{escape_data(name)}" if self._announce_masks else f"--- {name} ---")
 
     def endgroup(self) -> None:
-        self._write("::endgroup::")
+        self._write("::endgroup::" if self._announce_masks else "---")
 
 
 def format_outputs(outputs: Mapping[str, str]) -> str:

@@ -19,10 +19,18 @@ MAX_INTERVAL = 30.0
 BACKOFF_SHARE = 0.1
 
 
+# Below the 30 s cap, poll this much early, so that a poll's round trip and
+# the action's exit still fit within the interval.
+POLL_MARGIN = 0.5
+
+
 def next_interval(first: float, waited: float) -> float:
     """Start at `first`, grow with the time waited, level off at 30 s (or at
     `first` when the user asked for slower polling)."""
-    return max(first, min(MAX_INTERVAL, waited * BACKOFF_SHARE))
+    interval = max(first, min(MAX_INTERVAL, waited * BACKOFF_SHARE))
+    if interval < MAX_INTERVAL and interval >= 4 * POLL_MARGIN:
+        return interval - POLL_MARGIN
+    return interval
 
 
 @contextmanager
