@@ -185,13 +185,7 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         console.info(f"Dry run: would run `{source.target}:{source.attribute}` with {json.dumps(report.sent, sort_keys=True)}")
         report.conclusion = "dry-run"
         return
-    client = None
-    info: Any = {}
-    if inputs.workspace_url:
-        client = ZenMLClient(inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout)
-        client.login()
-        info = client.call(api.server_info())
-        ensure_matching_zenml(str(info.get("version", "")), console)
+    client, info = _connect(inputs, console)
     install_requirements(inputs, console)
     tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
     run_configuration["tags"] = [*(run_configuration.get("tags") or []), tag]
@@ -205,11 +199,50 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         "create_snapshot": inputs.create_snapshot,
         "tag": tag,
     }
-    with tempfile.TemporaryDirectory(prefix="zenml-action-") as tmp, cancellable():
+    started = time.monotonic()
+    with cancellable():
+        result = _run_child(inputs, console, report, spec, client)
+        _fill_report(report, result, info, client, inputs)
+        report.duration_seconds = time.monotonic() - started
+        if "error" in result:
+            _child_failed(inputs, console, report, result["error"], source)
+            return
+        if inputs.create_snapshot:
+            _snapshot_created(inputs, console, report, result)
+            return
+        if client is not None and inputs.wait and not api.is_finished(report.status):
+            # A remote orchestrator returns once the run is submitted.
+            remaining = max(1.0, inputs.timeout - (time.monotonic() - started))
+            outcome = wait_for_run(client, report.run_id, report.status, remaining, inputs.poll_interval, console)
+            report.status = outcome.status
+            if outcome.finished:
+                body = client.call(api.get_run(report.run_id, hydrate=True))
+                report.metadata = api.dig(body, "metadata", "run_metadata") or {}
+            report.duration_seconds = time.monotonic() - started
+    _conclude(report, inputs, console)
+
+
+def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any]:
+    """Log in to the server, if there is one, and make sure the SDK matches it."""
+    if not inputs.workspace_url:
+        return None, {}
+    client = ZenMLClient(inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout)
+    client.login()
+    info = client.call(api.server_info())
+    ensure_matching_zenml(str(api.dig(info, "version") or ""), console)
+    return client, info
+
+
+def _run_child(
+    inputs: Inputs, console: Console, report: Report, spec: dict[str, Any], client: ZenMLClient | None
+) -> dict[str, Any]:
+    """Run `code_runner` and return its result; on cancel or timeout, end it
+    and stop the run it started."""
+    with tempfile.TemporaryDirectory(prefix="zenml-action-") as tmp:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(spec))
         started = time.monotonic()
-        console.info(f"Running `{source.target}:{source.attribute}` from the repository's code.")
+        console.info(f"Running `{spec['target']}:{spec['attribute']}` from the repository's code.")
         # The pipeline's own log (with a failed step's traceback, as ZenML
         # logs it) is folded away; the action's findings follow it.
         console.group("Pipeline log")
@@ -229,45 +262,38 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
             report.duration_seconds = time.monotonic() - started
             report.conclusion = "cancelled" if isinstance(exc, Cancelled) else "timeout"
             if client is not None:
-                _stop_tagged(client, tag, inputs, console, report)
+                _stop_tagged(client, str(spec["tag"]), inputs, console, report)
             if isinstance(exc, Cancelled):
                 raise
             raise WaitTimedOut(
                 f"The pipeline was still running after {inputs.timeout:g}s. Raise `timeout`."
             ) from None
-        result = json.loads(result_file.read_text()) if result_file.exists() else {
-            "error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}
-        }
-        _fill_report(report, result, info, client, inputs)
-        if "error" in result:
-            if result["error"].get("traceback"):
-                console.debug(result["error"]["traceback"])
-            report.duration_seconds = time.monotonic() - started
-            if result["error"].get("kind") == "run_failed" and report.run_id:
-                report.conclusion = "failure"
-                if not inputs.fail_on_run_failure:
-                    console.warning(f"The run failed: {result['error'].get('message')}")
-                    return
-            raise_child_error(result["error"], source)
-        if inputs.create_snapshot:
-            report.conclusion = "success"
-            report.duration_seconds = time.monotonic() - started
-            console.info(f"Snapshot `{inputs.create_snapshot}` is {result['snapshot_id']}.")
-            if not result.get("runnable"):
-                console.warning(
-                    f"Snapshot `{inputs.create_snapshot}` cannot be run by the server: it was made on a "
-                    "stack with local components. Set `stack` to a remote stack to trigger it later."
-                )
+        if not result_file.exists():
+            return {"error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}}
+        return dict(json.loads(result_file.read_text()))
+
+
+def _child_failed(
+    inputs: Inputs, console: Console, report: Report, error: dict[str, Any], source: PipelineSource
+) -> None:
+    if error.get("traceback"):
+        console.debug(str(error["traceback"]))
+    if error.get("kind") == "run_failed" and report.run_id:
+        report.conclusion = "failure"
+        if not inputs.fail_on_run_failure:
+            console.warning(f"The run failed: {error.get('message')}")
             return
-        if client is not None and inputs.wait and not api.is_finished(report.status):
-            # A remote orchestrator returns once the run is submitted.
-            outcome = wait_for_run(client, report.run_id, report.status, max(1.0, inputs.timeout - (time.monotonic() - started)), inputs.poll_interval, console)
-            report.status = outcome.status
-            if outcome.finished:
-                body = client.call(api.get_run(report.run_id, hydrate=True))
-                report.metadata = api.dig(body, "metadata", "run_metadata") or {}
-        report.duration_seconds = time.monotonic() - started
-    _conclude(report, inputs, console)
+    raise_child_error(error, source)
+
+
+def _snapshot_created(inputs: Inputs, console: Console, report: Report, result: dict[str, Any]) -> None:
+    report.conclusion = "success"
+    console.info(f"Snapshot `{inputs.create_snapshot}` is {result['snapshot_id']}.")
+    if not result.get("runnable"):
+        console.warning(
+            f"Snapshot `{inputs.create_snapshot}` cannot be run by the server: it was made on a "
+            "stack with local components. Set `stack` to a remote stack to trigger it later."
+        )
 
 
 def _end_child(child: subprocess.Popen[bytes]) -> None:
