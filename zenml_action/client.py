@@ -84,7 +84,6 @@ class ZenMLClient:
         self.session = session
         self._console = console
         self.token: str | None = None
-        self.requests_sent = 0
 
     def _login_response(self, request: Request) -> Response:
         """Logging in creates nothing, so a busy or dropped answer is simply
@@ -128,7 +127,6 @@ class ZenMLClient:
         self.token = token
 
     def _send(self, request: Request, token: str | None) -> Response:
-        self.requests_sent += 1
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
         response = send(self.session, self.base_url, request, token, self.timeout)
         self._console.debug(f"-> HTTP {response.status}")

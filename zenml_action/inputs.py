@@ -73,8 +73,6 @@ class Inputs:
     ca_bundle: Path | None
     allow_insecure_http: bool
     workspace: Path
-    output_file: Path | None
-    summary_file: Path | None
     debug: bool
     github_run_id: str
     github_run_attempt: str
@@ -89,10 +87,6 @@ class Inputs:
     def code_mode(self) -> bool:
         """`pipeline: file.py:attr` or `package.module:attr` runs code."""
         return ":" in self.pipeline
-
-    @property
-    def template_id(self) -> uuid.UUID | None:
-        return parse_uuid(self.template)
 
 
 def shown(raw: str, limit: int = 80) -> str:
@@ -314,8 +308,6 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     ca_bundle = parse_file_path("ca-bundle", raw["ca-bundle"], workspace)
     if ca_bundle is not None and not ca_bundle.is_file():
         raise InputError("ca-bundle", f"`{raw['ca-bundle']}` is not a file.", "Give the path of a PEM bundle in the workspace.")
-    output = environ.get("GITHUB_OUTPUT")
-    summary = environ.get("GITHUB_STEP_SUMMARY")
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
@@ -334,8 +326,6 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         ca_bundle=ca_bundle,
         allow_insecure_http=allow_http,
         workspace=workspace,
-        output_file=Path(output) if output else None,
-        summary_file=Path(summary) if summary else None,
         debug=debug or environ.get("RUNNER_DEBUG") == "1",
         github_run_id=environ.get("GITHUB_RUN_ID", ""),
         github_run_attempt=environ.get("GITHUB_RUN_ATTEMPT", ""),
