@@ -257,7 +257,8 @@ class ImportTime:
 
 
 # Packages whose whole import subtree is charged to them: what the
-# server-side path pulls in (urllib3 comes with requests).
+# server-side path pulls in (requests/urllib3 only if something brought them
+# back: the action's HTTP is the standard library's).
 DEPENDENCIES = ("requests", "urllib3", "jsonschema", "yaml")
 
 

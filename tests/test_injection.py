@@ -32,7 +32,7 @@ from support.orchestrator import run_details
 
 from zenml_action import github
 from zenml_action.github import Console, format_outputs
-from zenml_action.http import make_session
+from zenml_action.http import Transport
 from zenml_action.report import Report, cell, summary_markdown
 
 DECLARED_OUTPUTS = set(yaml.safe_load((ROOT / "action.yml").read_text())["outputs"])
@@ -361,11 +361,11 @@ def test_hostile_error_message_from_the_server(workspace: Path) -> None:
 # -- TLS ------------------------------------------------------------------------------
 
 
-def test_tls_verification_is_on_by_default(tmp_path: Path) -> None:
-    assert make_session(None).verify is True
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("x")
-    assert make_session(bundle).verify == str(bundle)
+def test_tls_verification_is_on_by_default() -> None:
+    context = Transport("https://zenml.example.com").context
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname is True
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:

@@ -88,10 +88,6 @@ def get_pipeline(pipeline_id: str) -> Request:
     return Request("GET", f"{API}/pipelines/{pipeline_id}", purpose="reading the pipeline")
 
 
-def get_project(project_id: str) -> Request:
-    return Request("GET", f"{API}/projects/{project_id}", purpose="reading the project")
-
-
 def trigger_snapshot(snapshot_id: str, run_configuration: dict[str, Any]) -> Request:
     return Request(
         "POST",
@@ -208,12 +204,14 @@ def is_finished(status: str) -> bool:
     return status in FINISHED_STATUSES
 
 
-def dashboard_run_url(info: Any, base_url: str, project_id: str, project_name: str, run_id: str) -> str:
-    """The dashboard link, built as ZenML's own `dashboard_utils.get_run_url`:
-    ZenML Pro routes on `dashboard_url` and the project ID, other servers on
-    `server_url` (else the URL we talk to) and the project name."""
+def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) -> str:
+    """The dashboard link. ZenML Pro routes on `dashboard_url` and the
+    project ID (as ZenML's own `dashboard_utils.get_run_url`); the dashboard
+    bundled with a ZenML 0.98 server has the one route
+    `/projects/default/runs/:runId` whatever the project (its
+    `routes.projects.runs.detail`), so no request for the project's name."""
     info = info if isinstance(info, dict) else {}
     if info.get("deployment_type") == "cloud" and info.get("dashboard_url"):
         return f"{str(info['dashboard_url']).rstrip('/')}/projects/{project_id}/runs/{run_id}"
     base = str(info.get("server_url") or base_url).rstrip("/")
-    return f"{base}/projects/{project_name or project_id}/runs/{run_id}"
+    return f"{base}/projects/default/runs/{run_id}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import requests
-
 from zenml_action import api
 from zenml_action.errors import (
     ActionError,
@@ -19,7 +17,8 @@ from zenml_action.errors import (
     ServerRejected,
 )
 from zenml_action.github import Console
-from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, send
+from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, Transport, send
+from zenml_action.inputs import Inputs
 
 LOGIN_ATTEMPTS = 4
 
@@ -72,28 +71,28 @@ def translate(response: Response, request: Request) -> ActionError:
 class ZenMLClient:
     def __init__(
         self,
-        base_url: str,
+        transport: Transport,
         api_key: str,
-        session: requests.Session,
         console: Console,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
-        self.base_url = base_url
+        self.transport = transport
+        self.base_url = transport.base_url
         self.timeout = (CONNECT_TIMEOUT, read_timeout)
         self._api_key = api_key
-        self.session = session
         self._console = console
         self.token: str | None = None
 
     def _login_response(self, request: Request) -> Response:
         """Logging in creates nothing, so a busy or dropped answer is simply
-        asked again, a few times; a refusal (401) never is."""
+        asked again, a few times; a refusal (401) never is. A connection that
+        never opened was already retried by `send()`."""
         for attempt in range(LOGIN_ATTEMPTS):
             last = attempt == LOGIN_ATTEMPTS - 1
             try:
                 response = self._send(request, token=None)
-            except ConnectionFailed:
-                if last:
+            except ConnectionFailed as exc:
+                if last or not exc.maybe_sent:
                     raise
             else:
                 if response.status not in (429, 502, 503, 504) or last:
@@ -128,7 +127,7 @@ class ZenMLClient:
 
     def _send(self, request: Request, token: str | None) -> Response:
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
-        response = send(self.session, self.base_url, request, token, self.timeout)
+        response = send(self.transport, request, token, self.timeout)
         self._console.debug(f"-> HTTP {response.status}")
         if 300 <= response.status < 400:
             raise ServerError(
@@ -164,3 +163,9 @@ class ZenMLClient:
                 "have answered instead; check `workspace-url`."
             )
         return body
+
+
+def connect(inputs: Inputs, console: Console) -> ZenMLClient:
+    """A client for `workspace-url` (nothing is sent yet)."""
+    transport = Transport(inputs.workspace_url, inputs.cafile, inputs.proxy)
+    return ZenMLClient(transport, inputs.api_key, console, inputs.read_timeout)

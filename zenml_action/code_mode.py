@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zenml_action import api
-from zenml_action.client import ZenMLClient
+from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import (
     ActionError,
     Cancelled,
@@ -34,7 +34,6 @@ from zenml_action.errors import (
     WaitTimedOut,
 )
 from zenml_action.github import Console
-from zenml_action.http import make_session
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
@@ -202,7 +201,7 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     started = time.monotonic()
     with cancellable():
         result = _run_child(inputs, console, report, spec, client)
-        _fill_report(report, result, info, client, inputs)
+        _fill_report(report, result, info, client)
         report.duration_seconds = time.monotonic() - started
         if "error" in result:
             _child_failed(inputs, console, report, result["error"], source)
@@ -226,7 +225,7 @@ def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any]
     """Log in to the server, if there is one, and make sure the SDK matches it."""
     if not inputs.workspace_url:
         return None, {}
-    client = ZenMLClient(inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout)
+    client = connect(inputs, console)
     client.login()
     info = client.call(api.server_info())
     ensure_matching_zenml(str(api.dig(info, "version") or ""), console)
@@ -322,17 +321,15 @@ def _stop_tagged(client: ZenMLClient, tag: str, inputs: Inputs, console: Console
             stop(client, report.run_id, console, report.conclusion)
 
 
-def _fill_report(report: Report, result: dict[str, Any], info: Any, client: ZenMLClient | None, inputs: Inputs) -> None:
+def _fill_report(report: Report, result: dict[str, Any], info: Any, client: ZenMLClient | None) -> None:
     report.run_id = str(result.get("run_id", ""))
     report.run_name = str(result.get("run_name", ""))
     report.status = str(result.get("status", ""))
     report.snapshot_id = str(result.get("snapshot_id", ""))
     report.metadata = result.get("metadata") or {}
     if client is not None and report.run_id:
-        from zenml_action.server_side import project_name
-
         project_id = str(result.get("project_id", ""))
-        report.run_url = api.dashboard_run_url(info, client.base_url, project_id, project_name(client, inputs, project_id), report.run_id)
+        report.run_url = api.dashboard_run_url(info, client.base_url, project_id, report.run_id)
 
 
 def _conclude(report: Report, inputs: Inputs, console: Console) -> None:

@@ -2,26 +2,48 @@
 
 Everything else builds `Request` values and reads `Response` values
 (`api.py`); `send()` is the only function that touches the network, and the
-only place where `requests` exceptions are translated into `ActionError`s.
+only place where network exceptions become `ActionError`s.
+
+Standard library only. Importing requests + urllib3 takes about 0.2 s, more
+than all the overhead the benchmark allows the action over the fastest
+possible client (bench/README.md, "Why not requests"). What the action needs
+of an HTTP library is here instead: one kept-alive connection per thread,
+retries of what is safe to repeat, proxies from the environment, TLS with a
+private CA, and never following a redirect.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
+import ipaddress
 import json
+import random
+import select
+import socket
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlencode, urlsplit
 
 from zenml_action.errors import ConnectionFailed
+
+if TYPE_CHECKING:
+    import ssl
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 USER_AGENT = "zenml-pipeline-trigger-action"
+
+# What is retried here, for every caller (callers retry more where they know
+# it is safe, e.g. the trigger after looking its tag up):
+CONNECT_RETRIES = 4  # any method: a connection that never opened sent nothing
+READ_RETRIES = 2  # GET only: a broken or silent answer
+STATUS_RETRIES = 4  # GET only: a busy or failing server or proxy
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,111 +77,273 @@ class Response:
             return None
 
 
-def make_session(ca_bundle: Path | None) -> requests.Session:
-    """A session that retries what is safe to retry.
-
-    Connection errors before a request is sent are retried for every method
-    (nothing reached the server). Status and read retries apply to GET only:
-    a POST that may have reached the server is retried by the caller, which
-    knows whether that can create a second run.
-    """
-    retry = Retry(
-        total=6,
-        connect=4,
-        read=2,
-        status=4,
-        other=0,
-        allowed_methods=frozenset({"GET"}),
-        status_forcelist=frozenset({429, 502, 503, 504}),
-        backoff_factor=0.5,
-        backoff_max=10,
-        backoff_jitter=0.5,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    session.verify = str(ca_bundle) if ca_bundle else True
-    # Proxy settings and REQUESTS_CA_BUNDLE come from the environment as
-    # usual; `send()` keeps .netrc out and `ca-bundle` in force.
-    session.trust_env = True
-    return session
+# -- proxies, from the environment as curl and requests read it --------------
 
 
-def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """An explicit (empty) auth: with none, requests would add credentials
-    from ~/.netrc, replacing the bearer token."""
-    return request
+def proxy_for(url: str, environ: Mapping[str, str]) -> str:
+    """The proxy to reach `url` through ("" to connect directly), from
+    `https_proxy`/`http_proxy`/`all_proxy` and `no_proxy`; the lowercase
+    name wins over the uppercase one."""
+
+    def variable(name: str) -> str:
+        return (environ.get(name) or environ.get(name.upper()) or "").strip()
+
+    parts = urlsplit(url)
+    if bypasses_proxy(parts.hostname or "", parts.port, variable("no_proxy")):
+        return ""
+    return variable(f"{parts.scheme}_proxy") or variable("all_proxy")
+
+
+def bypasses_proxy(host: str, port: int | None, no_proxy: str) -> bool:
+    """`no_proxy` entries: `*`, a host or domain (`example.com` and
+    `.example.com` both cover subdomains), `host:port`, or an IP network."""
+    host = host.lower()
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name) or _in_network(host, name):
+            return True
+    return False
+
+
+def _in_network(host: str, entry: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+
+
+# -- connections ----------------------------------------------------------------
+
+
+class _NotSent(Exception):
+    """The connection failed before the request left: safe to repeat."""
+
+
+class Transport:
+    """Connections to one server: one kept-alive connection per thread (the
+    dashboard-link requests run beside the main ones)."""
+
+    def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
+        parts = urlsplit(base_url)
+        self.base_url = base_url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self.base_path = parts.path.rstrip("/")
+        self.proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        if self.proxy is not None and self.proxy.scheme != "http":
+            raise ConnectionFailed(
+                f"The proxy `{self.proxy.scheme}://{self.proxy.hostname}` from the environment "
+                "(HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) is not an http:// proxy, the only kind the action "
+                "supports. Point the variable at an HTTP proxy, or add the server's host to NO_PROXY."
+            )
+        self.context: ssl.SSLContext | None = None
+        if self.https:
+            import ssl  # only for https: 0.05 s of import
+
+            # `ca-bundle` replaces the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR
+            # apply when it is not given).
+            self.context = ssl.create_default_context(cafile=cafile)
+        self._local = threading.local()
+
+    def target(self, request: Request) -> str:
+        path = self.base_path + request.path
+        if request.params:
+            path += "?" + urlencode(request.params)
+        if self.proxy is not None and not self.https:
+            # A plain-HTTP proxy takes the absolute URL (RFC 9112, 3.2.2).
+            return f"http://{self.host}:{self.port}{path}"
+        return path
+
+    def proxy_headers(self) -> dict[str, str]:
+        if self.proxy is None or self.proxy.username is None:
+            return {}
+        credentials = f"{unquote(self.proxy.username)}:{unquote(self.proxy.password or '')}"
+        return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+    def connection(self, connect_timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's open connection, or a new one; and whether it is new."""
+        existing: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if existing is not None and existing.sock is not None and not _closed_by_peer(existing.sock):
+            return existing, False
+        self.discard()
+        host, port = (self.proxy.hostname or "", self.proxy.port or 80) if self.proxy else (self.host, self.port)
+        connection: http.client.HTTPConnection
+        if self.https:
+            connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self.context)
+            if self.proxy is not None:
+                connection.set_tunnel(self.host, self.port, headers=self.proxy_headers())
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        try:
+            connection.connect()
+        except OSError as exc:  # refused, unresolvable, timed out, TLS, tunnel refused
+            connection.close()
+            raise _NotSent() from exc
+        self._local.connection = connection
+        return connection, True
+
+    def discard(self) -> None:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        self._local.connection = None
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """A kept-alive socket the server has since closed reads as ready (EOF):
+    sending on it would fail, or worse, half-succeed."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+# -- sending ----------------------------------------------------------------------
+
+
+def encode(request: Request, token: str | None) -> tuple[bytes | None, dict[str, str]]:
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    if token and request.authenticated:
+        headers["Authorization"] = f"Bearer {token}"
+    body: bytes | None = None
+    if request.form is not None:
+        body = urlencode(request.form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    elif request.json is not None:
+        body = json.dumps(request.json).encode()
+        headers["Content-Type"] = "application/json"
+    if body is not None or request.method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = str(len(body or b""))
+    return body, headers
+
+
+def _exchange(
+    transport: Transport,
+    method: str,
+    target: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+) -> Response:
+    connection, _ = transport.connection(timeout[0])
+    try:
+        assert connection.sock is not None
+        connection.sock.settimeout(timeout[1])
+        connection.request(method, target, body=body, headers=headers)
+        raw = connection.getresponse()
+        payload = raw.read()
+    except BaseException:
+        transport.discard()
+        raise
+    if raw.will_close:
+        transport.discard()
+    return Response(status=raw.status, headers={k.lower(): v for k, v in raw.getheaders()}, body=payload)
+
+
+def retry_delay(attempt: int, retry_after: str = "") -> float:
+    """The server's Retry-After (seconds) when it gives one, else an
+    exponential backoff with jitter; the first retry is immediate."""
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(retry_after)))
+    except ValueError:
+        pass
+    if attempt == 0:
+        return 0.0
+    return float(min(10.0, 0.5 * 2 ** min(attempt, 8)) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
 
 
 def send(
-    session: requests.Session,
-    base_url: str,
+    transport: Transport,
     request: Request,
     token: str | None,
     timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
 ) -> Response:
-    headers = {"Accept": "application/json"}
-    if token and request.authenticated:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        raw = session.request(
-            request.method,
-            base_url + request.path,
-            params=request.params or None,
-            json=request.json,
-            data=request.form,
-            headers=headers,
-            timeout=timeout,
-            # A redirect could carry the token to another host: never follow.
-            allow_redirects=False,
-            auth=_no_netrc,
-            # Given per request, a `ca-bundle` wins over REQUESTS_CA_BUNDLE.
-            verify=session.verify,
-        )
-    except requests.exceptions.SSLError as exc:
-        raise ConnectionFailed(
-            f"TLS verification failed for {base_url} while {request.purpose}. "
+    """Send once, repeating only what cannot have acted twice: a connection
+    that never opened (any method) and, for GET, a broken answer or a busy
+    server. A POST that may have reached the server is retried by the
+    caller, which knows whether that can create a second run."""
+    body, headers = encode(request, token)
+    if not transport.https:
+        # Over HTTPS the proxy only sees the tunnel's CONNECT (set_tunnel).
+        headers.update(transport.proxy_headers())
+    target = transport.target(request)
+    not_sent = broken = busy = 0
+    while True:
+        try:
+            response = _exchange(transport, request.method, target, body, headers, timeout)
+        except _NotSent as exc:
+            if not_sent >= CONNECT_RETRIES or (transport.https and _is_tls_failure(exc.__cause__)):
+                raise _connect_failure(transport, request, exc.__cause__, timeout) from exc.__cause__
+            time.sleep(retry_delay(not_sent))
+            not_sent += 1
+            continue
+        except (OSError, http.client.HTTPException) as exc:
+            if request.method != "GET" or broken >= READ_RETRIES:
+                raise _broken(transport, request, exc, timeout) from exc
+            time.sleep(retry_delay(broken))
+            broken += 1
+            continue
+        if request.method == "GET" and response.status in RETRY_STATUSES and busy < STATUS_RETRIES:
+            time.sleep(retry_delay(busy + 1, response.headers.get("retry-after", "")))
+            busy += 1
+            continue
+        return response
+
+
+def _is_tls_failure(exc: BaseException | None) -> bool:
+    import ssl  # already imported for an https server
+
+    return isinstance(exc, ssl.SSLError)
+
+
+def _connect_failure(
+    transport: Transport, request: Request, exc: BaseException | None, timeout: tuple[float, float]
+) -> ConnectionFailed:
+    base_url, purpose = transport.base_url, request.purpose
+    if transport.https and _is_tls_failure(exc):
+        return ConnectionFailed(
+            f"TLS verification failed for {base_url} while {purpose} ({exc}). "
             "If the server uses a private CA, pass its PEM bundle in `ca-bundle`."
-        ) from exc
-    except requests.exceptions.ConnectTimeout as exc:
-        raise ConnectionFailed(
-            f"Timed out connecting to {base_url} while {request.purpose}. "
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(
+            f"Timed out after {timeout[0]:g}s connecting to {base_url} while {purpose}. "
             "Check `workspace-url` and that the server is reachable from the runner."
-        ) from exc
-    except requests.exceptions.ReadTimeout as exc:
-        raise ConnectionFailed(
-            f"{base_url} did not answer in {timeout[1]:g}s while {request.purpose}. "
+        )
+    if transport.proxy is not None:
+        return ConnectionFailed(
+            f"Could not reach {base_url} through the proxy {transport.proxy.hostname}:{transport.proxy.port or 80} "
+            f"(from HTTPS_PROXY/HTTP_PROXY) while {purpose}: {exc}. Check the proxy, or add the "
+            "server's host to NO_PROXY if it should be reached directly."
+        )
+    why = "the host name does not resolve" if isinstance(exc, socket.gaierror) else str(exc)
+    return ConnectionFailed(
+        f"Could not connect to {base_url} while {purpose} ({why}). Check `workspace-url` "
+        "(scheme, host, port) and that the server is running and reachable from the runner."
+    )
+
+
+def _broken(
+    transport: Transport, request: Request, exc: BaseException, timeout: tuple[float, float]
+) -> ConnectionFailed:
+    # The request may have been delivered: a POST may have acted.
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(
+            f"{transport.base_url} did not answer in {timeout[1]:g}s while {request.purpose}. "
             "The server may be overloaded; try again later.",
             maybe_sent=True,
-        ) from exc
-    except requests.exceptions.ConnectionError as exc:
-        # A connection that could not be opened sent nothing; one dropped
-        # after opening may have delivered the request.
-        refused = isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.MaxRetryError) and isinstance(
-            exc.args[0].reason, urllib3.exceptions.NewConnectionError
         )
-        raise ConnectionFailed(
-            f"Could not connect to {base_url} while {request.purpose}. "
-            "Check `workspace-url` (scheme, host, port) and that the server is "
-            "running and reachable from the runner."
-            if refused
-            else f"The connection to {base_url} broke while {request.purpose}. "
-            "A proxy or the server dropped it; try again later.",
-            maybe_sent=not refused,
-        ) from exc
-    except requests.exceptions.RequestException as exc:
-        raise ConnectionFailed(
-            f"HTTP request to {base_url} failed while {request.purpose}: "
-            f"{type(exc).__name__}.",
-            maybe_sent=True,
-        ) from exc
-    return Response(
-        status=raw.status_code,
-        headers={k.lower(): v for k, v in raw.headers.items()},
-        body=raw.content,
+    return ConnectionFailed(
+        f"The connection to {transport.base_url} broke while {request.purpose} "
+        f"({type(exc).__name__}). A proxy or the server dropped it; try again later.",
+        maybe_sent=True,
     )

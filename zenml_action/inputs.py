@@ -8,7 +8,6 @@ the environment.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import re
 import uuid
@@ -19,6 +18,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from zenml_action.errors import InputError
+from zenml_action.http import proxy_for
 
 # name -> default, as in action.yml (a test keeps the two in step).
 DEFAULTS: dict[str, str] = {
@@ -82,6 +82,15 @@ class Inputs:
     stack: str = ""
     requirements: str = ""
     create_snapshot: str = ""
+    # From the environment, as curl and requests read them: the proxy for
+    # `workspace-url` ("" for none), and the CA bundle a runner may name in
+    # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins over it).
+    proxy: str = ""
+    environment_ca_bundle: str = ""
+
+    @property
+    def cafile(self) -> str | None:
+        return str(self.ca_bundle) if self.ca_bundle else (self.environment_ca_bundle or None)
 
     @property
     def code_mode(self) -> bool:
@@ -245,11 +254,6 @@ def parse_file_path(name: str, raw: str, workspace: Path) -> Path | None:
     return path if path.is_absolute() else workspace / path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise InputError("command line", f"{message}.", "Run `python entrypoint.py --help` for the flags.")
-
-
 def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[str, str], bool]:
     """Collect raw strings: flags over `INPUT_*` over defaults."""
     values = {}
@@ -260,7 +264,15 @@ def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[st
                 break
         else:
             values[name] = default
-    parser = _Parser(
+    if not argv:  # as GitHub runs it: no flags, and no argparse to import
+        return values, False
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise InputError("command line", f"{message}.", "Run `python entrypoint.py --help` for the flags.")
+
+    parser = Parser(
         prog="entrypoint.py",
         description="Trigger a ZenML pipeline run and report it (inputs as in action.yml).",
     )
@@ -334,4 +346,9 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         stack=parse_name("stack", raw["stack"]),
         requirements=raw["requirements"].strip(),
         create_snapshot=create_snapshot,
+        proxy=proxy_for(workspace_url, environ) if workspace_url else "",
+        environment_ca_bundle=next(
+            (path for path in (environ.get("REQUESTS_CA_BUNDLE", ""), environ.get("CURL_CA_BUNDLE", "")) if path and Path(path).is_file()),
+            "",
+        ),
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -62,6 +61,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if report.run_id and not report.conclusion:
             report.conclusion = "failure"
         if console.debug_enabled:
+            import traceback
+
             console.debug(traceback.format_exc())
         console.error(
             f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,8 @@ SERVER_REFUSED_KEYS = frozenset({"build", "schedule"})
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
+    import difflib  # only for an error message
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
 
@@ -240,9 +241,16 @@ def build_run_configuration(
 # -- checks against the snapshot --------------------------------------------
 
 
+def prepare_checks(run_configuration: dict[str, Any]) -> None:
+    """Import the schema checker ahead of need (0.1-0.2 s), while the server
+    works on something else; only when there is something to check."""
+    if run_configuration.get("parameters") or run_configuration.get("steps"):
+        import jsonschema  # noqa: F401
+
+
 def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, source: str) -> None:
     """Raise the first JSON-schema violation in the user's words."""
-    import jsonschema  # about 0.1 s to import: only when there is something to check
+    import jsonschema  # see prepare_checks
 
     validator = jsonschema.Draft202012Validator(schema)
     properties = sorted((schema.get("properties") or {}).keys())

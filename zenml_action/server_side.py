@@ -1,26 +1,28 @@
 """Server-side mode: trigger a snapshot or run template over REST and wait.
 
-Imports nothing of `zenml` (about 3 s to import): only `requests`, PyYAML
-and `jsonschema`.
+Imports nothing of `zenml` (about 3 s to import): only the standard library,
+PyYAML and `jsonschema`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
 from zenml_action import api
-from zenml_action.client import ZenMLClient
+from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import ActionError, Cancelled, RunFailed, WaitTimedOut
 from zenml_action.github import Console
-from zenml_action.http import Request, make_session, send
-from zenml_action.inputs import Inputs, parse_uuid
+from zenml_action.http import Request, send
+from zenml_action.inputs import Inputs
 from zenml_action.parameters import (
     build_run_configuration,
     check_and_translate,
     load_parameters,
+    prepare_checks,
     read_yaml_file,
 )
 from zenml_action.report import Report
@@ -28,6 +30,7 @@ from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
 from zenml_action.trigger import BUSY_DEADLINE, idempotency_tag, trigger_once, with_tag
 from zenml_action.waiting import cancellable, wait_for_run
 
+T = TypeVar("T")
 STOP_TIMEOUT = (3.0, 3.0)  # seconds; the runner kills the step 10 s after a cancel
 
 
@@ -45,15 +48,6 @@ def trigger_request(target: Target, run_configuration: dict[str, Any]) -> Reques
     return api.trigger_snapshot(target.id, run_configuration)
 
 
-def project_name(client: ZenMLClient, inputs: Inputs, project_id: str) -> str:
-    if inputs.project and parse_uuid(inputs.project) is None:
-        return inputs.project
-    try:
-        return str(api.dig(client.call(api.get_project(project_id)), "name") or project_id)
-    except ActionError:
-        return project_id
-
-
 def run_metadata(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
     """The run's metadata (e.g. metrics the pipeline logged); missing
     metadata is not worth failing a finished run for."""
@@ -69,7 +63,7 @@ def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     """Ask the server to stop the run; a refusal is reported, not fatal."""
     request = api.stop_run(run_id)
     try:
-        response = send(client.session, client.base_url, request, client.token, timeout=STOP_TIMEOUT)
+        response = send(client.transport, request, client.token, timeout=STOP_TIMEOUT)
     except ActionError as exc:
         console.warning(f"Could not ask the server to stop run {run_id} ({why}): {exc}")
         return
@@ -84,9 +78,7 @@ def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
     run_configuration = read_run_configuration(inputs)
-    client = ZenMLClient(
-        inputs.workspace_url, inputs.api_key, make_session(inputs.ca_bundle), console, inputs.read_timeout
-    )
+    client = connect(inputs, console)
     with cancellable():
         try:
             _run(inputs, console, report, client, run_configuration)
@@ -98,28 +90,40 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
             raise
 
 
+class Background(Generic[T]):
+    """`function(*args)` in a daemon thread; `result()` waits and returns
+    or raises its outcome. Daemon: no exit path ever waits for it (an
+    executor's threads are joined at exit, so a cancel would wait on them)."""
+
+    def __init__(self, function: Callable[..., T], *args: Any) -> None:
+        self._outcome: tuple[T | None, BaseException | None] = (None, None)
+        self._thread = threading.Thread(target=self._work, args=(function, *args), daemon=True)
+        self._thread.start()
+
+    def _work(self, function: Callable[..., T], *args: Any) -> None:
+        try:
+            self._outcome = (function(*args), None)
+        except BaseException as exc:  # handed to whoever reads the result
+            self._outcome = (None, exc)
+
+    def result(self) -> T:
+        self._thread.join()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return cast(T, value)
+
+
 def _run(
     inputs: Inputs, console: Console, report: Report, client: ZenMLClient, run_configuration: dict[str, Any]
 ) -> None:
-    # What only the dashboard link needs is fetched alongside the work on
-    # the critical path (login, lookup, trigger), not after it.
-    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-request")
-    try:
-        _trigger_and_wait(inputs, console, report, client, run_configuration, side)
-    finally:
-        side.shutdown(wait=False, cancel_futures=True)
-
-
-def _trigger_and_wait(
-    inputs: Inputs,
-    console: Console,
-    report: Report,
-    client: ZenMLClient,
-    run_configuration: dict[str, Any],
-    side: ThreadPoolExecutor,
-) -> None:
-    info_future = side.submit(client.call, api.server_info())
-    client.login()
+    # The server takes about 0.9 s to check the key: log in beside the rest
+    # of the start-up, and read what only the dashboard link needs (/info,
+    # public) beside the login.
+    login = Background(client.login)
+    info_future = Background(client.call, api.server_info())
+    prepare_checks(run_configuration)
+    login.result()
     target = resolve(client, inputs.template, inputs.pipeline, inputs.project)
     report.target = f"{target.name or target.id} ({target.kind})"
     report.pipeline = target.pipeline_name
@@ -136,7 +140,6 @@ def _trigger_and_wait(
         report.conclusion = "dry-run"
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return
-    project_future = side.submit(project_name, client, inputs, target.project_id)
     started = time.monotonic()
     run_body = trigger_once(client, request, tag, console, busy_deadline=min(BUSY_DEADLINE, inputs.timeout))
     report.run_id = str(api.dig(run_body, "id") or "")
@@ -152,9 +155,7 @@ def _trigger_and_wait(
         # The run exists: a missing link is no reason to fail the step.
         console.warning(f"Could not read the server's dashboard address ({exc}); linking via `workspace-url`.")
         info = {}
-    report.run_url = api.dashboard_run_url(
-        info, client.base_url, target.project_id, project_future.result(), report.run_id
-    )
+    report.run_url = api.dashboard_run_url(info, client.base_url, target.project_id, report.run_id)
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")
     if not inputs.wait:
         report.conclusion = "triggered"
