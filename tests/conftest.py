@@ -12,7 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.action import SECRETS, ActionRunner
+from support.fault_proxy import Recorder
 from support.server import ZenMLServer
+from support.tls import https_recorder
 
 
 @dataclass
@@ -78,6 +80,14 @@ def workspace(tmp_path: Path) -> Path:
     path = tmp_path / "workspace"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def https_server(workspace: Path) -> Iterator[tuple[Recorder, Path]]:
+    """An HTTPS recorder on loopback answering 401, its certificate signed by
+    a private CA whose PEM is `certs/ca.pem` in the workspace."""
+    with https_recorder(workspace / "certs") as (server, ca):
+        yield server, ca
 
 
 @pytest.fixture

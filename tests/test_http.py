@@ -63,6 +63,7 @@ def test_no_proxy(host: str, port: int, no_proxy: str, bypassed: bool) -> None:
         ("http://zenml:8080/prefix/", "", "/prefix/api/v1/info?size=1"),
         # Through a plain-HTTP proxy the request names the whole URL...
         ("http://zenml:8080", PROXY, "http://zenml:8080/api/v1/info?size=1"),
+        ("http://[fd00::1]:8080", PROXY, "http://[fd00::1]:8080/api/v1/info?size=1"),
         # ...through a CONNECT tunnel (https) only the path.
         ("https://zenml.example.com", PROXY, "/api/v1/info?size=1"),
     ],

@@ -22,14 +22,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Deployment
 from support.action import ROOT, ActionResult, ActionRunner, leaked
-from support.fault_proxy import Answer, Received, Recorder
+from support.fault_proxy import Recorder
 from support.forward_proxy import ForwardProxy, Seen
 from support.orchestrator import run_details
 
@@ -185,42 +184,24 @@ def test_which_requests_go_through_the_proxy(
 # -- https:// through a CONNECT tunnel ---------------------------------------------
 
 
-@pytest.fixture
-def https_server(workspace: Path) -> Iterator[Recorder]:
-    """An HTTPS server with a certificate from a private CA (its PEM in
-    `certs/ca.pem` in the workspace) that answers 401 to everything."""
-    from test_injection import make_certificates  # here: only this fixture needs it
-
-    certs = workspace / "certs"
-    certs.mkdir()
-    _, cert, key = make_certificates(certs)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    def answer(received: Received) -> Answer:
-        return 401, {"Content-Type": "application/json"}, b'{"detail": "Not authenticated"}'
-
-    with Recorder(answer, ssl_context=context) as server:
-        yield server
-
-
 def test_an_https_server_is_reached_through_a_connect_tunnel(
-    https_server: Recorder, workspace: Path, proxy: ForwardProxy, dead_proxy: str
+    https_server: tuple[Recorder, Path], workspace: Path, proxy: ForwardProxy, dead_proxy: str
 ) -> None:
     """`https_proxy` (not `http_proxy`, here a dead port) opens a tunnel to
     the server; TLS runs end to end, so the proxy sees the CONNECT and
     ciphertext, never the key."""
+    server, _ = https_server
     env = {"https_proxy": proxy.url, "HTTPS_PROXY": proxy.url, "http_proxy": dead_proxy, "HTTP_PROXY": dead_proxy}
-    runner = ActionRunner(workspace, base_inputs={"workspace-url": https_server.url, "api-key": KEY})
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": KEY})
 
     result = runner.run({**TRIGGER, "ca-bundle": "certs/ca.pem"}, extra_env=env)
 
     # The server's 401 came back through the tunnel.
     assert result.returncode == 1
     assert len(result.errors) == 1 and "title=ZenML authentication failed" in result.errors[0], result.stdout
-    assert "/api/v1/login" in [r.path for r in https_server.received]
+    assert "/api/v1/login" in [r.path for r in server.received]
     seen = proxy.seen
-    assert {(s.method, s.target) for s in seen} == {("CONNECT", f"{IP}:{https_server.port}")}
+    assert {(s.method, s.target) for s in seen} == {("CONNECT", f"{IP}:{server.port}")}
     assert all(s.tunnelled for s in seen)
     assert not any(leaked(KEY, s.readable()) for s in seen)
     assert not any("authorization" in s.headers or "proxy-authorization" in s.headers for s in seen)
@@ -231,12 +212,13 @@ def test_an_https_server_is_reached_through_a_connect_tunnel(
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_an_unreachable_proxy_is_one_clear_error(
-    zenml: Deployment, https_server: Recorder, workspace: Path, dead_proxy: str, scheme: str
+    zenml: Deployment, https_server: tuple[Recorder, Path], workspace: Path, dead_proxy: str, scheme: str
 ) -> None:
     """A proxy variable naming a closed port fails the step with one
     `::error::` naming the server, no traceback, no outputs: not a hang, and
     no attempt to go around the proxy."""
-    url = zenml.url if scheme == "http" else https_server.url
+    server, _ = https_server
+    url = zenml.url if scheme == "http" else server.url
     env = {f"{scheme}_proxy": dead_proxy, f"{scheme.upper()}_PROXY": dead_proxy}
     runner = ActionRunner(workspace, base_inputs={"workspace-url": url, "api-key": KEY, "ca-bundle": "certs/ca.pem"})
 
@@ -248,4 +230,4 @@ def test_an_unreachable_proxy_is_one_clear_error(
     assert url in result.errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert result.outputs == {}
-    assert https_server.received == []
+    assert server.received == []

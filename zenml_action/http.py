@@ -159,7 +159,8 @@ class Transport:
             path += "?" + urlencode(request.params)
         if self.proxy is not None and not self.https:
             # A plain-HTTP proxy takes the absolute URL (RFC 9112, 3.2.2).
-            return f"http://{self.host}:{self.port}{path}"
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"http://{host}:{self.port}{path}"
         return path
 
     def proxy_headers(self) -> dict[str, str]:
