@@ -1,12 +1,19 @@
-"""The HTTP seam's pure parts: which proxy a request goes through, what it
-sends, and how long it waits before repeating. (What goes over the wire is
-tested against the real server: test_server_side, test_faults, test_proxy.)"""
+"""The HTTP seam: which proxy a request goes through, what it sends, how
+long it waits before repeating; and two behaviours a real server shows only
+by chance, on a raw socket server: a kept-alive connection the server has
+closed, and nothing listening. (The rest goes over the wire to the real
+server: test_server_side, test_faults, test_proxy.)"""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 
-from zenml_action.http import Request, Transport, bypasses_proxy, encode, proxy_for, retry_delay
+from zenml_action.errors import ConnectionFailed
+from zenml_action.http import Request, Transport, bypasses_proxy, encode, proxy_for, retry_delay, send
 
 PROXY = "http://proxy.corp:3128"
 
@@ -116,7 +123,76 @@ def test_retry_delay(attempt: int, retry_after: str, low: float, high: float) ->
 
 
 def test_only_http_proxies_are_supported() -> None:
-    from zenml_action.errors import ConnectionFailed
-
     with pytest.raises(ConnectionFailed, match="not an http:// proxy"):
         Transport("https://zenml.example.com", proxy="socks5://proxy:1080")
+
+
+class _ClosingServer:
+    """Answers each request with a keep-alive response, then closes the
+    connection anyway, as servers do with idle keep-alive connections
+    (uvicorn after 5 s). Counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(dict(
+                    line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
+                ).get(b"Content-Length", b"0"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append(head.split(b"\r\n")[0])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_a_connection_the_server_closed_is_not_reused() -> None:
+    """The second and third requests find the kept-alive connection closed
+    by the server and open a new one, instead of failing (or, for a POST,
+    leaving it unknown whether the server got it)."""
+    server = _ClosingServer()
+    transport = Transport(server.url)
+    try:
+        first = send(transport, Request("GET", "/api/v1/info"), None)
+        time.sleep(0.2)  # the server has closed its end by now
+        second = send(transport, Request("GET", "/api/v1/info"), None)
+        time.sleep(0.2)
+        third = send(transport, Request("POST", "/api/v1/runs", json={"a": 1}), "token")
+    finally:
+        server.close()
+
+    assert [first.status, second.status, third.status] == [200, 200, 200]
+    assert server.requests == [b"GET /api/v1/info HTTP/1.1", b"GET /api/v1/info HTTP/1.1", b"POST /api/v1/runs HTTP/1.1"]
+    assert server.connections == 3
+
+
+def test_a_refused_connection_is_retried_then_explained() -> None:
+    """Nothing listens: `send` tries a few times (nothing can have reached a
+    server), then says what to check; the request was certainly not sent."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))  # a port nobody listens on
+        url = f"http://127.0.0.1:{holder.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed) as failure:
+            send(Transport(url), Request("POST", "/api/v1/login", purpose="logging in"), None)
+    assert "Could not connect" in str(failure.value) and "`workspace-url`" in str(failure.value)
+    assert failure.value.maybe_sent is False
+    assert 1.0 < time.monotonic() - started < 20.0  # retried with backoff, not forever
