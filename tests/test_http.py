@@ -127,12 +127,13 @@ def test_only_http_proxies_are_supported() -> None:
         Transport("https://zenml.example.com", proxy="socks5://proxy:1080")
 
 
-class _ClosingServer:
-    """Answers each request with a keep-alive response, then closes the
-    connection anyway, as servers do with idle keep-alive connections
-    (uvicorn after 5 s). Counts the connections it accepted."""
+class _RawServer:
+    """Answers each request with a keep-alive response. With `close_after`
+    it closes the connection anyway, as servers do with idle keep-alive
+    connections (uvicorn after 5 s). Counts the connections it accepted."""
 
-    def __init__(self) -> None:
+    def __init__(self, close_after: bool) -> None:
+        self.close_after = close_after
         self.connections = 0
         self.requests: list[bytes] = []
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -147,18 +148,29 @@ class _ClosingServer:
             except OSError:
                 return
             self.connections += 1
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(dict(
-                    line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
-                ).get(b"Content-Length", b"0"))
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.requests.append(head.split(b"\r\n")[0])
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            while self._answer_one(conn) and not self.close_after:
+                pass
+
+    def _answer_one(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(dict(
+            line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
+        ).get(b"Content-Length", b"0"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests.append(head.split(b"\r\n")[0])
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        return True
 
     def close(self) -> None:
         self._sock.close()
@@ -168,7 +180,7 @@ def test_a_connection_the_server_closed_is_not_reused() -> None:
     """The second and third requests find the kept-alive connection closed
     by the server and open a new one, instead of failing (or, for a POST,
     leaving it unknown whether the server got it)."""
-    server = _ClosingServer()
+    server = _RawServer(close_after=True)
     transport = Transport(server.url)
     try:
         first = send(transport, Request("GET", "/api/v1/info"), None)
@@ -182,6 +194,24 @@ def test_a_connection_the_server_closed_is_not_reused() -> None:
     assert [first.status, second.status, third.status] == [200, 200, 200]
     assert server.requests == [b"GET /api/v1/info HTTP/1.1", b"GET /api/v1/info HTTP/1.1", b"POST /api/v1/runs HTTP/1.1"]
     assert server.connections == 3
+
+
+def test_a_connection_opened_in_one_thread_carries_the_next_request() -> None:
+    """The login runs in a background thread; the lookup and the trigger
+    after it reuse its connection (over TLS, one handshake instead of two)."""
+    server = _RawServer(close_after=False)
+    transport = Transport(server.url)
+    try:
+        login = threading.Thread(target=send, args=(transport, Request("POST", "/api/v1/login", form={"p": "k"}), None))
+        login.start()
+        login.join()
+        send(transport, Request("GET", "/api/v1/pipeline_snapshots"), "token")
+        send(transport, Request("POST", "/api/v1/runs", json={}), "token")
+    finally:
+        server.close()
+
+    assert len(server.requests) == 3
+    assert server.connections == 1
 
 
 def test_a_refused_connection_is_retried_then_explained() -> None:

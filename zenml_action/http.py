@@ -7,7 +7,7 @@ only place where network exceptions become `ActionError`s.
 Standard library only. Importing requests + urllib3 takes about 0.2 s, more
 than all the overhead the benchmark allows the action over the fastest
 possible client (bench/README.md, "Why not requests"). What the action needs
-of an HTTP library is here instead: one kept-alive connection per thread,
+of an HTTP library is here instead: kept-alive connections shared by threads,
 retries of what is safe to repeat, proxies from the environment, TLS with a
 private CA, and never following a redirect.
 """
@@ -127,8 +127,8 @@ class _NotSent(Exception):
 
 
 class Transport:
-    """Connections to one server: one kept-alive connection per thread (the
-    dashboard-link requests run beside the main ones)."""
+    """Kept-alive connections to one server, shared by the threads that send
+    (the login and `/info` go out side by side)."""
 
     def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
         parts = urlsplit(base_url)
@@ -151,7 +151,8 @@ class Transport:
             # `ca-bundle` replaces the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR
             # apply when it is not given).
             self.context = ssl.create_default_context(cafile=cafile)
-        self._local = threading.local()
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     def target(self, request: Request) -> str:
         path = self.base_path + request.path
@@ -169,12 +170,17 @@ class Transport:
         credentials = f"{unquote(self.proxy.username)}:{unquote(self.proxy.password or '')}"
         return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
 
-    def connection(self, connect_timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's open connection, or a new one; and whether it is new."""
-        existing: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if existing is not None and existing.sock is not None and not _closed_by_peer(existing.sock):
-            return existing, False
-        self.discard()
+    def checkout(self, connect_timeout: float) -> http.client.HTTPConnection:
+        """An idle kept-alive connection (the most recent one still open),
+        else a new one. Shared across threads: the login's connection, opened
+        in the background, carries the lookup and the trigger after it, so a
+        TLS handshake is paid once, not once per thread."""
+        with self._lock:
+            while self._idle:
+                idle = self._idle.pop()
+                if idle.sock is not None and not _closed_by_peer(idle.sock):
+                    return idle
+                idle.close()
         host, port = (self.proxy.hostname or "", self.proxy.port or 80) if self.proxy else (self.host, self.port)
         connection: http.client.HTTPConnection
         if self.https:
@@ -188,14 +194,12 @@ class Transport:
         except OSError as exc:  # refused, unresolvable, timed out, TLS, tunnel refused
             connection.close()
             raise _NotSent() from exc
-        self._local.connection = connection
-        return connection, True
+        return connection
 
-    def discard(self) -> None:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-        self._local.connection = None
+    def checkin(self, connection: http.client.HTTPConnection) -> None:
+        """Keep a connection whose last answer was read to the end."""
+        with self._lock:
+            self._idle.append(connection)
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
@@ -235,7 +239,7 @@ def _exchange(
     headers: dict[str, str],
     timeout: tuple[float, float],
 ) -> Response:
-    connection, _ = transport.connection(timeout[0])
+    connection = transport.checkout(timeout[0])
     try:
         assert connection.sock is not None
         connection.sock.settimeout(timeout[1])
@@ -243,10 +247,12 @@ def _exchange(
         raw = connection.getresponse()
         payload = raw.read()
     except BaseException:
-        transport.discard()
+        connection.close()
         raise
     if raw.will_close:
-        transport.discard()
+        connection.close()
+    else:
+        transport.checkin(connection)
     return Response(status=raw.status, headers={k.lower(): v for k, v in raw.getheaders()}, body=payload)
 
 
