@@ -111,7 +111,9 @@ FAULTS = [
     Fault("login-503", [Rule("POST", LOGIN, STATUS, status=503, headers=RETRY_AFTER)], expect=EITHER),
     # A name is resolved with one hydrated listing (no separate snapshot read).
     Fault("snapshot-lookup-reset-after", [on_get(LIST_SNAPSHOTS, RESET_AFTER)]),
-    Fault("snapshot-lookup-truncated", [on_get(LIST_SNAPSHOTS, TRUNCATE)], expect=EITHER),
+    # A truncated body is a short read, and a GET is read again (with
+    # requests this case ended in a clear error instead).
+    Fault("snapshot-lookup-truncated", [on_get(LIST_SNAPSHOTS, TRUNCATE)]),
     Fault("snapshot-lookup-html-200", [on_get(LIST_SNAPSHOTS, HTML, status=200)], expect=EITHER),
     Fault("info-503-after-trigger", [on_get(INFO, STATUS, status=503, headers=RETRY_AFTER)]),
     Fault("info-html-always-after-trigger", [on_get(INFO, HTML, status=502, times=None)], expect=EITHER),
