@@ -3,8 +3,9 @@
 Every request is forwarded unchanged (method, path, query, body, headers
 except hop-by-hop ones) and logged with its method, path, status and the
 time the server took, so the benchmark can say how many requests each
-contender sends per trigger and what they are. Threaded; standard library
-only (`http.server` + `http.client`).
+contender sends per trigger and what they are. Threaded, on the test suite's
+`support.loopback` server (bench/run.py puts tests/ on `sys.path`); standard
+library only (`http.server` + `http.client`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from support.loopback import LoopbackHTTPServer, QuietHandler
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -39,7 +42,7 @@ class Logged:
         return f"{self.method} {_UUID.sub('{id}', self.path)}"
 
 
-class CountingProxy:
+class CountingProxy(LoopbackHTTPServer):
     """`with CountingProxy(upstream) as proxy:` then point clients at `proxy.url`."""
 
     def __init__(self, upstream: str) -> None:
@@ -50,21 +53,8 @@ class CountingProxy:
         self.upstream_port = parts.port or 80
         self.log: list[Logged] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> CountingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        # Failed requests print their traceback (socketserver's default), as before.
+        super().__init__(self._handler_class(), "counting-proxy", quiet_errors=False)
 
     def mark(self) -> int:
         """The log's current length, to slice out one contender's requests."""
@@ -83,12 +73,7 @@ class CountingProxy:
         proxy = self
         local = threading.local()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                return  # the benchmark keeps its own log
-
+        class Handler(QuietHandler):  # logs nothing: the benchmark keeps its own log
             def _upstream(self) -> http.client.HTTPConnection:
                 conn: http.client.HTTPConnection | None = getattr(local, "conn", None)
                 if conn is None:

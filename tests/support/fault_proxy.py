@@ -50,9 +50,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from urllib.parse import urlsplit
+
+from support.loopback import LoopbackHTTPServer, LoopbackServer, QuietHandler
 
 RESET_BEFORE = "reset-before"
 RESET_AFTER = "reset-after"
@@ -141,16 +141,12 @@ class Record:
     body: bytes = b""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+class _Handler(QuietHandler):
+    server: LoopbackServer[FaultProxy]
 
     def _any(self) -> None:
         arrived = time.monotonic()
-        proxy = self.server.proxy
+        proxy = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
@@ -244,17 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    proxy: FaultProxy
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # Resets and clients that give up are the point: stay quiet.
-        return
-
-
-class FaultProxy:
+class FaultProxy(LoopbackHTTPServer):
     """A programmable faulty proxy in front of `upstream` (an http URL)."""
 
     def __init__(self, upstream: str, host: str = "127.0.0.1") -> None:
@@ -266,31 +252,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.records: list[Record] = []
         self._lock = threading.Lock()
-        self._server = _Server((host, 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(_Handler, "fault-proxy", host=host)
 
     # -- programming and reading back --------------------------------------
 
@@ -367,15 +329,11 @@ class Received:
 Answer = tuple[int, dict[str, str], bytes]
 
 
-class _RecorderHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _RecorderServer
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+class _RecorderHandler(QuietHandler):
+    server: LoopbackServer[Recorder]
 
     def _any(self) -> None:
-        recorder = self.server.recorder
+        recorder = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         received = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -399,15 +357,7 @@ class _RecorderHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_CONNECT = _any
 
 
-class _RecorderServer(ThreadingHTTPServer):
-    daemon_threads = True
-    recorder: Recorder
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return
-
-
-class Recorder:
+class Recorder(LoopbackHTTPServer):
     """A loopback HTTP(S) server that records every request it receives
     (headers and body) and answers with `answer(received)`: by default 502.
 
@@ -424,28 +374,4 @@ class Recorder:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.answer = answer or (lambda _: (502, {"Content-Type": "text/plain"}, b"recorder"))
-        self._server = _RecorderServer(("127.0.0.1", 0), _RecorderHandler)
-        self._server.recorder = self
-        if ssl_context is not None:
-            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
-        self.scheme = "https" if ssl_context is not None else "http"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="recorder", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        super().__init__(_RecorderHandler, "recorder", ssl_context)

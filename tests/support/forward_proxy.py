@@ -21,8 +21,9 @@ import select
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from support.loopback import LoopbackHTTPServer, LoopbackServer, QuietHandler
 
 # Headers for this hop only (RFC 9110, 7.6.1), never passed on.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -45,18 +46,14 @@ class Seen:
         return f"{self.method} {self.target}\n{self.headers!r}\n{raw.decode(errors='replace')}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+class _Handler(QuietHandler):
+    server: LoopbackServer[ForwardProxy]
 
     def _record(self) -> Seen:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length and self.command != "CONNECT" else b""
         seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        self.server.proxy.record(seen)
+        self.server.owner.record(seen)
         return seen
 
     def _forward(self) -> None:
@@ -66,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, b"absolute-form http:// target expected")
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        upstream = http.client.HTTPConnection(self.server.proxy.address(url.hostname), url.port or 80, timeout=60)
+        upstream = http.client.HTTPConnection(self.server.owner.address(url.hostname), url.port or 80, timeout=60)
         try:
             path = url.path + (f"?{url.query}" if url.query else "")
             upstream.request(self.command, path or "/", body=seen.body or None, headers=headers)
@@ -96,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         seen = self._record()
         host, _, port = self.path.rpartition(":")
         try:
-            upstream = socket.create_connection((self.server.proxy.address(host.strip("[]")), int(port)), 10)
+            upstream = socket.create_connection((self.server.owner.address(host.strip("[]")), int(port)), 10)
         except (OSError, ValueError):
             self._reply(502, b"origin unreachable")
             return
@@ -123,28 +120,14 @@ def _pump(client: socket.socket, upstream: socket.socket, sent: bytearray) -> No
                 sent.extend(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    proxy: ForwardProxy
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return  # clients that hang up are not the proxy's problem
-
-
-class ForwardProxy:
+class ForwardProxy(LoopbackHTTPServer):
     """A recording forward proxy on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, hosts: dict[str, str] | None = None) -> None:
         self.hosts = hosts or {}
         self._seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="forward-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(_Handler, "forward-proxy")
 
     @property
     def seen(self) -> list[Seen]:
@@ -157,12 +140,3 @@ class ForwardProxy:
 
     def address(self, host: str) -> str:
         return self.hosts.get(host.lower(), host)
-
-    def __enter__(self) -> ForwardProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
