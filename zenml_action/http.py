@@ -21,17 +21,15 @@ import json
 import random
 import select
 import socket
+import ssl  # http.client imports it anyway: lazy would save nothing
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from zenml_action.errors import ConnectionFailed
-
-if TYPE_CHECKING:
-    import ssl
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -146,8 +144,6 @@ class Transport:
             )
         self.context: ssl.SSLContext | None = None
         if self.https:
-            import ssl  # only for https: 0.05 s of import
-
             # `ca-bundle` replaces the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR
             # apply when it is not given).
             self.context = ssl.create_default_context(cafile=cafile)
@@ -256,16 +252,26 @@ def _exchange(
     return Response(status=raw.status, headers={k.lower(): v for k, v in raw.getheaders()}, body=payload)
 
 
-def retry_delay(attempt: int, retry_after: str = "") -> float:
-    """The server's Retry-After (seconds) when it gives one, else an
-    exponential backoff with jitter; the first retry is immediate."""
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(retry_after)))
-    except ValueError:
-        pass
-    if attempt == 0:
-        return 0.0
+def backoff(attempt: int) -> float:
+    """Exponential backoff with jitter, at most 10.5 s."""
     return float(min(10.0, 0.5 * 2 ** min(attempt, 8)) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
+
+
+def retry_after_seconds(header: str) -> float | None:
+    """A Retry-After in seconds, within reason; None for none (or a date)."""
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(header)))
+    except ValueError:
+        return None
+
+
+def retry_delay(attempt: int, retry_after: str = "") -> float:
+    """The server's Retry-After when it gives one, else `backoff`; the
+    first retry is immediate."""
+    seconds = retry_after_seconds(retry_after)
+    if seconds is not None:
+        return seconds
+    return 0.0 if attempt == 0 else backoff(attempt)
 
 
 def send(
@@ -288,7 +294,7 @@ def send(
         try:
             response = _exchange(transport, request.method, target, body, headers, timeout)
         except _NotSent as exc:
-            if not_sent >= CONNECT_RETRIES or (transport.https and _is_tls_failure(exc.__cause__)):
+            if not_sent >= CONNECT_RETRIES or isinstance(exc.__cause__, ssl.SSLError):
                 raise _connect_failure(transport, request, exc.__cause__, timeout) from exc.__cause__
             time.sleep(retry_delay(not_sent))
             not_sent += 1
@@ -306,17 +312,11 @@ def send(
         return response
 
 
-def _is_tls_failure(exc: BaseException | None) -> bool:
-    import ssl  # already imported for an https server
-
-    return isinstance(exc, ssl.SSLError)
-
-
 def _connect_failure(
     transport: Transport, request: Request, exc: BaseException | None, timeout: tuple[float, float]
 ) -> ConnectionFailed:
     base_url, purpose = transport.base_url, request.purpose
-    if transport.https and _is_tls_failure(exc):
+    if isinstance(exc, ssl.SSLError):
         return ConnectionFailed(
             f"TLS verification failed for {base_url} while {purpose} ({exc}). "
             "If the server uses a private CA, pass its PEM bundle in `ca-bundle`."

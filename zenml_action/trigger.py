@@ -11,7 +11,6 @@ safe to repeat is repeated: a connection refused before sending, and 429/503
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import secrets
 import time
@@ -22,7 +21,7 @@ from zenml_action import api
 from zenml_action.client import ZenMLClient, translate
 from zenml_action.errors import ActionError, ConnectionFailed, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Request, Response
+from zenml_action.http import Request, Response, backoff, retry_after_seconds
 
 MAX_ATTEMPTS = 6
 # A busy server (429/503) is waited out this long (or for `timeout`, if
@@ -31,7 +30,6 @@ MAX_ATTEMPTS = 6
 BUSY_DEADLINE = 300.0
 RETRY_STATUSES = frozenset({429, 503})
 AMBIGUOUS_STATUSES = frozenset({502, 504})
-MAX_RETRY_AFTER = 30.0
 # Time for a run the server was still creating to become visible.
 SETTLE_SECONDS = 1.0
 
@@ -54,15 +52,8 @@ def with_tag(run_configuration: dict[str, Any], tag: str) -> dict[str, Any]:
 
 
 def retry_after(response: Response, attempt: int) -> float:
-    header = response.headers.get("retry-after", "")
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(header)))
-    except ValueError:
-        return backoff(attempt)
-
-
-def backoff(attempt: int) -> float:
-    return float(min(10.0, 0.5 * 2 ** min(attempt, 8)) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
+    seconds = retry_after_seconds(response.headers.get("retry-after", ""))
+    return backoff(attempt) if seconds is None else seconds
 
 
 def find_tagged_run(client: ZenMLClient, tag: str) -> dict[str, Any] | None:
