@@ -47,16 +47,26 @@ def test_runs_on_a_local_store_inside_the_workspace(local_action: ActionRunner, 
     assert "| accuracy |" in result.summary
 
 
-@pytest.mark.parametrize("model_type", ["random_forest", "gradient_boosting"])
+@pytest.mark.parametrize(("model_type", "named"), [("random_forest", True), ("gradient_boosting", False)])
 def test_runs_on_the_server_with_parameters_and_metrics(
-    server_action: ActionRunner, zenml: Deployment, unique_name: str, model_type: str
+    server_action: ActionRunner, zenml: Deployment, unique_name: str, model_type: str, named: bool, tmp_path: Path
 ) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     result = server_action.run(
-        {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", "run-name": unique_name}, timeout=300
+        {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", "run-name": unique_name if named else ""},
+        timeout=300,
+        extra_env={"TMPDIR": str(temporary)},
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.outputs["run-name"] == unique_name
+    # The ZenML client's config and credentials lived in a private directory
+    # of this run, gone when the action ended.
+    assert list(temporary.iterdir()) == []
+    if named:
+        assert result.outputs["run-name"] == unique_name
+    else:
+        assert result.outputs["run-name"].startswith("training_pipeline-")
     run = run_details(zenml.server, result.outputs["run-id"])
     assert run["body"]["status"] == "completed"
     assert run["metadata"]["config"]["parameters"]["model_type"] == model_type

@@ -66,6 +66,9 @@ class Fault:
     rules: list[Rule]
     expect: str = SUCCESS
     env: dict[str, str] = field(default_factory=dict)
+    # With a `run-name`, the action finds its run by a one-off tag; without,
+    # by the run name it chose (which the server keeps unique).
+    named: bool = True
 
 
 def on_trigger(fault: str, **kwargs: Any) -> Rule:
@@ -77,6 +80,7 @@ def on_get(path: str, fault: str, **kwargs: Any) -> Rule:
 
 
 RETRY_AFTER = {"Retry-After": "1"}
+ENVOY = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 BUSY = json.dumps({"detail": ["MaxConcurrentTasksError", "Maximum number of concurrent tasks reached."]}).encode()
 
 FAULTS = [
@@ -101,6 +105,26 @@ FAULTS = [
         on_trigger(RESET_AFTER),
         on_get(LOOKUP, STATUS, status=503, headers=RETRY_AFTER),
     ]),
+    # A proxy that forwarded, then answered as Envoy does when the upstream
+    # connection broke: the run exists, and a 503 does not prove otherwise.
+    Fault("trigger-envoy-503-after-forwarding", [on_trigger(STATUS, status=503, forward=True, body=ENVOY)]),
+    Fault("trigger-proxy-429-after-forwarding", [on_trigger(STATUS, status=429, forward=True, body=ENVOY)]),
+    # The request reaches the server only after the client gave up waiting:
+    # the run appears seconds after the read timeout.
+    Fault(
+        "trigger-reaches-server-after-read-timeout",
+        [on_trigger(DELAY, delay=READ_TIMEOUT + 3, forward=False)],
+        env={"ZENML_ACTION_READ_TIMEOUT": str(READ_TIMEOUT)},
+    ),
+    # The same ambiguous faults where the action names the run itself.
+    Fault("unnamed-trigger-reset-after-forwarding", [on_trigger(RESET_AFTER)], named=False),
+    Fault("unnamed-trigger-envoy-503-after-forwarding", [on_trigger(STATUS, status=503, forward=True, body=ENVOY)], named=False),
+    Fault(
+        "unnamed-trigger-reaches-server-after-read-timeout",
+        [on_trigger(DELAY, delay=READ_TIMEOUT + 3, forward=False)],
+        env={"ZENML_ACTION_READ_TIMEOUT": str(READ_TIMEOUT)},
+        named=False,
+    ),
     # -- persistent trouble: a clear failure, without a stray run ---------------
     Fault("trigger-429-always", [on_trigger(STATUS, status=429, headers=RETRY_AFTER, body=BUSY, times=None)], expect=EITHER),
     Fault("trigger-reset-after-and-lookup-always-502", [
@@ -170,6 +194,8 @@ class Outcome:
                 found.append(f"exit {r.returncode} without exactly one clear ::error:: ({r.errors})")
             if self.runs > 1:
                 found.append(f"failed with {self.runs} runs")
+        if self.created_by_triggers > 1:
+            found.append(f"the server created {self.created_by_triggers} runs")
         if self.fault.expect == SUCCESS and r.returncode != 0:
             found.append(f"expected success, got: {r.errors[0] if r.errors else r.stdout[-300:]}")
         return found
@@ -178,19 +204,22 @@ class Outcome:
 def run_case(fault: Fault, zenml: Deployment, root: Path) -> Outcome:
     workspace = root / fault.id
     workspace.mkdir()
-    run_name = f"fault-{fault.id}-{uuid.uuid4().hex[:8]}"
+    run_name = f"fault-{fault.id}-{uuid.uuid4().hex[:8]}" if fault.named else ""
     with FaultProxy(zenml.url) as proxy:
         for rule in fault.rules:
             proxy.add(dataclasses.replace(rule, matched=0, applied=0))
         runner = ActionRunner(workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})
         result = runner.run(
             # `timeout` also bounds how long a busy server (429/503) is waited out.
-            {"template": "trainer-prod", "wait": "false", "run-name": run_name, "timeout": "30s"},
+            {"template": "trainer-prod", "wait": "false", "run-name": run_name, "timeout": "45s"},
             timeout=180,
             extra_env=fault.env,
         )
+        run_name = run_name or result.outputs.get("run-name", "")
         outcome = Outcome(fault, run_name, result, list(proxy.records), proxy.faults_injected)
-    page = zenml.server.admin("GET", "/api/v1/runs", params={"name": run_name, "size": "5"})
+    if not run_name:
+        return outcome
+    page = zenml.server.admin("GET", "/api/v1/runs", params={"name": f"equals:{run_name}", "size": "5"})
     outcome.run_ids = [str(item["id"]) for item in page["items"]]
     return outcome
 
@@ -258,3 +287,13 @@ def test_reliability_figures(outcomes: dict[str, Outcome], capsys: pytest.Captur
 
     assert numbers["unclear_endings"] == []
     assert numbers["runs_per_successful_action"] in ([], [1])
+
+
+def test_no_tag_is_left_behind(outcomes: dict[str, Outcome], zenml: Deployment) -> None:
+    """Each named case's run was found by a one-off tag; once the run was
+    known (or the action gave up), the tag went: none stays in the
+    dashboard's tag list, whatever the fault."""
+    tagged = [o for o in outcomes.values() if o.fault.named]
+    assert tagged, "no case used a tag"
+    left = zenml.server.admin("GET", "/api/v1/tags", params={"name": "startswith:gha-idem", "size": "100"})
+    assert [tag["name"] for tag in left["items"]] == []

@@ -1,19 +1,35 @@
-"""The HTTP seam: which proxy a request goes through, what it sends, how
-long it waits before repeating; and two behaviours a real server shows only
-by chance, on a raw socket server: a kept-alive connection the server has
-closed, and nothing listening. (The rest goes over the wire to the real
-server: test_server_side, test_faults, test_proxy.)"""
+"""The HTTP seam: which proxy a request goes through, what it sends, what
+it repeats and for how long; and behaviours a real server shows only by
+chance, on raw socket servers: a kept-alive connection the server has
+closed, nothing listening, a TLS handshake cut short, a proxy asking for
+credentials, an answer that trickles or never ends. (The rest goes over the
+wire to the real server: test_server_side, test_faults, test_proxy.)"""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from support.tls import make_certificates
 
-from zenml_action.errors import ConnectionFailed
-from zenml_action.http import Request, Transport, bypasses_proxy, encode, proxy_for, retry_delay, send
+from zenml_action.errors import ConnectionFailed, OutOfTime, ProxyFailed, ServerError
+from zenml_action.http import (
+    MAX_BODY_BYTES,
+    Deadline,
+    Request,
+    RetryPolicy,
+    Transport,
+    encode,
+    normalise_no_proxy,
+    proxy_for,
+    send,
+)
 
 PROXY = "http://proxy.corp:3128"
 
@@ -26,6 +42,7 @@ PROXY = "http://proxy.corp:3128"
         ("https://zenml.example.com", {"https_proxy": PROXY}, PROXY),
         # The lowercase variable wins, as with curl and requests.
         ("https://zenml.example.com", {"https_proxy": PROXY, "HTTPS_PROXY": "http://other:1"}, PROXY),
+        ("https://zenml.example.com", {"HTTPS_PROXY": "http://other:1", "https_proxy": PROXY}, PROXY),
         # An https server ignores http_proxy, and the other way round.
         ("https://zenml.example.com", {"http_proxy": PROXY}, ""),
         ("http://zenml.internal:8080", {"https_proxy": PROXY}, ""),
@@ -33,7 +50,22 @@ PROXY = "http://proxy.corp:3128"
         ("https://zenml.example.com", {"ALL_PROXY": PROXY}, PROXY),
         ("https://zenml.example.com", {"all_proxy": "http://fallback:1", "https_proxy": PROXY}, PROXY),
         ("https://zenml.example.com", {"https_proxy": PROXY, "no_proxy": "example.com"}, ""),
+        ("https://zenml.example.com", {"https_proxy": PROXY, "no_proxy": ".example.com"}, ""),
         ("https://zenml.example.com", {"https_proxy": PROXY, "NO_PROXY": "*"}, ""),
+        ("https://notexample.com", {"https_proxy": PROXY, "no_proxy": "example.com"}, PROXY),
+        # The port is implicit in the URL and explicit in NO_PROXY.
+        ("https://zenml.example.com", {"https_proxy": PROXY, "no_proxy": "zenml.example.com:443"}, ""),
+        ("https://zenml.example.com:8443", {"https_proxy": PROXY, "no_proxy": "zenml.example.com:443"}, PROXY),
+        ("http://zenml.internal", {"http_proxy": PROXY, "no_proxy": "zenml.internal:80"}, ""),
+        # IPv6 literals, with or without brackets and port, and networks.
+        ("http://[::1]:8237", {"http_proxy": PROXY, "no_proxy": "[::1]"}, ""),
+        ("http://[::1]:8237", {"http_proxy": PROXY, "no_proxy": "::1"}, ""),
+        ("http://[::1]:8237", {"http_proxy": PROXY, "no_proxy": "[::1]:8237"}, ""),
+        ("http://[fd00::5]:80", {"http_proxy": PROXY, "no_proxy": "fd00::/8"}, ""),
+        ("http://10.1.2.3", {"http_proxy": PROXY, "no_proxy": "10.0.0.0/8"}, ""),
+        ("http://192.168.1.1", {"http_proxy": PROXY, "no_proxy": "10.0.0.0/8"}, PROXY),
+        ("http://127.0.0.1:8237", {"http_proxy": PROXY, "no_proxy": "localhost,127.0.0.1"}, ""),
+        ("http://127.0.0.1:8237", {"http_proxy": PROXY, "no_proxy": " , "}, PROXY),
     ],
 )
 def test_proxy_for(url: str, environ: dict[str, str], expected: str) -> None:
@@ -41,50 +73,18 @@ def test_proxy_for(url: str, environ: dict[str, str], expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "port", "no_proxy", "bypassed"),
+    ("no_proxy", "url", "expected"),
     [
-        ("zenml.example.com", 443, "", False),
-        ("zenml.example.com", 443, "*", True),
-        ("zenml.example.com", 443, "zenml.example.com", True),
-        ("zenml.example.com", 443, "example.com", True),
-        ("zenml.example.com", 443, ".example.com", True),
-        ("zenml.example.com", 443, "ZENML.Example.COM", True),
-        ("notexample.com", 443, "example.com", False),
-        ("zenml.example.com", 443, "other.org, example.com", True),
-        ("zenml.example.com", 443, "zenml.example.com:443", True),
-        ("zenml.example.com", 8443, "zenml.example.com:443", False),
-        ("10.1.2.3", 80, "10.0.0.0/8", True),
-        ("192.168.1.1", 80, "10.0.0.0/8", False),
-        ("127.0.0.1", 8237, "localhost,127.0.0.1", True),
-        ("127.0.0.1", 8237, " , ", False),
+        ("zenml.example.com:443", "https://zenml.example.com", "zenml.example.com"),
+        ("zenml.example.com:443", "https://zenml.example.com:8443", "zenml.example.com:443"),
+        ("[::1]", "http://[::1]:8237", "::1"),
+        ("[::1]:8237", "http://[::1]:8237", "::1"),
+        ("fd00::/8", "http://[fd00::5]", "fd00::5"),
+        (" A.com , ,b.org ", "https://x", "a.com,b.org"),
     ],
 )
-def test_no_proxy(host: str, port: int, no_proxy: str, bypassed: bool) -> None:
-    assert bypasses_proxy(host, port, no_proxy) is bypassed
-
-
-@pytest.mark.parametrize(
-    ("base_url", "proxy", "expected"),
-    [
-        ("http://zenml:8080", "", "/api/v1/info?size=1"),
-        ("http://zenml:8080/prefix/", "", "/prefix/api/v1/info?size=1"),
-        # Through a plain-HTTP proxy the request names the whole URL...
-        ("http://zenml:8080", PROXY, "http://zenml:8080/api/v1/info?size=1"),
-        ("http://[fd00::1]:8080", PROXY, "http://[fd00::1]:8080/api/v1/info?size=1"),
-        # ...through a CONNECT tunnel (https) only the path.
-        ("https://zenml.example.com", PROXY, "/api/v1/info?size=1"),
-    ],
-)
-def test_request_target(base_url: str, proxy: str, expected: str) -> None:
-    request = Request("GET", "/api/v1/info", params={"size": "1"})
-    assert Transport(base_url, proxy=proxy).target(request) == expected
-
-
-def test_proxy_credentials_go_in_proxy_authorization_only() -> None:
-    transport = Transport("http://zenml:8080", proxy="http://user%40corp:p%3Ass@proxy:3128")
-    # base64("user@corp:p:ss")
-    assert transport.proxy_headers() == {"Proxy-Authorization": "Basic dXNlckBjb3JwOnA6c3M="}
-    assert Transport("http://zenml:8080", proxy=PROXY).proxy_headers() == {}
+def test_no_proxy_is_normalised_for_requests(no_proxy: str, url: str, expected: str) -> None:
+    assert normalise_no_proxy(no_proxy, url) == expected
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_proxy_credentials_go_in_proxy_authorization_only() -> None:
     [
         (Request("GET", "/x"), "t", None, {"Authorization": "Bearer t"}),
         (Request("GET", "/x", authenticated=False), "t", None, {}),
-        (Request("POST", "/login", form={"password": "a b&c"}), None, b"password=a+b%26c",
+        (Request("POST", "/login", form={"password": "a b&c"}), None, "password=a+b%26c",
          {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "16"}),
         (Request("POST", "/runs", json={"a": 1}), "t", b'{"a": 1}',
          {"Content-Type": "application/json", "Content-Length": "8", "Authorization": "Bearer t"}),
@@ -101,30 +101,62 @@ def test_proxy_credentials_go_in_proxy_authorization_only() -> None:
     ids=["get", "public-get", "form", "json", "empty-post"],
 )
 def test_encode(request_: Request, token: str | None, body: bytes | None, headers: dict[str, str]) -> None:
-    sent_body, sent_headers = encode(request_, token)
-    assert sent_body == body
-    assert sent_headers == {"Accept": "application/json", "User-Agent": "zenml-pipeline-trigger-action", **headers}
+    prepared = encode(request_, token, "http://zenml:8080/prefix")
+    assert prepared.url == "http://zenml:8080/prefix" + request_.path
+    assert prepared.body == body
+    assert {k: v for k, v in prepared.headers.items() if k in {"Authorization", "Content-Type", "Content-Length"}} == headers
 
 
 @pytest.mark.parametrize(
-    ("attempt", "retry_after", "low", "high"),
+    ("request_", "connect", "read", "status", "statuses"),
     [
-        (0, "", 0.0, 0.0),  # the first repeat is immediate
-        (1, "", 1.0, 1.5),
-        (3, "", 4.0, 4.5),
-        (9, "", 10.0, 10.5),  # capped
-        (1, "2", 2.0, 2.0),  # the server's Retry-After wins
-        (1, "3600", 30.0, 30.0),  # within reason
-        (1, "Wed, 21 Oct 2015 07:28:00 GMT", 1.0, 1.5),  # a date: back off as usual
+        # A GET is repeated for anything that may pass.
+        (Request("GET", "/runs"), 4, 2, 4, {429, 502, 503, 504}),
+        # The login creates nothing: busy and broken answers are asked again.
+        (Request("POST", "/login", retry="login"), 4, 2, 4, {429, 502, 503, 504}),
+        # The trigger: only a connection that never opened.
+        (Request("POST", "/runs"), 4, 0, 0, set()),
+        (Request("DELETE", "/tags/x"), 4, 0, 0, set()),
     ],
+    ids=["get", "login", "trigger", "delete"],
 )
-def test_retry_delay(attempt: int, retry_after: str, low: float, high: float) -> None:
-    assert low <= retry_delay(attempt, retry_after) <= high
+def test_each_request_gets_the_retries_that_are_safe_for_it(
+    request_: Request, connect: int, read: int, status: int, statuses: set[int]
+) -> None:
+    retry = RetryPolicy().retry_for(request_.retry_kind, None, print)
+    assert (retry.connect, retry.read, retry.status, set(retry.status_forcelist or ())) == (connect, read, status, statuses)
+    # A proxy's 407 or a certificate that does not verify is never repeated,
+    # and a redirect never followed.
+    assert (retry.other, retry.redirect) == (0, 0)
 
 
-def test_only_http_proxies_are_supported() -> None:
-    with pytest.raises(ConnectionFailed, match="not an http:// proxy"):
-        Transport("https://zenml.example.com", proxy="socks5://proxy:1080")
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_deadline_counts_down() -> None:
+    clock = FakeClock()
+    deadline = Deadline(30, clock)
+    assert deadline.left() == 30
+    clock.now += 29.5
+    assert deadline.left() == 0.5
+    clock.now += 10
+    assert deadline.left() == 0
+
+
+def test_a_back_off_that_would_end_past_the_deadline_is_not_slept() -> None:
+    """urllib3 sleeps its back-off and the server's Retry-After in full; here
+    the sleep that would overrun the deadline ends the request instead."""
+    retry = RetryPolicy().retry_for("read", Deadline(1.0), print)
+    retry = retry.increment("GET", "/x", error=None, response=None)
+    retry = retry.increment("GET", "/x", error=None, response=None)
+    retry = retry.increment("GET", "/x", error=None, response=None)  # backoff 2 s now
+    with pytest.raises(Exception, match="out of time"):
+        retry.sleep()
 
 
 class _RawServer:
@@ -226,3 +258,207 @@ def test_a_refused_connection_is_retried_then_explained() -> None:
     assert "Could not connect" in str(failure.value) and "`workspace-url`" in str(failure.value)
     assert failure.value.maybe_sent is False
     assert 1.0 < time.monotonic() - started < 20.0  # retried with backoff, not forever
+
+
+class _Listener:
+    """Accepts connections on loopback and hands each, with its number
+    (from 1), to `handle` in a thread of its own."""
+
+    def __init__(self, handle: Callable[[socket.socket, int], None]) -> None:
+        self.handle = handle
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn, self.connections), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            try:
+                self.handle(conn, number)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@contextmanager
+def listening(handle: Callable[[socket.socket, int], None]) -> Iterator[_Listener]:
+    listener = _Listener(handle)
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+def _read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with a TCP reset, as a crashing proxy or load balancer does."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+def test_a_tls_handshake_reset_is_retried_even_for_a_trigger(certificates: tuple[Path, Path, Path]) -> None:
+    """The first connection is reset in the middle of the TLS handshake:
+    nothing was sent, so even a POST that may create a run is repeated."""
+    ca, cert, key = certificates
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    posts: list[bytes] = []
+
+    def handle(conn: socket.socket, number: int) -> None:
+        if number == 1:
+            conn.recv(1024)  # the ClientHello
+            _reset(conn)
+            return
+        with context.wrap_socket(conn, server_side=True) as tls:
+            posts.append(_read_head(tls).split(b"\r\n")[0])
+            tls.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"id": "r"}')
+
+    with listening(handle) as server:
+        response = send(Transport(f"https://127.0.0.1:{server.port}", cafile=str(ca)), Request("POST", "/api/v1/runs", json={}), "t")
+    assert response.json() == {"id": "r"}
+    assert posts == [b"POST /api/v1/runs HTTP/1.1"]
+    assert server.connections == 2
+
+
+def test_a_certificate_that_does_not_verify_names_ca_bundle_and_is_not_retried(certificates: tuple[Path, Path, Path]) -> None:
+    _, cert, key = certificates
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def handle(conn: socket.socket, number: int) -> None:
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except ssl.SSLError:
+            pass
+
+    with listening(handle) as server, pytest.raises(ConnectionFailed) as failure:
+        send(Transport(f"https://127.0.0.1:{server.port}"), Request("GET", "/api/v1/info", purpose="reading"), None)
+    assert "did not verify" in str(failure.value) and "`ca-bundle`" in str(failure.value)
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("credentials", ["", "user:wrong@"])
+def test_a_proxy_asking_for_credentials_is_explained_not_retried(credentials: str) -> None:
+    """HTTPS through a proxy that answers the CONNECT with 407."""
+
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+
+    with listening(handle) as proxy, pytest.raises(ProxyFailed) as failure:
+        transport = Transport("https://zenml.example.com", proxy=f"http://{credentials}127.0.0.1:{proxy.port}")
+        send(transport, Request("GET", "/api/v1/info", purpose="reading the server's information"), None)
+    message = str(failure.value)
+    assert "407" in message and "credentials" in message and f"127.0.0.1:{proxy.port}" in message
+    assert "wrong" not in message  # the proxy's password is never shown
+    assert proxy.connections == 1
+
+
+def test_a_trickling_answer_ends_at_the_deadline() -> None:
+    """Headers at once, then one byte a second: every read is within its
+    timeout, but the whole answer must not outlast the deadline."""
+
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(60):
+            conn.sendall(b" ")
+            time.sleep(1)
+
+    with listening(handle) as server:
+        started = time.monotonic()
+        with pytest.raises(OutOfTime, match="logging in"):
+            send(Transport(f"http://127.0.0.1:{server.port}", deadline=Deadline(3)), Request("POST", "/api/v1/login", purpose="logging in"), None)
+    assert time.monotonic() - started < 6
+
+
+def test_a_silent_server_is_cut_off_at_the_deadline_not_per_read() -> None:
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        time.sleep(30)
+
+    with listening(handle) as server:
+        started = time.monotonic()
+        with pytest.raises((OutOfTime, ConnectionFailed)):
+            send(Transport(f"http://127.0.0.1:{server.port}", deadline=Deadline(2)), Request("GET", "/api/v1/runs/x/status"), None)
+    assert time.monotonic() - started < 5
+
+
+def test_an_endless_answer_is_capped() -> None:
+    chunk = b" " * 1024 * 1024
+
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        for _ in range(MAX_BODY_BYTES // len(chunk) + 8):
+            conn.sendall(chunk)
+
+    with listening(handle) as server, pytest.raises(ServerError, match="larger than"):
+        send(Transport(f"http://127.0.0.1:{server.port}"), Request("GET", "/api/v1/info"), None)
+
+
+def test_an_answer_nested_too_deep_is_not_json() -> None:
+    depth = 200_000
+    body = b"[" * depth + b"]" * depth
+
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    with listening(handle) as server:
+        response = send(Transport(f"http://127.0.0.1:{server.port}"), Request("GET", "/api/v1/info"), None)
+    assert response.status == 200 and response.json() is None
+
+
+def test_busy_answers_are_repeated_for_a_get_with_retry_after() -> None:
+    def handle(conn: socket.socket, number: int) -> None:
+        while _read_head(conn):
+            if number == 1 and not getattr(handle, "answered", False):
+                handle.answered = True  # type: ignore[attr-defined]
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
+            else:
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"x"')
+
+    with listening(handle) as server:
+        started = time.monotonic()
+        response = send(Transport(f"http://127.0.0.1:{server.port}"), Request("GET", "/api/v1/runs/x/status"), None)
+    assert response.json() == "x"
+    assert 1.0 <= time.monotonic() - started < 3
+
+
+def test_a_busy_answer_to_a_trigger_is_returned_not_repeated() -> None:
+    """The trigger's caller decides (it looks its key up first)."""
+    seen: list[int] = []
+
+    def handle(conn: socket.socket, number: int) -> None:
+        while _read_head(conn):
+            seen.append(number)
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+
+    with listening(handle) as server:
+        response = send(Transport(f"http://127.0.0.1:{server.port}"), Request("POST", "/api/v1/pipeline_snapshots/x/runs", json={}), "t")
+    assert response.status == 503 and len(seen) == 1

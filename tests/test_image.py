@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Deployment
-from support.action import SECRETS, TRANSCRIPTS, leaked, parse_output_file
+from support.action import SECRETS, check_no_secret, leaked, parse_output_file
 from support.orchestrator import step_parameters
 from support.server import ADMIN_PASSWORD
 
@@ -200,7 +200,7 @@ def run_action(image: Image, workspace: Path, inputs: dict[str, str], python_arg
     result = image.engine(*argv, env=variables, check=False, timeout=300)
     output_text = (files / "output").read_text()
     summary = (files / "summary").read_text()
-    TRANSCRIPTS.append("\n".join([result.stdout, result.stderr, output_text, summary]))
+    check_no_secret("\n".join([result.stdout, result.stderr, output_text, summary]))
     return ContainerRun(result.returncode, result.stdout, result.stderr, parse_output_file(output_text), summary)
 
 
@@ -330,7 +330,7 @@ def test_act_runs_the_action_from_a_workflow(image: Image, zenml: Deployment, un
     )
     print(f"\nact run: {time.monotonic() - started:.1f} s")
     log = result.stdout + result.stderr
-    TRANSCRIPTS.append(log)
+    check_no_secret(log)
     assert result.returncode == 0, log[-5000:]
     match = re.search(r"ACT-SELFTEST run-id=(\S+) conclusion=triggered", log)
     assert match, log[-5000:]

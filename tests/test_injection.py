@@ -18,19 +18,20 @@ import json
 import os
 import re
 import ssl
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import Deployment
-from support.action import ROOT, ActionResult, ActionRunner, parse_output_file
+from support.action import ROOT, ActionResult, ActionRunner, leaked, parse_output_file, without_mask_lines
 from support.fault_proxy import Answer, Received, Recorder
 from support.orchestrator import run_details
 
 from zenml_action import github
 from zenml_action.github import Console, format_outputs
-from zenml_action.http import Transport
+from zenml_action.http import Transport, system_trust
 from zenml_action.report import Report, cell, summary_markdown
 
 DECLARED_OUTPUTS = set(yaml.safe_load((ROOT / "action.yml").read_text())["outputs"])
@@ -356,12 +357,75 @@ def test_hostile_error_message_from_the_server(workspace: Path) -> None:
     assert_summary_is_inert(result.summary)
 
 
+# -- the key in its encoded forms --------------------------------------------------
+
+ODD_KEY = "ZENKEY_" + "a_b/c+d=" * 6
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        ODD_KEY,
+        urllib.parse.quote(ODD_KEY, safe=""),
+        urllib.parse.quote_plus(ODD_KEY),
+        urllib.parse.quote(urllib.parse.quote(ODD_KEY, safe=""), safe=""),
+        json.dumps(ODD_KEY)[1:-1],
+        cell(ODD_KEY),
+    ],
+    ids=["plain", "url", "form", "url-twice", "json", "markdown"],
+)
+def test_the_key_is_redacted_in_every_encoding(shown: str) -> None:
+    stream = io.StringIO()
+    console = Console(stream=stream, in_github=True)
+    console.mask(ODD_KEY)
+    console.error(f"the server said: password={shown}")
+    console.info(f"echo {shown}")
+    assert console.redact(f"| {shown} |") == "| *** |"
+    body = without_mask_lines(stream.getvalue())
+    assert not leaked(ODD_KEY, body) and "a_b" not in body.replace("%", "")
+
+
+def test_a_login_echoed_by_the_server_does_not_leak_the_key(workspace: Path) -> None:
+    """A server (or proxy) that quotes the login request in its 401."""
+
+    def answer(received: Received) -> Answer:
+        echoed = {"detail": ["AuthorizationException", f"Invalid credentials: {received.body.decode()}"]}
+        return 401, {"Content-Type": "application/json"}, json.dumps(echoed).encode()
+
+    with Recorder(answer) as server:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": server.url, "api-key": ODD_KEY})
+        result = runner.run({"template": "trainer-prod"})
+
+    assert result.returncode == 1 and len(result.errors) == 1
+    assert "Invalid credentials" in result.errors[0]  # the server's words, less the key
+    for text in (without_mask_lines(result.stdout), result.summary, result.output_text):
+        assert not leaked(ODD_KEY, text)
+        assert "a_b" not in text.replace("%", "").replace("\\", "")
+
+
+def test_a_key_in_a_value_stays_out_of_summary_and_outputs(action: ActionRunner, zenml: Deployment) -> None:
+    """The user pasted the key into a parameter and the run name."""
+    key = zenml.api_key
+    result = action.run(
+        {"template": "trainer-prod", "parameters": f"data_url: {key}", "run-name": f"nightly {key}", "wait": "false"}
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["run-name"] == "nightly ***"
+    assert "data\\_url" in result.summary and "***" in result.summary
+    for text in (without_mask_lines(result.stdout), result.summary, result.output_text):
+        assert not leaked(key, text)
+
+
 # -- TLS ------------------------------------------------------------------------------
 
 
 def test_tls_verification_is_on_by_default() -> None:
-    context = Transport("https://zenml.example.com").context
-    assert context is not None
+    transport = Transport("https://zenml.example.com")
+    assert transport.verify is True
+    # Proxies, CA bundles and .netrc are never picked up behind the
+    # action's back: inputs.py reads the environment once.
+    assert transport.session.trust_env is False
+    context = system_trust()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True
 
@@ -380,7 +444,7 @@ def test_tls_with_an_unknown_ca_fails_before_sending_the_key(
     assert result.returncode == 1
     assert len(result.errors) == 1
     assert "title=Cannot reach the ZenML server" in result.errors[0]
-    assert "TLS verification failed" in result.errors[0] and "`ca-bundle`" in result.errors[0]
+    assert "did not verify" in result.errors[0] and "`ca-bundle`" in result.errors[0]
     assert server.received == []
 
 

@@ -226,8 +226,8 @@ def test_an_unreachable_proxy_is_one_clear_error(
 
     assert result.returncode != 0
     assert len(result.errors) == 1, result.stdout
-    assert "title=Cannot reach the ZenML server" in result.errors[0]
-    assert url in result.errors[0]
+    assert "title=Proxy problem" in result.errors[0]
+    assert url in result.errors[0] and dead_proxy in result.errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert result.outputs == {}
     assert server.received == []

@@ -32,6 +32,7 @@ def login(api_key: str) -> Request:
         form={"grant_type": "zenml-api-key", "password": api_key},
         purpose="logging in with the API key",
         authenticated=False,
+        retry="login",
     )
 
 
@@ -118,6 +119,14 @@ def get_run(run_id: str, hydrate: bool = False) -> Request:
 
 def stop_run(run_id: str) -> Request:
     return Request("POST", f"{API}/runs/{run_id}/stop", purpose="stopping the run")
+
+
+def list_tags(name: str) -> Request:
+    return Request("GET", f"{API}/tags", params={"name": f"equals:{name}"}, purpose="looking up the action's tag")
+
+
+def delete_tag(tag_id: str) -> Request:
+    return Request("DELETE", f"{API}/tags/{tag_id}", purpose="deleting the action's one-off tag")
 
 
 # -- responses --------------------------------------------------------------

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from zenml_action import api
 from zenml_action.errors import (
     ActionError,
     AuthenticationFailed,
-    ConnectionFailed,
     NotFound,
     PermissionDenied,
+    ProxyFailed,
     ServerCannotRun,
     ServerError,
     ServerRejected,
 )
 from zenml_action.github import Console
-from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, Transport, send
+from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Deadline, Request, Response, Transport, send
 from zenml_action.inputs import Inputs
-
-LOGIN_ATTEMPTS = 4
 
 
 def translate(response: Response, request: Request) -> ActionError:
@@ -41,6 +38,12 @@ def translate(response: Response, request: Request) -> ActionError:
             f"The service account is not allowed to do this {what}. {said}. Give the "
             "service account a role that can read snapshots and run pipelines in "
             "the project."
+        )
+    if status == 407:
+        return ProxyFailed(
+            f"The proxy between the runner and the server refused its credentials (HTTP 407) {what}. "
+            "Put a valid user and password in the proxy URL (HTTP_PROXY/HTTPS_PROXY: "
+            "http://user:password@proxy:port), or add the server's host to NO_PROXY."
         )
     if status == 404:
         return NotFound(f"Not found {what}. {said}.")
@@ -69,13 +72,7 @@ def translate(response: Response, request: Request) -> ActionError:
 
 
 class ZenMLClient:
-    def __init__(
-        self,
-        transport: Transport,
-        api_key: str,
-        console: Console,
-        read_timeout: float = READ_TIMEOUT,
-    ) -> None:
+    def __init__(self, transport: Transport, api_key: str, console: Console, read_timeout: float = READ_TIMEOUT) -> None:
         self.transport = transport
         self.base_url = transport.base_url
         self.timeout = (CONNECT_TIMEOUT, read_timeout)
@@ -83,31 +80,15 @@ class ZenMLClient:
         self._console = console
         self.token: str | None = None
 
-    def _login_response(self, request: Request) -> Response:
-        """Logging in creates nothing, so a busy or dropped answer is simply
-        asked again, a few times; a refusal (401) never is. A connection that
-        never opened was already retried by `send()`."""
-        for attempt in range(LOGIN_ATTEMPTS):
-            last = attempt == LOGIN_ATTEMPTS - 1
-            try:
-                response = self._send(request, token=None)
-            except ConnectionFailed as exc:
-                if last or not exc.maybe_sent:
-                    raise
-            else:
-                if response.status not in (429, 502, 503, 504) or last:
-                    return response
-            time.sleep(min(8.0, 1.0 * 2**attempt))
-        raise AssertionError("unreachable")
-
     def login(self) -> None:
+        """Exchange the key for a token. A busy or dropped login is repeated
+        by the transport (it creates nothing); a refusal never is: with login
+        rate limiting on, each refused login uses up part of a small budget."""
         request = api.login(self._api_key)
-        response = self._login_response(request)
+        response = self.send(request, token=None)
         if not response.ok:
             error = translate(response, request)
             if response.status in (400, 401, 403):
-                # Never retried: with login rate limiting on, each refused
-                # login uses up part of a small budget.
                 raise AuthenticationFailed(
                     "The server refused the API key. "
                     + api.decode_error(response).message
@@ -125,9 +106,9 @@ class ZenMLClient:
         self._console.mask(token)
         self.token = token
 
-    def _send(self, request: Request, token: str | None) -> Response:
+    def send(self, request: Request, token: str | None, deadline: Deadline | None = None) -> Response:
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
-        response = send(self.transport, request, token, self.timeout)
+        response = send(self.transport, request, token, self.timeout, deadline)
         self._console.debug(f"-> HTTP {response.status}")
         if 300 <= response.status < 400:
             raise ServerError(
@@ -138,21 +119,21 @@ class ZenMLClient:
             )
         return response
 
-    def response(self, request: Request) -> Response:
+    def response(self, request: Request, deadline: Deadline | None = None) -> Response:
         """Send with the token; log in again once if the token was refused
         (it can expire during a long wait)."""
         if self.token is None and request.authenticated:
             self.login()
-        response = self._send(request, self.token)
+        response = self.send(request, self.token, deadline)
         if response.status == 401 and request.authenticated:
             self._console.debug("token refused; logging in again")
             self.login()
-            response = self._send(request, self.token)
+            response = self.send(request, self.token, deadline)
         return response
 
-    def call(self, request: Request) -> Any:
+    def call(self, request: Request, deadline: Deadline | None = None) -> Any:
         """The decoded JSON of a successful response; raises otherwise."""
-        response = self.response(request)
+        response = self.response(request, deadline)
         if not response.ok:
             raise translate(response, request)
         body = response.json()
@@ -165,7 +146,8 @@ class ZenMLClient:
         return body
 
 
-def connect(inputs: Inputs, console: Console) -> ZenMLClient:
-    """A client for `workspace-url` (nothing is sent yet)."""
-    transport = Transport(inputs.workspace_url, inputs.cafile, inputs.proxy)
+def connect(inputs: Inputs, console: Console, deadline: Deadline | None = None) -> ZenMLClient:
+    """A client for `workspace-url` (nothing is sent yet). Every request it
+    sends, retries and back-offs included, ends by `deadline`."""
+    transport = Transport(inputs.workspace_url, inputs.cafile, inputs.proxy, deadline=deadline, log=console.debug)
     return ZenMLClient(transport, inputs.api_key, console, inputs.read_timeout)

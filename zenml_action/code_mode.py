@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zenml_action import api
+from zenml_action import api, runs
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import (
     ActionError,
@@ -34,10 +35,11 @@ from zenml_action.errors import (
     WaitTimedOut,
 )
 from zenml_action.github import Console
+from zenml_action.http import Deadline
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
-from zenml_action.trigger import find_tagged_run, idempotency_tag
+from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag
 from zenml_action.waiting import cancellable, wait_for_run
 
 LOCAL_STORE_DIR = ".zenml-local"
@@ -90,7 +92,10 @@ def split_parameters(inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
     return arguments, config
 
 
-def zenml_environment(inputs: Inputs) -> dict[str, str]:
+def zenml_environment(inputs: Inputs, private_dir: Path) -> dict[str, str]:
+    """The child's environment. With a server, the ZenML client's config
+    (which holds the key and a token) lives in this run's private directory,
+    removed when the action ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "INPUT_"))}
     env.update(
         ZENML_ANALYTICS_OPT_IN="false",
@@ -102,7 +107,7 @@ def zenml_environment(inputs: Inputs) -> dict[str, str]:
         env.update(
             ZENML_STORE_URL=inputs.workspace_url,
             ZENML_STORE_API_KEY=inputs.api_key,
-            ZENML_CONFIG_PATH=str(Path(tempfile.gettempdir()) / "zenml-action-config"),
+            ZENML_CONFIG_PATH=str(private_dir / "zenml-config"),
         )
         if inputs.ca_bundle:
             env["ZENML_STORE_VERIFY_SSL"] = str(inputs.ca_bundle)
@@ -184,10 +189,36 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         console.info(f"Dry run: would run `{source.target}:{source.attribute}` with {json.dumps(report.sent, sort_keys=True)}")
         report.conclusion = "dry-run"
         return
-    client, info = _connect(inputs, console)
-    install_requirements(inputs, console)
-    tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
-    run_configuration["tags"] = [*(run_configuration.get("tags") or []), tag]
+    deadline = Deadline(inputs.timeout)
+    # Readable by this user only, and removed whatever happens: it holds the
+    # ZenML client's credentials.
+    private_dir = Path(tempfile.mkdtemp(prefix="zenml-action-"))
+    client: ZenMLClient | None = None
+    key = choose_key(inputs.run_name, source.attribute, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
+    try:
+        with cancellable():
+            client, info = _connect(inputs, console, deadline)
+            install_requirements(inputs, console)
+            _run(inputs, console, report, source, arguments, key.apply(run_configuration), key, client, info, deadline, private_dir)
+    finally:
+        shutil.rmtree(private_dir, ignore_errors=True)
+        if client is not None:
+            forget_tag(client, key, console)
+
+
+def _run(
+    inputs: Inputs,
+    console: Console,
+    report: Report,
+    source: PipelineSource,
+    arguments: dict[str, Any],
+    run_configuration: dict[str, Any],
+    key: RunKey,
+    client: ZenMLClient | None,
+    info: Any,
+    deadline: Deadline,
+    private_dir: Path,
+) -> None:
     spec = {
         "workspace": str(inputs.workspace),
         "target": source.target,
@@ -196,36 +227,38 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         "run_configuration": run_configuration,
         "stack": inputs.stack,
         "create_snapshot": inputs.create_snapshot,
-        "tag": tag,
+        "run_name": key.run_name,
+        "tag": key.tag,
     }
     started = time.monotonic()
-    with cancellable():
-        result = _run_child(inputs, console, report, spec, client)
-        _fill_report(report, result, info, client)
+    result = _run_child(inputs, console, report, spec, client, key, deadline, private_dir)
+    _fill_report(report, result, info, client)
+    report.duration_seconds = time.monotonic() - started
+    if "error" in result:
+        _child_failed(inputs, console, report, result["error"], source)
+        return
+    if inputs.create_snapshot:
+        _snapshot_created(inputs, console, report, result)
+        return
+    finished = api.is_finished(report.status)
+    if client is not None and inputs.wait and not finished:
+        # A remote orchestrator returns once the run is submitted.
+        outcome = wait_for_run(client, report.run_id, report.status, deadline, inputs.poll_interval, console)
+        report.status, finished = outcome.status, outcome.finished
+        if finished:
+            report.metadata = runs.read_metadata(client, report.run_id, console)
         report.duration_seconds = time.monotonic() - started
-        if "error" in result:
-            _child_failed(inputs, console, report, result["error"], source)
-            return
-        if inputs.create_snapshot:
-            _snapshot_created(inputs, console, report, result)
-            return
-        if client is not None and inputs.wait and not api.is_finished(report.status):
-            # A remote orchestrator returns once the run is submitted.
-            remaining = max(1.0, inputs.timeout - (time.monotonic() - started))
-            outcome = wait_for_run(client, report.run_id, report.status, remaining, inputs.poll_interval, console)
-            report.status = outcome.status
-            if outcome.finished:
-                body = client.call(api.get_run(report.run_id, hydrate=True))
-                report.metadata = api.dig(body, "metadata", "run_metadata") or {}
-            report.duration_seconds = time.monotonic() - started
-    _conclude(report, inputs, console)
+    console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
+    if report.metadata:
+        console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
+    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console)
 
 
-def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any]:
+def _connect(inputs: Inputs, console: Console, deadline: Deadline) -> tuple[ZenMLClient | None, Any]:
     """Log in to the server, if there is one, and make sure the SDK matches it."""
     if not inputs.workspace_url:
         return None, {}
-    client = connect(inputs, console)
+    client = connect(inputs, console, deadline)
     client.login()
     info = client.call(api.server_info())
     ensure_matching_zenml(str(api.dig(info, "version") or ""), console)
@@ -233,43 +266,47 @@ def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any]
 
 
 def _run_child(
-    inputs: Inputs, console: Console, report: Report, spec: dict[str, Any], client: ZenMLClient | None
+    inputs: Inputs,
+    console: Console,
+    report: Report,
+    spec: dict[str, Any],
+    client: ZenMLClient | None,
+    key: RunKey,
+    deadline: Deadline,
+    private_dir: Path,
 ) -> dict[str, Any]:
     """Run `code_runner` and return its result; on cancel or timeout, end it
     and stop the run it started."""
-    with tempfile.TemporaryDirectory(prefix="zenml-action-") as tmp:
-        spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec_file.write_text(json.dumps(spec))
-        started = time.monotonic()
-        console.info(f"Running `{spec['target']}:{spec['attribute']}` from the repository's code.")
-        # The pipeline's own log (with a failed step's traceback, as ZenML
-        # logs it) is folded away; the action's findings follow it.
-        console.group("Pipeline log")
-        child = subprocess.Popen(
-            [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
-            env=zenml_environment(inputs),
-            cwd=inputs.workspace,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            child.wait(timeout=inputs.timeout)
-            console.endgroup()
-        except (Cancelled, subprocess.TimeoutExpired) as exc:
-            _end_child(child)
-            console.endgroup()
-            report.duration_seconds = time.monotonic() - started
-            report.conclusion = "cancelled" if isinstance(exc, Cancelled) else "timeout"
-            if client is not None:
-                _stop_tagged(client, str(spec["tag"]), inputs, console, report)
-            if isinstance(exc, Cancelled):
-                raise
-            raise WaitTimedOut(
-                f"The pipeline was still running after {inputs.timeout:g}s. Raise `timeout`."
-            ) from None
-        if not result_file.exists():
-            return {"error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}}
-        return dict(json.loads(result_file.read_text()))
+    spec_file, result_file = private_dir / "spec.json", private_dir / "result.json"
+    spec_file.write_text(json.dumps(spec))
+    started = time.monotonic()
+    console.info(f"Running `{spec['target']}:{spec['attribute']}` from the repository's code.")
+    # The pipeline's own log (with a failed step's traceback, as ZenML
+    # logs it) is folded away; the action's findings follow it.
+    console.group("Pipeline log")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
+        env=zenml_environment(inputs, private_dir),
+        cwd=inputs.workspace,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        child.wait(timeout=max(0.1, deadline.left()))
+        console.endgroup()
+    except (Cancelled, subprocess.TimeoutExpired) as exc:
+        _end_child(child)
+        console.endgroup()
+        report.duration_seconds = time.monotonic() - started
+        report.conclusion = "cancelled" if isinstance(exc, Cancelled) else "timeout"
+        if client is not None:
+            _stop_started_run(client, key, inputs, console, report)
+        if isinstance(exc, Cancelled):
+            raise
+        raise WaitTimedOut(f"The pipeline was still running after {inputs.timeout:g}s. Raise `timeout`.") from None
+    if not result_file.exists():
+        return {"error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}}
+    return dict(json.loads(result_file.read_text()))
 
 
 def _child_failed(
@@ -306,11 +343,9 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
             pass
 
 
-def _stop_tagged(client: ZenMLClient, tag: str, inputs: Inputs, console: Console, report: Report) -> None:
-    from zenml_action.server_side import stop
-
+def _stop_started_run(client: ZenMLClient, key: RunKey, inputs: Inputs, console: Console, report: Report) -> None:
     try:
-        found = find_tagged_run(client, tag)
+        found = find_run(client, key, Deadline(runs.STOP_SECONDS))
     except ActionError:
         return
     if found:
@@ -318,7 +353,7 @@ def _stop_tagged(client: ZenMLClient, tag: str, inputs: Inputs, console: Console
         report.run_name = str(found.get("name", ""))
         report.status = api.decode_status(found)
         if inputs.stop_on_cancel and not api.is_finished(report.status):
-            stop(client, report.run_id, console, report.conclusion)
+            runs.stop(client, report.run_id, console, report.conclusion)
 
 
 def _fill_report(report: Report, result: dict[str, Any], info: Any, client: ZenMLClient | None) -> None:
@@ -330,20 +365,3 @@ def _fill_report(report: Report, result: dict[str, Any], info: Any, client: ZenM
     if client is not None and report.run_id:
         project_id = str(result.get("project_id", ""))
         report.run_url = api.dashboard_run_url(info, client.base_url, project_id, report.run_id)
-
-
-def _conclude(report: Report, inputs: Inputs, console: Console) -> None:
-    if not inputs.wait and not api.is_finished(report.status):
-        report.conclusion = "triggered"
-    elif not api.is_finished(report.status):
-        report.conclusion = "timeout"
-        raise WaitTimedOut(f"Run {report.run_id} was still `{report.status}` after {inputs.timeout:g}s. Raise `timeout`.")
-    elif report.status in api.SUCCESS_STATUSES:
-        report.conclusion = "success"
-    else:
-        report.conclusion = "failure"
-        if inputs.fail_on_run_failure:
-            raise RunFailed(f"Run `{report.run_name}` ended `{report.status}`.")
-    console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
-    if report.metadata:
-        console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))

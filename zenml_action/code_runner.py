@@ -19,7 +19,6 @@ import importlib.util
 import inspect
 import json
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -134,10 +133,15 @@ def step_failures(run: Any) -> str:
     return "; ".join(failures)
 
 
-def tagged_run(tag: str) -> Any:
+def started_run(spec: dict[str, Any]) -> Any:
+    """The run this process started, by the key the action gave it: the run
+    name it chose, or its one-off tag."""
     from zenml.client import Client
 
-    runs = Client().list_pipeline_runs(tags=[tag], size=1, hydrate=True)
+    if spec.get("run_name"):
+        runs = Client().list_pipeline_runs(name=f"equals:{spec['run_name']}", size=1, hydrate=True)
+    else:
+        runs = Client().list_pipeline_runs(tags=[spec["tag"]], size=1, hydrate=True)
     return runs.items[0] if runs.items else None
 
 
@@ -155,9 +159,10 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
             raise UserError(
                 "stack", f"there is no stack `{spec['stack']}`. Stacks: {', '.join(f'`{s}`' for s in stacks)}."
             ) from exc
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        json.dump(spec["run_configuration"], handle)  # JSON is YAML
-    configured = pipeline.with_options(config_path=handle.name)
+    # In the action's private directory (beside the spec), which it removes.
+    config_file = Path(spec["config_file"])
+    config_file.write_text(json.dumps(spec["run_configuration"]))  # JSON is YAML
+    configured = pipeline.with_options(config_path=str(config_file))
     if spec.get("create_snapshot"):
         if parameters:
             configured = configured.with_options(parameters=parameters)
@@ -171,18 +176,19 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         run = configured(**parameters)
     except Exception as exc:
-        run = tagged_run(spec["tag"])
+        run = started_run(spec)
         message = step_failures(run) if run is not None else ""
         message = message or f"{type(exc).__name__}: {exc}"
         return {"error": {"kind": "run_failed", "message": message}, **(run_info(run) if run else {})}
     if run is None:
-        run = tagged_run(spec["tag"])
+        run = started_run(spec)
     return run_info(run) if run is not None else {"error": {"kind": "internal", "message": "the run was not found"}}
 
 
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
+    spec["config_file"] = str(Path(spec_path).with_name("run-config.yaml"))
     try:
         result = execute(spec)
     except UserError as exc:

@@ -5,11 +5,14 @@ Spec: https://docs.github.com/actions/reference/workflow-commands-for-github-act
 
 from __future__ import annotations
 
+import html
+import json
 import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote, quote_plus
 
 
 def escape_data(value: str) -> str:
@@ -22,6 +25,31 @@ def escape_property(value: str) -> str:
 
 
 MIN_SECRET_LENGTH = 12
+
+
+def markdown_text(text: str) -> str:
+    """Text that Markdown (GitHub's, in a job summary or comment) shows as
+    it is: no HTML, no links, no emphasis, no breaking out of a table."""
+    text = html.escape(text, quote=True)
+    for char in "\\`*_[]|!#~":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def encoded_forms(secret: str) -> list[str]:
+    """The ways a secret can appear in what the action writes: as it is,
+    URL- and form-encoded (in an echoed login request, once or twice),
+    JSON-escaped, and escaped for Markdown (in the summary)."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        quote(quote(secret, safe=""), safe=""),
+        quote_plus(quote_plus(secret)),
+        json.dumps(secret)[1:-1],
+        markdown_text(secret),
+    }
+    return sorted(forms, key=len, reverse=True)
 
 
 def looks_like_command(line: str) -> bool:
@@ -50,7 +78,9 @@ class Console:
         # ordinary words and spaces in every message.
         if len(secret.strip()) < MIN_SECRET_LENGTH or secret in self._secrets:
             return
-        self._secrets.append(secret)
+        self._secrets.extend(form for form in encoded_forms(secret) if form not in self._secrets)
+        # Longest first: a form that contains another is replaced whole.
+        self._secrets.sort(key=len, reverse=True)
         if not self._announce_masks:
             return
         # The runner masks each line of a multi-line value separately.
@@ -88,15 +118,15 @@ class Console:
 
     def debug(self, message: str) -> None:
         if self.debug_enabled:
-            self._write(f"::debug::{escape_data(message)}")
+            self._write(f"::debug::{escape_data(self.redact(message))}")
 
     def warning(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::warning{props}::{escape_data(message)}")
+        self._write(f"::warning{props}::{escape_data(self.redact(message))}")
 
     def error(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::error{props}::{escape_data(message)}")
+        self._write(f"::error{props}::{escape_data(self.redact(message))}")
 
     def group(self, name: str) -> None:
         # Outside GitHub nothing folds groups: a plain heading reads better.

@@ -1,47 +1,65 @@
-"""The one place that does HTTP.
+"""The one place that does HTTP: `requests` with urllib3's `Retry`.
 
 Everything else builds `Request` values and reads `Response` values
 (`api.py`); `send()` is the only function that touches the network, and the
-only place where network exceptions become `ActionError`s.
+only place where foreign exceptions become the action's errors.
 
-Standard library only. Importing requests + urllib3 takes about 0.2 s, more
-than all the overhead the benchmark allows the action over the fastest
-possible client (bench/README.md, "Why not requests"). What the action needs
-of an HTTP library is here instead: kept-alive connections shared by threads,
-retries of what is safe to repeat, proxies from the environment, TLS with a
-private CA, and never following a redirect.
+What is adapted to the action, each for a reason given where it is done:
+- one retry policy, of which each request gets what is safe for it
+  (`RetryPolicy.retry_for`), and whose back-off never sleeps past the run's
+  deadline;
+- every attempt's timeouts shrink to the time left (`_Budget`), and an answer
+  is read with a size cap and a total time cap (`_read_body`);
+- a TLS handshake that breaks counts as a connection that never opened (it
+  sent nothing), not as a read error (`_HTTPSConnection`);
+- proxies and CA bundles are decided once from the environment, as requests
+  reads them (`proxy_for`, with NO_PROXY entries normalised first), and
+  passed explicitly: `trust_env` is off so `.netrc` is never read.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
 import ipaddress
 import json
-import random
-import select
-import socket
-import ssl  # http.client imports it anyway: lazy would save nothing
+import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from zenml_action.errors import ConnectionFailed
+import requests
+import requests.adapters
+import requests.utils
+import urllib3
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+)
+from urllib3.util.retry import Retry
+
+from zenml_action.errors import ConnectionFailed, OutOfTime, ProxyFailed, ServerError
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 USER_AGENT = "zenml-pipeline-trigger-action"
+# ZenML's largest answers (a page of hydrated snapshots) are a few MB.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
-# What is retried here, for every caller (callers retry more where they know
-# it is safe, e.g. the trigger after looking its tag up):
-CONNECT_RETRIES = 4  # any method: a connection that never opened sent nothing
-READ_RETRIES = 2  # GET only: a broken or silent answer
-STATUS_RETRIES = 4  # GET only: a busy or failing server or proxy
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-MAX_RETRY_AFTER = 30.0
+# How a request may be repeated (see `RetryPolicy.retry_for`):
+#   read:  safe to repeat on anything (GET)
+#   login: creates nothing, so busy answers are asked again too
+#   once:  may create something (the trigger): only a connection that never
+#          opened is repeated; the trigger's tag lookup covers the rest
+RetryKind = Literal["read", "login", "once"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,11 @@ class Request:
     # What the request is for, in words a user understands ("listing snapshots").
     purpose: str = ""
     authenticated: bool = True
+    retry: RetryKind | None = None
+
+    @property
+    def retry_kind(self) -> RetryKind:
+        return self.retry or ("read" if self.method == "GET" else "once")
 
 
 @dataclass(frozen=True)
@@ -68,46 +91,53 @@ class Response:
 
     def json(self) -> Any:
         """The decoded body, or None when it is not JSON (an HTML error page
-        from a proxy, a truncated body)."""
+        from a proxy, a truncated body, nesting too deep to decode)."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
 
-# -- proxies, from the environment as curl and requests read it --------------
+class Deadline:
+    """A point in time every request and back-off must end by."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self.at - self._clock())
 
 
-def proxy_for(url: str, environ: Mapping[str, str]) -> str:
-    """The proxy to reach `url` through ("" to connect directly), from
-    `https_proxy`/`http_proxy`/`all_proxy` and `no_proxy`; the lowercase
-    name wins over the uppercase one."""
+# -- proxies ------------------------------------------------------------------
 
-    def variable(name: str) -> str:
-        return (environ.get(name) or environ.get(name.upper()) or "").strip()
 
+def normalise_no_proxy(no_proxy: str, url: str) -> str:
+    """NO_PROXY entries that requests' matcher reads as curl does: it
+    compares `host:port` only with an explicit port in the URL, knows no
+    `[::1]` brackets and only IPv4 networks. An entry that covers this URL
+    is rewritten to its host name; the others are kept."""
     parts = urlsplit(url)
-    if bypasses_proxy(parts.hostname or "", parts.port, variable("no_proxy")):
-        return ""
-    return variable(f"{parts.scheme}_proxy") or variable("all_proxy")
-
-
-def bypasses_proxy(host: str, port: int | None, no_proxy: str) -> bool:
-    """`no_proxy` entries: `*`, a host or domain (`example.com` and
-    `.example.com` both cover subdomains), `host:port`, or an IP network."""
-    host = host.lower()
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    entries = []
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
         if not entry:
             continue
-        if entry == "*":
-            return True
-        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        name, entry_port = entry, ""
+        if entry.startswith("["):
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest.removeprefix(":")
+        elif entry.count(":") == 1:
+            name, entry_port = entry.split(":")
         if entry_port and entry_port != str(port):
+            entries.append(entry)
             continue
-        name = name.lstrip(".")
-        if host == name or host.endswith("." + name) or _in_network(host, name):
-            return True
-    return False
+        if _in_network(host, name):
+            name = host
+        entries.append(name)
+    return ",".join(entries)
 
 
 def _in_network(host: str, entry: str) -> bool:
@@ -117,161 +147,255 @@ def _in_network(host: str, entry: str) -> bool:
         return False
 
 
-# -- connections ----------------------------------------------------------------
+def proxy_for(url: str, environ: Mapping[str, str]) -> str:
+    """The proxy to reach `url` through ("" for none): `https_proxy`,
+    `http_proxy` or `all_proxy` (the lowercase name winning, as in
+    urllib), unless `no_proxy` covers the URL."""
+    variables: dict[str, str] = {}
+    for name in sorted(environ, key=lambda n: n.islower()):  # lowercase last: it wins
+        if name.lower().endswith("_proxy") and environ[name].strip():
+            variables[name.lower().removesuffix("_proxy")] = environ[name].strip()
+    no_proxy = normalise_no_proxy(variables.pop("no", ""), url)
+    if no_proxy and requests.utils.should_bypass_proxies(url, no_proxy=no_proxy):
+        return ""
+    return requests.utils.select_proxy(url, variables) or ""
 
 
-class _NotSent(Exception):
-    """The connection failed before the request left: safe to repeat."""
+# -- retries and time ---------------------------------------------------------
+
+
+class _Retry(Retry):
+    """urllib3's Retry that knows the deadline: a back-off or Retry-After
+    that would end past it raises `_OutOfTime` instead of sleeping."""
+
+    deadline: Deadline | None = None
+    log: Callable[[str], None] = staticmethod(lambda message: None)
+
+    def new(self, **kw: Any) -> _Retry:
+        retry = super().new(**kw)
+        retry.deadline, retry.log = self.deadline, self.log
+        return retry
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        delay = None
+        if self.respect_retry_after_header and response is not None:
+            delay = self.get_retry_after(response)
+        if delay is None:
+            delay = self.get_backoff_time()
+        left = self.deadline.left() if self.deadline else float("inf")
+        last = self.history[-1] if self.history else None
+        why = f"HTTP {last.status}" if last and last.status else type(last.error).__name__ if last else "?"
+        if delay >= left:
+            raise _OutOfTime(last.status if last else None)
+        self.log(f"retrying after {why} in {delay:.1f}s ({left:.0f}s left)")
+        time.sleep(delay)
+
+
+class _OutOfTime(Exception):
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        super().__init__("out of time")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one retry policy: what is retried, how often and how long apart."""
+
+    connect: int = 4
+    read: int = 2
+    status: int = 4
+    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+    backoff_factor: float = 0.5
+    backoff_max: float = 10.0
+    jitter: float = 0.5
+    retry_after_max: int = 30
+
+    def retry_for(self, kind: RetryKind, deadline: Deadline | None, log: Callable[[str], None]) -> Retry:
+        repeatable = kind != "once"
+        retry = _Retry(
+            total=None,
+            connect=self.connect,
+            read=self.read if repeatable else 0,
+            status=self.status if repeatable else 0,
+            other=0,  # a proxy's 407, a certificate that does not verify: explained, not repeated
+            redirect=0,
+            allowed_methods=None,  # the kind decided what may be repeated
+            status_forcelist=self.statuses if repeatable else (),
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            backoff_jitter=self.jitter,
+            retry_after_max=self.retry_after_max,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            respect_retry_after_header=True,
+        )
+        retry.deadline, retry.log = deadline, log
+        return retry
+
+
+class _Budget(urllib3.Timeout):
+    """Connect and read timeouts that never exceed the time left: urllib3
+    reads them afresh for each attempt."""
+
+    def __init__(self, connect: float, read: float, deadline: Deadline | None) -> None:
+        super().__init__(connect=connect, read=read)
+        self.deadline = deadline
+
+    def clone(self) -> _Budget:
+        return _Budget(self._connect, self._read, self.deadline)  # type: ignore[arg-type]
+
+    def _capped(self, seconds: float | None) -> float | None:
+        if self.deadline is None:
+            return seconds
+        left = max(0.05, self.deadline.left())
+        return left if seconds is None else min(seconds, left)
+
+    @property
+    def connect_timeout(self) -> float | None:
+        return self._capped(super().connect_timeout)  # type: ignore[arg-type]
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._capped(super().read_timeout)
+
+
+# -- connections -----------------------------------------------------------------
+
+
+class _HTTPSConnection(HTTPSConnection):
+    """Classify what can fail while a TLS connection opens, for `Retry`:
+    - a handshake that is reset, cut or silent sent no request: a connection
+      that never opened, safe to repeat for any method (urllib3 would count
+      it as a read error, never repeated for a POST);
+    - a proxy that refuses the CONNECT tunnel (407 among others): an error
+      to explain, not to repeat (urllib3 would count it as a read error);
+    - a certificate that does not verify, and other TLS errors, pass as they
+      are: repeating them cannot help."""
+
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except OSError as exc:
+            if str(exc).startswith("Tunnel connection failed"):
+                raise ProxyError("the proxy refused the tunnel", exc) from exc
+            if isinstance(exc, ConnectionError | ssl.SSLEOFError | ssl.SSLZeroReturnError | TimeoutError):
+                raise NewConnectionError(self, f"the TLS handshake broke ({type(exc).__name__})") from exc
+            raise
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with a retry policy per request. requests reads
+    `max_retries` from the adapter for every send; here it is per thread, so
+    the threads sharing the session's connections each send with their own."""
+
+    _per_thread = threading.local()
+
+    @property
+    def max_retries(self) -> Retry:
+        return getattr(self._per_thread, "retry", None) or Retry(0, read=False)
+
+    @max_retries.setter
+    def max_retries(self, value: Retry) -> None:
+        self._per_thread.retry = value
+
+    @contextmanager
+    def retrying(self, retry: Retry) -> Iterator[None]:
+        self._per_thread.retry = retry
+        try:
+            yield
+        finally:
+            self._per_thread.retry = None
+
+    def __init__(self, trust: ssl.SSLContext) -> None:
+        self._trust = trust
+        super().__init__(pool_connections=1, pool_maxsize=4)
+
+    def _use_own_pools(self, manager: Any) -> Any:
+        manager.pool_classes_by_scheme = {**manager.pool_classes_by_scheme, "https": _HTTPSPool}
+        return manager
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self._trust, **kwargs)
+        self._use_own_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, ssl_context=self._trust, **proxy_kwargs)
+        return self._use_own_pools(manager)
+
+
+def system_trust() -> ssl.SSLContext:
+    """The system's CAs (SSL_CERT_FILE/SSL_CERT_DIR apply): a corporate CA
+    installed on a self-hosted runner stays trusted; requests adds certifi's
+    bundle, or the `ca-bundle`, to it."""
+    return ssl.create_default_context()
 
 
 class Transport:
-    """Kept-alive connections to one server, shared by the threads that send
-    (the login and `/info` go out side by side)."""
+    """One `requests.Session` per action run: kept-alive connections shared
+    by the threads that send (the login and `/info` go out side by side)."""
 
-    def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
-        parts = urlsplit(base_url)
+    def __init__(
+        self,
+        base_url: str,
+        cafile: str | None = None,
+        proxy: str = "",
+        policy: RetryPolicy | None = None,
+        deadline: Deadline | None = None,
+        log: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.base_url = base_url
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.https else 80)
-        self.base_path = parts.path.rstrip("/")
-        self.proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
-        if self.proxy is not None and self.proxy.scheme != "http":
-            raise ConnectionFailed(
-                f"The proxy `{self.proxy.scheme}://{self.proxy.hostname}` from the environment "
-                "(HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) is not an http:// proxy, the only kind the action "
-                "supports. Point the variable at an HTTP proxy, or add the server's host to NO_PROXY."
-            )
-        self.context: ssl.SSLContext | None = None
-        if self.https:
-            # `ca-bundle` replaces the system's CAs (SSL_CERT_FILE/SSL_CERT_DIR
-            # apply when it is not given).
-            self.context = ssl.create_default_context(cafile=cafile)
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def target(self, request: Request) -> str:
-        path = self.base_path + request.path
-        if request.params:
-            path += "?" + urlencode(request.params)
-        if self.proxy is not None and not self.https:
-            # A plain-HTTP proxy takes the absolute URL (RFC 9112, 3.2.2).
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            return f"http://{host}:{self.port}{path}"
-        return path
-
-    def proxy_headers(self) -> dict[str, str]:
-        if self.proxy is None or self.proxy.username is None:
-            return {}
-        credentials = f"{unquote(self.proxy.username)}:{unquote(self.proxy.password or '')}"
-        return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
-
-    def checkout(self, connect_timeout: float) -> http.client.HTTPConnection:
-        """An idle kept-alive connection (the most recent one still open),
-        else a new one. Shared across threads: the login's connection, opened
-        in the background, carries the lookup and the trigger after it, so a
-        TLS handshake is paid once, not once per thread."""
-        with self._lock:
-            while self._idle:
-                idle = self._idle.pop()
-                if idle.sock is not None and not _closed_by_peer(idle.sock):
-                    return idle
-                idle.close()
-        host, port = (self.proxy.hostname or "", self.proxy.port or 80) if self.proxy else (self.host, self.port)
-        connection: http.client.HTTPConnection
-        if self.https:
-            connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self.context)
-            if self.proxy is not None:
-                connection.set_tunnel(self.host, self.port, headers=self.proxy_headers())
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
-        try:
-            connection.connect()
-        except OSError as exc:  # refused, unresolvable, timed out, TLS, tunnel refused
-            connection.close()
-            raise _NotSent() from exc
-        return connection
-
-    def checkin(self, connection: http.client.HTTPConnection) -> None:
-        """Keep a connection whose last answer was read to the end."""
-        with self._lock:
-            self._idle.append(connection)
+        self.proxy = proxy
+        self.policy = policy or RetryPolicy()
+        self.deadline = deadline
+        self.log = log
+        self.session = requests.Session()
+        self.session.trust_env = False  # proxies and CAs are passed below; never .netrc
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._adapter = _Adapter(system_trust())
+        self.session.mount("https://", self._adapter)
+        self.session.mount("http://", self._adapter)
+        self.verify: bool | str = cafile or True
+        self.proxies = {"http": proxy, "https": proxy} if proxy else {}
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """A kept-alive socket the server has since closed reads as ready (EOF):
-    sending on it would fail, or worse, half-succeed."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-# -- sending ----------------------------------------------------------------------
-
-
-def encode(request: Request, token: str | None) -> tuple[bytes | None, dict[str, str]]:
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+def encode(request: Request, token: str | None, base_url: str) -> requests.PreparedRequest:
+    headers = {}
     if token and request.authenticated:
         headers["Authorization"] = f"Bearer {token}"
-    body: bytes | None = None
-    if request.form is not None:
-        body = urlencode(request.form).encode()
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    elif request.json is not None:
-        body = json.dumps(request.json).encode()
-        headers["Content-Type"] = "application/json"
-    if body is not None or request.method in ("POST", "PUT", "PATCH"):
-        headers["Content-Length"] = str(len(body or b""))
-    return body, headers
+    return requests.Request(
+        request.method,
+        base_url + request.path,
+        params=request.params or None,
+        json=request.json,
+        data=request.form,
+        headers=headers,
+    ).prepare()
 
 
-def _exchange(
-    transport: Transport,
-    method: str,
-    target: str,
-    body: bytes | None,
-    headers: dict[str, str],
-    timeout: tuple[float, float],
-) -> Response:
-    connection = transport.checkout(timeout[0])
-    try:
-        assert connection.sock is not None
-        connection.sock.settimeout(timeout[1])
-        connection.request(method, target, body=body, headers=headers)
-        raw = connection.getresponse()
-        payload = raw.read()
-    except BaseException:
-        connection.close()
-        raise
-    if raw.will_close:
-        connection.close()
-    else:
-        transport.checkin(connection)
-    return Response(status=raw.status, headers={k.lower(): v for k, v in raw.getheaders()}, body=payload)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with jitter, at most 10.5 s."""
-    return float(min(10.0, 0.5 * 2 ** min(attempt, 8)) + random.uniform(0, 0.5))  # noqa: S311 - jitter, not crypto
-
-
-def retry_after_seconds(header: str) -> float | None:
-    """A Retry-After in seconds, within reason; None for none (or a date)."""
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(header)))
-    except ValueError:
-        return None
-
-
-def retry_delay(attempt: int, retry_after: str = "") -> float:
-    """The server's Retry-After when it gives one, else `backoff`; the
-    first retry is immediate."""
-    seconds = retry_after_seconds(retry_after)
-    if seconds is not None:
-        return seconds
-    return 0.0 if attempt == 0 else backoff(attempt)
+def _read_body(raw: urllib3.BaseHTTPResponse, deadline: Deadline | None, purpose: str, base_url: str) -> bytes:
+    """The whole answer, at most MAX_BODY_BYTES and within the deadline:
+    each read returns what has arrived (read1), so a trickling answer cannot
+    hold the action past its time."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = raw.read1(65536, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ServerError(
+                f"The answer from {base_url} while {purpose} was larger than "
+                f"{MAX_BODY_BYTES // 2**20} MB, far more than a ZenML server sends. Check "
+                "`workspace-url` and any proxy between the runner and the server."
+            )
+        if deadline is not None and deadline.left() <= 0:
+            raise _OutOfTime(None)
+        chunks.append(chunk)
 
 
 def send(
@@ -279,78 +403,150 @@ def send(
     request: Request,
     token: str | None,
     timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    deadline: Deadline | None = None,
 ) -> Response:
-    """Send once, repeating only what cannot have acted twice: a connection
-    that never opened (any method) and, for GET, a broken answer or a busy
-    server. A POST that may have reached the server is retried by the
-    caller, which knows whether that can create a second run."""
-    body, headers = encode(request, token)
-    if not transport.https:
-        # Over HTTPS the proxy only sees the tunnel's CONNECT (set_tunnel).
-        headers.update(transport.proxy_headers())
-    target = transport.target(request)
-    not_sent = broken = busy = 0
-    while True:
+    """Send with the retries that are safe for the request, within the
+    deadline (the transport's, unless one is given). A POST that may have
+    reached the server is not repeated here: the caller knows whether that
+    could create a second run."""
+    deadline = deadline or transport.deadline
+    prepared = encode(request, token, transport.base_url)
+    policy = transport.policy
+    # urllib3 repeats what fails up to the answer's headers; an answer whose
+    # body breaks off is repeated here, by the same rule (reads: GET, login).
+    body_retries = policy.read if request.retry_kind != "once" else 0
+    for attempt in range(body_retries + 1):
         try:
-            response = _exchange(transport, request.method, target, body, headers, timeout)
-        except _NotSent as exc:
-            if not_sent >= CONNECT_RETRIES or isinstance(exc.__cause__, ssl.SSLError):
-                raise _connect_failure(transport, request, exc.__cause__, timeout) from exc.__cause__
-            time.sleep(retry_delay(not_sent))
-            not_sent += 1
-            continue
-        except (OSError, http.client.HTTPException) as exc:
-            if request.method != "GET" or broken >= READ_RETRIES:
-                raise _broken(transport, request, exc, timeout) from exc
-            time.sleep(retry_delay(broken))
-            broken += 1
-            continue
-        if request.method == "GET" and response.status in RETRY_STATUSES and busy < STATUS_RETRIES:
-            time.sleep(retry_delay(busy + 1, response.headers.get("retry-after", "")))
-            busy += 1
-            continue
-        return response
+            return _exchange(transport, prepared, request, timeout, deadline)
+        except (ProtocolError, ReadTimeoutError) as exc:
+            if attempt == body_retries:
+                raise translate_exception(exc, transport, request, timeout) from exc
+            transport.log(f"the answer broke off ({type(exc).__name__}); reading again")
+            pause = policy.backoff_factor * attempt
+            if deadline is not None and pause >= deadline.left():
+                raise OutOfTime(request.purpose) from exc
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
-def _connect_failure(
-    transport: Transport, request: Request, exc: BaseException | None, timeout: tuple[float, float]
+def _exchange(
+    transport: Transport,
+    prepared: requests.PreparedRequest,
+    request: Request,
+    timeout: tuple[float, float],
+    deadline: Deadline | None,
+) -> Response:
+    retry = transport.policy.retry_for(request.retry_kind, deadline, transport.log)
+    try:
+        with transport._adapter.retrying(retry):
+            answer = transport.session.send(
+                prepared,
+                stream=True,
+                timeout=_Budget(timeout[0], timeout[1], deadline),  # type: ignore[arg-type]  # requests passes a urllib3 Timeout through
+                allow_redirects=False,
+                verify=transport.verify,
+                proxies=transport.proxies,
+            )
+        try:
+            body = _read_body(answer.raw, deadline, request.purpose, transport.base_url)
+        finally:
+            answer.close()
+    except _OutOfTime as exc:
+        raise OutOfTime(request.purpose, exc.status) from None
+    except (ProtocolError, ReadTimeoutError):
+        raise  # the body broke off: `send` decides
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise translate_exception(exc, transport, request, timeout) from exc
+    return Response(answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, body)
+
+
+# -- what went wrong, in the user's terms ---------------------------------------
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps, outermost first, through requests'
+    and urllib3's wrappers."""
+    chain = [exc]
+    while len(chain) < 10:
+        current = chain[-1]
+        inner: Any = None
+        if isinstance(current, MaxRetryError):
+            inner = current.reason
+        elif isinstance(current, ProxyError):
+            inner = current.original_error
+        elif current.args and isinstance(current.args[0], BaseException):
+            inner = current.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        chain.append(inner)
+    return chain
+
+
+def translate_exception(
+    exc: BaseException, transport: Transport, request: Request, timeout: tuple[float, float]
 ) -> ConnectionFailed:
     base_url, purpose = transport.base_url, request.purpose
-    if isinstance(exc, ssl.SSLError):
-        return ConnectionFailed(
-            f"TLS verification failed for {base_url} while {purpose} ({exc}). "
-            "If the server uses a private CA, pass its PEM bundle in `ca-bundle`."
+    causes = _causes(exc)
+    root = causes[-1]
+    text = str(root)
+    if transport.proxy and (isinstance(exc, requests.exceptions.ProxyError) or "Tunnel connection failed" in text):
+        shown = _proxy_shown(transport.proxy)
+        if " 407 " in f" {text} ":
+            return ProxyFailed(
+                f"The proxy {shown} (from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) refused its credentials "
+                f"(HTTP 407) while {purpose}. Put a valid user and password in the proxy URL "
+                "(http://user:password@proxy:port), or add the server's host to NO_PROXY."
+            )
+        return ProxyFailed(
+            f"Could not reach {base_url} through the proxy {shown} (from HTTPS_PROXY/HTTP_PROXY/"
+            f"ALL_PROXY) while {purpose}: {_short(text)}. Check the proxy, or add the server's "
+            "host to NO_PROXY if it should be reached directly."
         )
-    if isinstance(exc, TimeoutError):
+    if isinstance(root, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return ConnectionFailed(
-            f"Timed out after {timeout[0]:g}s connecting to {base_url} while {purpose}. "
-            "Check `workspace-url` and that the server is reachable from the runner."
+            f"The TLS certificate of {base_url} did not verify while {purpose} "
+            f"({getattr(root, 'verify_message', '') or _short(text)}). If the server uses a private "
+            "CA, pass its PEM bundle in `ca-bundle`."
         )
-    if transport.proxy is not None:
+    if isinstance(exc, requests.exceptions.SSLError):
         return ConnectionFailed(
-            f"Could not reach {base_url} through the proxy {transport.proxy.hostname}:{transport.proxy.port or 80} "
-            f"(from HTTPS_PROXY/HTTP_PROXY) while {purpose}: {exc}. Check the proxy, or add the "
-            "server's host to NO_PROXY if it should be reached directly."
+            f"The TLS connection to {base_url} failed while {purpose} ({_short(text)}). Check that "
+            "`workspace-url` uses https only for a server that speaks TLS on that port."
         )
-    why = "the host name does not resolve" if isinstance(exc, socket.gaierror) else str(exc)
-    return ConnectionFailed(
-        f"Could not connect to {base_url} while {purpose} ({why}). Check `workspace-url` "
-        "(scheme, host, port) and that the server is running and reachable from the runner."
-    )
-
-
-def _broken(
-    transport: Transport, request: Request, exc: BaseException, timeout: tuple[float, float]
-) -> ConnectionFailed:
-    # The request may have been delivered: a POST may have acted.
-    if isinstance(exc, TimeoutError):
+    if any(isinstance(cause, ConnectTimeoutError) for cause in causes):  # NewConnectionError included
+        if isinstance(root, TimeoutError | ConnectTimeoutError) and not isinstance(root, NewConnectionError):
+            why = f"no connection within {timeout[0]:g}s"
+        elif "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+            why = "the host name does not resolve"
+        else:
+            why = _short(text)
         return ConnectionFailed(
-            f"{transport.base_url} did not answer in {timeout[1]:g}s while {request.purpose}. "
-            "The server may be overloaded; try again later.",
+            f"Could not connect to {base_url} while {purpose} ({why}), even after retries. Check "
+            "`workspace-url` (scheme, host, port) and that the server is running and reachable "
+            "from the runner."
+        )
+    if isinstance(root, ReadTimeoutError | TimeoutError) or isinstance(exc, requests.exceptions.ReadTimeout):
+        return ConnectionFailed(
+            f"{base_url} did not answer in time while {purpose}. The server may be overloaded; "
+            "try again later.",
             maybe_sent=True,
         )
+    if isinstance(exc, requests.exceptions.InvalidURL | ValueError):
+        return ConnectionFailed(f"The address {base_url} cannot be used ({_short(text)}). Check `workspace-url`.")
     return ConnectionFailed(
-        f"The connection to {transport.base_url} broke while {request.purpose} "
-        f"({type(exc).__name__}). A proxy or the server dropped it; try again later.",
+        f"The connection to {base_url} broke while {purpose} ({type(root).__name__}). A proxy "
+        "or the server dropped it; try again later.",
         maybe_sent=True,
     )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _proxy_shown(proxy: str) -> str:
+    """The proxy's address without its credentials."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"

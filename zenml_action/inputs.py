@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,6 +196,49 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+def parse_proxy(proxy: str) -> str:
+    """The proxy chosen from the environment, checked before any request."""
+    name = "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY"
+    if not proxy:
+        return ""
+    url = proxy if "://" in proxy else f"http://{proxy}"
+    parts = urlsplit(url)
+    shown_url = f"{parts.scheme}://{parts.hostname or ''}"
+    if parts.scheme not in ("http", "https"):
+        raise InputError(
+            name,
+            f"(from the environment) names a `{parts.scheme}` proxy ({shown_url}), which the action does not support.",
+            "Point it at an http:// or https:// proxy, or add the server's host to NO_PROXY.",
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise InputError(
+            name,
+            f"(from the environment) has an invalid port in its proxy URL ({shown_url}).",
+            "Fix the proxy URL, e.g. http://proxy.example.com:3128.",
+        ) from exc
+    if not parts.hostname:
+        raise InputError(name, "(from the environment) has no host in its proxy URL.", "Fix the proxy URL, e.g. http://proxy.example.com:3128.")
+    return url
+
+
+def parse_ca_bundle(name: str, raw: str, path: Path) -> Path:
+    """A CA bundle must be a PEM file OpenSSL can load: checked here, so a
+    wrong file is an input error, not a failed handshake."""
+    if not path.is_file():
+        raise InputError(name, f"`{raw}` is not a file.", "Give the path of a PEM bundle in the workspace.")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise InputError(
+            name,
+            f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__}).",
+            "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks.",
+        ) from exc
+    return path
+
+
 def parse_api_key(raw: str) -> str:
     name = "api-key"
     if not raw:
@@ -318,8 +362,15 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
             "Set both, and a remote `stack` so that the snapshot can be run by the server.",
         )
     ca_bundle = parse_file_path("ca-bundle", raw["ca-bundle"], workspace)
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise InputError("ca-bundle", f"`{raw['ca-bundle']}` is not a file.", "Give the path of a PEM bundle in the workspace.")
+    if ca_bundle is not None:
+        parse_ca_bundle("ca-bundle", raw["ca-bundle"], ca_bundle)
+    # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE;
+    # `ca-bundle` wins over both.
+    environment_ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
+    environment_ca_bundle = ""
+    if workspace_url and ca_bundle is None and environment_ca_name:
+        raw_ca = environ[environment_ca_name].strip()
+        environment_ca_bundle = str(parse_ca_bundle(environment_ca_name, raw_ca, Path(raw_ca)))
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
@@ -346,9 +397,6 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         stack=parse_name("stack", raw["stack"]),
         requirements=raw["requirements"].strip(),
         create_snapshot=create_snapshot,
-        proxy=proxy_for(workspace_url, environ) if workspace_url else "",
-        environment_ca_bundle=next(
-            (path for path in (environ.get("REQUESTS_CA_BUNDLE", ""), environ.get("CURL_CA_BUNDLE", "")) if path and Path(path).is_file()),
-            "",
-        ),
+        proxy=parse_proxy(proxy_for(workspace_url, environ)) if workspace_url else "",
+        environment_ca_bundle=environment_ca_bundle,
     )

@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             title="Internal error",
         )
         exit_code = 1
-    write_outputs(report.outputs(), output_file, console)
+    # Redaction comes last, on everything written: a key in a parameter or a
+    # run name must not reach an output or the summary either.
+    write_outputs({name: console.redact(value) for name, value in report.outputs().items()}, output_file, console)
     append_summary(console.redact(summary_markdown(report)), summary_file)
     return exit_code

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from zenml_action.github import markdown_text
+
 
 @dataclass
 class Report:
@@ -46,10 +48,7 @@ def cell(value: Any) -> str:
     """A Markdown table cell that shows the value as text: no HTML, no
     links, no breaking out of the row."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = html.escape(text, quote=True)
-    for char in "\\`*_[]|!#~":
-        text = text.replace(char, "\\" + char)
-    return " ".join(text.split())
+    return " ".join(markdown_text(text).split())
 
 
 def summary_markdown(report: Report) -> str:

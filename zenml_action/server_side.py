@@ -10,13 +10,14 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from zenml_action import api
+from zenml_action import api, runs
 from zenml_action.client import ZenMLClient, connect
-from zenml_action.errors import ActionError, Cancelled, RunFailed, WaitTimedOut
+from zenml_action.errors import ActionError, Cancelled, OutOfTime, WaitTimedOut
 from zenml_action.github import Console
-from zenml_action.http import Request, send
+from zenml_action.http import Deadline, Request
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import (
     build_run_configuration,
@@ -27,11 +28,10 @@ from zenml_action.parameters import (
 )
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
-from zenml_action.trigger import BUSY_DEADLINE, idempotency_tag, trigger_once, with_tag
+from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag, trigger_once
 from zenml_action.waiting import cancellable, wait_for_run
 
 T = TypeVar("T")
-STOP_TIMEOUT = (3.0, 3.0)  # seconds; the runner kills the step 10 s after a cancel
 
 
 def read_run_configuration(inputs: Inputs) -> dict[str, Any]:
@@ -48,46 +48,50 @@ def trigger_request(target: Target, run_configuration: dict[str, Any]) -> Reques
     return api.trigger_snapshot(target.id, run_configuration)
 
 
-def run_metadata(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
-    """The run's metadata (e.g. metrics the pipeline logged); missing
-    metadata is not worth failing a finished run for."""
-    try:
-        metadata = api.dig(client.call(api.get_run(run_id, hydrate=True)), "metadata", "run_metadata")
-    except ActionError as exc:
-        console.warning(f"Could not read the run's metadata: {exc}")
-        return {}
-    return dict(metadata) if isinstance(metadata, dict) else {}
+@dataclass
+class Progress:
+    """What the cancel and clean-up paths need to know of a run in flight."""
 
-
-def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
-    """Ask the server to stop the run; a refusal is reported, not fatal."""
-    request = api.stop_run(run_id)
-    try:
-        response = send(client.transport, request, client.token, timeout=STOP_TIMEOUT)
-    except ActionError as exc:
-        console.warning(f"Could not ask the server to stop run {run_id} ({why}): {exc}")
-        return
-    if response.ok:
-        console.info(f"Asked the server to stop run {run_id} ({why}).")
-    else:
-        console.warning(
-            f"The server refused to stop run {run_id} ({why}): "
-            f"{api.decode_error(response).message}. Stop it from the dashboard if it is still running."
-        )
+    key: RunKey | None = None  # set as the trigger leaves
+    forget: Background[None] | None = None
 
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
+    deadline = Deadline(inputs.timeout)
     run_configuration = read_run_configuration(inputs)
-    client = connect(inputs, console)
+    client = connect(inputs, console, deadline)
+    progress = Progress()
     with cancellable():
         try:
-            _run(inputs, console, report, client, run_configuration)
-        except (Cancelled, WaitTimedOut) as exc:
+            _run(inputs, console, report, client, run_configuration, deadline, progress)
+        except (Cancelled, WaitTimedOut, OutOfTime) as exc:
             if isinstance(exc, Cancelled):
                 report.conclusion = "cancelled"
+            why = "cancelled" if isinstance(exc, Cancelled) else "timed out"
+            if not report.run_id and progress.key is not None:
+                _adopt_in_flight(client, progress.key, report, console)
             if report.run_id and inputs.stop_on_cancel and not api.is_finished(report.status):
-                stop(client, report.run_id, console, "cancelled" if isinstance(exc, Cancelled) else "timed out")
+                runs.stop(client, report.run_id, console, why)
             raise
+        finally:
+            if progress.forget is None and progress.key is not None and progress.key.tag:
+                progress.forget = Background(forget_tag, client, progress.key, console)
+            if progress.forget is not None:
+                progress.forget.result()
+
+
+def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:
+    """The trigger was on its way when the action was interrupted: the run
+    may exist. Find it, so it is reported (and stopped)."""
+    try:
+        found = find_run(client, key, Deadline(runs.STOP_SECONDS))
+    except ActionError as exc:
+        console.warning(f"Could not check whether the interrupted trigger started a run ({exc}).")
+        return
+    if found is not None:
+        report.run_id = str(found.get("id") or "")
+        report.run_name = str(found.get("name") or "")
+        report.status = api.decode_status(found)
 
 
 class Background(Generic[T]):
@@ -115,7 +119,13 @@ class Background(Generic[T]):
 
 
 def _run(
-    inputs: Inputs, console: Console, report: Report, client: ZenMLClient, run_configuration: dict[str, Any]
+    inputs: Inputs,
+    console: Console,
+    report: Report,
+    client: ZenMLClient,
+    run_configuration: dict[str, Any],
+    deadline: Deadline,
+    progress: Progress,
 ) -> None:
     # The server takes about 0.9 s to check the key: log in beside the rest
     # of the start-up, and read what only the dashboard link needs (/info,
@@ -130,8 +140,8 @@ def _run(
     source = "parameters" if inputs.parameters.strip() else "config"
     to_send = check_and_translate(run_configuration, target, source)
     report.sent = to_send
-    tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
-    request = trigger_request(target, with_tag(to_send, tag))
+    key = choose_key(inputs.run_name, target.pipeline_name, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
+    request = trigger_request(target, key.apply(to_send))
     console.info(f"Running {target.label} of pipeline `{target.pipeline_name}` (id {target.id}).")
     if inputs.dry_run:
         console.info("Dry run: nothing is sent. The request would be:")
@@ -141,7 +151,10 @@ def _run(
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return
     started = time.monotonic()
-    run_body = trigger_once(client, request, tag, console, busy_deadline=min(BUSY_DEADLINE, inputs.timeout))
+    progress.key = key
+    run_body = trigger_once(client, request, key, console, deadline)
+    if key.tag:
+        progress.forget = Background(forget_tag, client, key, console)
     report.run_id = str(api.dig(run_body, "id") or "")
     report.run_name = str(api.dig(run_body, "name") or "")
     report.status = api.decode_status(run_body)
@@ -157,27 +170,13 @@ def _run(
         info = {}
     report.run_url = api.dashboard_run_url(info, client.base_url, target.project_id, report.run_id)
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")
-    if not inputs.wait:
-        report.conclusion = "triggered"
-        return
-    try:
-        outcome = wait_for_run(client, report.run_id, report.status, inputs.timeout, inputs.poll_interval, console)
-    finally:
-        report.duration_seconds = time.monotonic() - started
-    report.status = outcome.status
-    if not outcome.finished:
-        report.conclusion = "timeout"
-        raise WaitTimedOut(
-            f"Run {report.run_id} was still `{outcome.status}` after {inputs.timeout:g}s. "
-            "Raise `timeout`, or set `wait: false` to return as soon as the run starts."
-        )
-    report.metadata = run_metadata(client, report.run_id, console)
-    if outcome.status in api.SUCCESS_STATUSES:
-        report.conclusion = "success"
-        return
-    report.conclusion = "cancelled" if outcome.status in ("stopped", "cancelled") else "failure"
-    if inputs.fail_on_run_failure:
-        raise RunFailed(
-            f"Run `{report.run_name}` ended `{outcome.status}`. See its logs in the dashboard: {report.run_url}"
-        )
-    console.warning(f"Run `{report.run_name}` ended `{outcome.status}` (fail-on-run-failure is false).")
+    finished = False
+    if inputs.wait:
+        try:
+            outcome = wait_for_run(client, report.run_id, report.status, deadline, inputs.poll_interval, console)
+        finally:
+            report.duration_seconds = time.monotonic() - started
+        report.status, finished = outcome.status, outcome.finished
+    if finished:
+        report.metadata = runs.read_metadata(client, report.run_id, console)
+    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console)

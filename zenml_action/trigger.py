@@ -1,11 +1,18 @@
 """Start exactly one run, even when the network fails half-way.
 
-Each trigger carries a unique tag. When a trigger fails ambiguously (the
-connection broke after sending, no answer in time, a 502/504 or an unreadable
-answer from a proxy), the server may have created the run: look the tag up and
-adopt the run if it is there, and only trigger again if it is not. What is
-safe to repeat is repeated: a connection refused before sending, and 429/503
-(after a 429 the server deletes the run it had prepared).
+Every trigger carries a key the run can be found by (`RunKey`). Where the
+user gave no `run-name`, the key is a run name the action chooses in ZenML's
+own format: the server keeps run names unique (a second run of the same name
+is refused, 409), so the key costs no request and leaves nothing behind.
+Where the user named the run (the name may hold placeholders), the key is a
+one-off tag, deleted once the run is known.
+
+An answer that does not prove the server did nothing is ambiguous: the
+connection broke after sending, no answer in time, a 5xx, a proxy's 429 or an
+unreadable answer. Then the key is looked up for a while (the server may
+create the run late) before the trigger is sent again. What proves nothing
+happened: ZenML's own refusal (4xx with its error shape; after its 429 it
+deletes the run it had prepared).
 """
 
 from __future__ import annotations
@@ -15,124 +22,206 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from zenml_action import api
 from zenml_action.client import ZenMLClient, translate
 from zenml_action.errors import ActionError, ConnectionFailed, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Request, Response, backoff, retry_after_seconds
+from zenml_action.http import Deadline, Request, Response, RetryPolicy
 
-MAX_ATTEMPTS = 6
-# A busy server (429/503) is waited out this long (or for `timeout`, if
-# shorter): ZenML's 429 carries no Retry-After, and a queue of many triggers
-# takes a while to drain.
-BUSY_DEADLINE = 300.0
-RETRY_STATUSES = frozenset({429, 503})
-AMBIGUOUS_STATUSES = frozenset({502, 504})
-# Time for a run the server was still creating to become visible.
-SETTLE_SECONDS = 1.0
+MAX_TRIGGERS = 4
+# A busy server (ZenML's 429) is waited out this long at most (and never
+# past the deadline): ZenML's 429 carries no Retry-After, and a queue of many
+# triggers takes a while to drain.
+BUSY_SECONDS = 300.0
+# How long a run the server may still be creating is looked for before the
+# trigger is sent again. With a run name for key, sending again is safe in
+# itself (the server refuses the name a second time), so a short look does.
+SETTLE_SECONDS = 20.0
+SETTLE_SECONDS_BY_NAME = 2.0
+
+Outcome = Literal["created", "busy", "refused", "ambiguous"]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What finds the triggered run again: a run name or a tag."""
+
+    run_name: str = ""
+    tag: str = ""
+
+    def apply(self, run_configuration: dict[str, Any]) -> dict[str, Any]:
+        if self.run_name:
+            return {**run_configuration, "run_name": self.run_name}
+        tags = list(run_configuration.get("tags") or [])
+        return {**run_configuration, "tags": [*tags, self.tag]}
+
+    def lookup(self) -> Request:
+        params = {"name": f"equals:{self.run_name}"} if self.run_name else {"tags": self.tag}
+        return Request("GET", f"{api.API}/runs", params={**params, "size": "5", "hydrate": "false"}, purpose="looking for the run just triggered")
+
+    def matches(self, run: dict[str, Any]) -> bool:
+        """Checked on the run itself: a server that ignored the filter must
+        not make the action adopt someone else's run."""
+        if self.run_name:
+            return run.get("name") == self.run_name
+        tags = api.dig(run, "resources", "tags") or api.dig(run, "body", "tags") or []
+        return self.tag in [t.get("name") for t in tags if isinstance(t, dict)]
+
+
+def generated_run_name(pipeline_name: str, now: datetime) -> str:
+    """ZenML's default run name (`{pipeline_name}-{date}-{time}`), resolved
+    here so that the server can hold it unique."""
+    return f"{pipeline_name or 'run'}-{now:%Y_%m_%d}-{now:%H_%M_%S_%f}"
 
 
 def idempotency_tag(run_id: str, attempt: str, step: str) -> str:
-    """`gha-idem-` + a digest of where the action runs + randomness.
-
-    The GitHub part makes the tag traceable; the random part keeps two
-    matrix jobs (same run, attempt and step ID) from adopting each other's run.
-    """
+    """`gha-idem-` + a digest of where the action runs + randomness: the
+    GitHub part makes the tag traceable; the random part keeps two matrix
+    jobs (same run, attempt and step ID) from adopting each other's run."""
     origin = f"{run_id}/{attempt}/{step}"
     digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
     readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
     return f"gha-idem-{readable + '-' if readable else ''}{digest}-{secrets.token_hex(6)}"
 
 
-def with_tag(run_configuration: dict[str, Any], tag: str) -> dict[str, Any]:
-    tags = list(run_configuration.get("tags") or [])
-    return {**run_configuration, "tags": [*tags, tag]}
+def choose_key(user_run_name: str, pipeline_name: str, origin: tuple[str, str, str], now: datetime | None = None) -> RunKey:
+    if user_run_name:
+        return RunKey(tag=idempotency_tag(*origin))
+    return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
 
 
-def retry_after(response: Response, attempt: int) -> float:
-    seconds = retry_after_seconds(response.headers.get("retry-after", ""))
-    return backoff(attempt) if seconds is None else seconds
+def zenml_refusal(response: Response) -> bool:
+    """ZenML's own error shape, `{"detail": [ExceptionName, message]}`, or
+    FastAPI's `{"detail": "..."}`: the server answered, not a proxy."""
+    body = response.json()
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return isinstance(detail, str) or (
+        isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail)
+    )
 
 
-def find_tagged_run(client: ZenMLClient, tag: str) -> dict[str, Any] | None:
-    """The run carrying our tag, checked on the run itself: a server that
-    ignored the filter must not make us adopt someone else's run."""
-    found = api.items(client.call(Request("GET", f"{api.API}/runs", params={"tags": tag, "size": "5"}, purpose="looking for the run just triggered")))
-    for run in found:
-        names = [t.get("name") for t in (api.dig(run, "resources", "tags") or []) if isinstance(t, dict)]
-        if tag in names:
-            return run
-    return None
+def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcome:
+    """What a trigger's answer proves."""
+    body = response.json()
+    if response.ok:
+        return "created" if isinstance(body, dict) and body.get("id") else "ambiguous"
+    if response.status == 409 and earlier_ambiguous and key.run_name:
+        return "ambiguous"  # the name is taken: most likely by the run sent before
+    if response.status == 429:
+        return "busy" if zenml_refusal(response) else "ambiguous"
+    if 400 <= response.status < 500 and response.status != 408:
+        return "refused"
+    return "ambiguous"
 
 
 def trigger_once(
     client: ZenMLClient,
     request: Request,
-    tag: str,
+    key: RunKey,
     console: Console,
+    deadline: Deadline,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    busy_deadline: float = BUSY_DEADLINE,
 ) -> dict[str, Any]:
+    """The created (or adopted) run's body; raises what the user must know."""
+    policy = client.transport.policy
+    busy_until = clock() + min(BUSY_SECONDS, deadline.left())
+    busy = triggers = 0
+    ambiguous = False
     last_error: ActionError | None = None
-    busy_until = clock() + busy_deadline
-    attempt = busy = 0
-    while attempt < MAX_ATTEMPTS:
-        ambiguous = False
+    while triggers < MAX_TRIGGERS:
+        triggers += 1
         try:
             response = client.response(request)
         except ConnectionFailed as exc:
             if not exc.maybe_sent:
-                last_error = exc
-                console.warning(f"Trigger not delivered ({exc}); trying again.")
-                sleep(backoff(attempt))
-                attempt += 1
-                continue
-            last_error, ambiguous = exc, True
+                raise  # never delivered, already retried by the transport
+            outcome: Outcome = "ambiguous"
+            last_error = exc
         else:
-            body = response.json()
-            if response.ok and isinstance(body, dict) and body.get("id"):
-                return body
-            if response.status in RETRY_STATUSES:
-                last_error = translate(response, request)
-                wait = retry_after(response, busy)
+            outcome = classify(response, ambiguous, key)
+            if outcome == "created":
+                return dict(response.json())
+            if outcome == "refused":
+                raise translate(response, request)
+            last_error = translate(response, request) if not response.ok else ServerError(
+                f"The answer to the trigger was unusable (HTTP {response.status}): a proxy or "
+                "load balancer between the runner and the server may have failed."
+            )
+            if outcome == "busy":
+                wait = _retry_after(response, policy) or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
                 if busy == 0:
                     console.warning(f"The server is busy (HTTP {response.status}); trying again.")
                 busy += 1
+                triggers -= 1  # the server did nothing: not an attempt
                 sleep(wait)
                 continue
-            if response.ok or response.status in AMBIGUOUS_STATUSES:
-                last_error = ServerError(
-                    f"The answer to the trigger was unusable (HTTP {response.status}): a proxy "
-                    "or load balancer between the runner and the server may have failed."
-                )
-                ambiguous = True
-            else:
-                raise translate(response, request)
-        if ambiguous:
-            console.warning(f"The trigger may or may not have reached the server ({last_error}); checking.")
-            sleep(SETTLE_SECONDS)
-            run = _lookup(client, tag, console)
-            if run is not None:
-                console.info(f"The server had created the run; using it (tag {tag}).")
-                return run
-            sleep(backoff(attempt))
-            attempt += 1
+        ambiguous = True
+        console.warning(f"The trigger may or may not have reached the server ({last_error}); checking.")
+        run = _settle(client, key, deadline, sleep, clock)
+        if run is not None:
+            console.info(f"The server had created the run; using it ({key.run_name or key.tag}).")
+            return run
     assert last_error is not None
     raise last_error
 
 
-def _lookup(client: ZenMLClient, tag: str, console: Console) -> dict[str, Any] | None:
+def _settle(
+    client: ZenMLClient, key: RunKey, deadline: Deadline, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> dict[str, Any] | None:
+    """Look the key up for a while (within the deadline)."""
+    until = clock() + min(SETTLE_SECONDS_BY_NAME if key.run_name else SETTLE_SECONDS, deadline.left())
+    pause = 0.5
+    while True:
+        run = _lookup(client, key)
+        if run is not None:
+            return run
+        if clock() + pause > until:
+            return None
+        sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
+def find_run(client: ZenMLClient, key: RunKey, deadline: Deadline | None = None) -> dict[str, Any] | None:
+    found = api.items(client.call(key.lookup(), deadline))
+    return next((run for run in found if key.matches(run)), None)
+
+
+def _lookup(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
     try:
-        return find_tagged_run(client, tag)
+        return find_run(client, key)
     except ActionError as exc:
         # Not knowing is not "absent": triggering again could start a second
         # run, so stop here and say what to check.
         raise ServerError(
             f"The trigger may have started a run, and looking it up failed too ({exc}). "
-            f"Check the dashboard for a run tagged `{tag}` before re-running this workflow."
+            f"Check the dashboard for a run named or tagged `{key.run_name or key.tag}` "
+            "before re-running this workflow."
         ) from exc
+
+
+def _retry_after(response: Response, policy: RetryPolicy) -> float | None:
+    try:
+        return min(policy.retry_after_max, max(0.0, float(response.headers.get("retry-after", ""))))
+    except ValueError:
+        return None
+
+
+def forget_tag(client: ZenMLClient, key: RunKey, console: Console) -> None:
+    """Delete the one-off tag once the run is known: every tag is a
+    server-wide entity that would otherwise stay in the dashboard's lists."""
+    if not key.tag:
+        return
+    budget = Deadline(15)
+    try:
+        for tag in api.items(client.call(api.list_tags(key.tag), budget)):
+            if tag.get("name") == key.tag and tag.get("id"):
+                client.call(api.delete_tag(str(tag["id"])), budget)
+    except ActionError as exc:
+        console.warning(f"Could not delete the action's one-off tag `{key.tag}` ({exc}); delete it from the dashboard.")

@@ -11,8 +11,9 @@ from types import FrameType
 
 from zenml_action import api
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import Cancelled, ConnectionFailed, ServerError
+from zenml_action.errors import Cancelled, ConnectionFailed, OutOfTime, ServerError
 from zenml_action.github import Console
+from zenml_action.http import Deadline
 
 MAX_INTERVAL = 30.0
 # Notice a finished run within max(interval, 10% of the time waited so far).
@@ -65,31 +66,34 @@ def wait_for_run(
     client: ZenMLClient,
     run_id: str,
     status: str,
-    timeout: float,
+    deadline: Deadline,
     first_interval: float,
     console: Console,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WaitOutcome:
-    """Poll until the status is final or `timeout` seconds have passed."""
+    """Poll until the status is final or the deadline has passed; each poll
+    (its retries included) ends by the deadline too."""
     start = clock()
-    deadline = start + timeout
     last_printed = status
     console.info(f"Run status: {status}")
     problems = 0
     polled = start
     while not api.is_finished(status):
         now = clock()
-        if now >= deadline:
+        left = deadline.left()
+        if left <= 0:
             return WaitOutcome(status, finished=False)
         # Intervals run from one poll's start to the next, so the time a
         # poll takes does not delay noticing that the run finished.
         due = polled + next_interval(first_interval, now - start)
-        sleep(max(0.0, min(due, deadline) - now))
+        sleep(max(0.0, min(due - now, left)))
         polled = clock()
         try:
             status = api.decode_status(client.call(api.run_status(run_id))) or status
             problems = 0
+        except OutOfTime:
+            return WaitOutcome(status, finished=False)
         except (ConnectionFailed, ServerError) as exc:
             # A restarting server or a flaky proxy should not end a long wait.
             problems += 1

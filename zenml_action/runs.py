@@ -1,0 +1,73 @@
+"""What both modes do to a run that exists: read it, stop it, read its
+metadata, and turn its outcome into the conclusion and the exit code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import ActionError, RunFailed, WaitTimedOut
+from zenml_action.github import Console
+from zenml_action.http import Deadline
+from zenml_action.report import Report
+
+# The runner kills the step 10 s after a cancel: the stop gets what is left.
+STOP_SECONDS = 6.0
+# Reading a finished run's details gets its own short budget, so a run that
+# finished just before `timeout` is still reported in full.
+AFTER_RUN_SECONDS = 15.0
+
+CANCELLED_STATUSES = frozenset({"stopped", "cancelled"})
+
+
+def read_metadata(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
+    """The run's metadata (e.g. metrics the pipeline logged); missing
+    metadata is not worth failing a finished run for."""
+    try:
+        body = client.call(api.get_run(run_id, hydrate=True), Deadline(AFTER_RUN_SECONDS))
+    except ActionError as exc:
+        console.warning(f"Could not read the run's metadata: {exc}")
+        return {}
+    metadata = api.dig(body, "metadata", "run_metadata")
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
+def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
+    """Ask the server to stop the run; a refusal is reported, not fatal."""
+    request = api.stop_run(run_id)
+    try:
+        response = client.send(request, client.token, Deadline(STOP_SECONDS))
+    except ActionError as exc:
+        console.warning(f"Could not ask the server to stop run {run_id} ({why}): {exc}")
+        return
+    if response.ok:
+        console.info(f"Asked the server to stop run {run_id} ({why}).")
+        return
+    said = api.decode_error(response).message.rstrip(".")
+    console.warning(
+        f"The server refused to stop run {run_id} ({why}): {said}. Stop it from the dashboard "
+        "if it is still running."
+    )
+
+
+def conclude(report: Report, finished: bool, wait: bool, timeout: float, fail_on_run_failure: bool, console: Console) -> None:
+    """The conclusion from the run's status, and the error that fails the
+    step, for both modes."""
+    if not finished:
+        if not wait:
+            report.conclusion = "triggered"
+            return
+        report.conclusion = "timeout"
+        raise WaitTimedOut(
+            f"Run {report.run_id} was still `{report.status}` after {timeout:g}s. Raise `timeout`, "
+            "or set `wait: false` to return as soon as the run starts."
+        )
+    if report.status in api.SUCCESS_STATUSES:
+        report.conclusion = "success"
+        return
+    report.conclusion = "cancelled" if report.status in CANCELLED_STATUSES else "failure"
+    where = f" See it in the dashboard: {report.run_url}" if report.run_url else ""
+    if fail_on_run_failure:
+        raise RunFailed(f"Run `{report.run_name}` ended `{report.status}`.{where}")
+    console.warning(f"Run `{report.run_name}` ended `{report.status}` (fail-on-run-failure is false).")
