@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
-from zenml_action import api
+from zenml_action import api, failures
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import ActionError, Cancelled, RunFailed, WaitTimedOut
 from zenml_action.github import Console
@@ -176,8 +176,8 @@ def _run(
         report.conclusion = "success"
         return
     report.conclusion = "cancelled" if outcome.status in ("stopped", "cancelled") else "failure"
+    why = failures.explain(client, console, report)
+    ended = f"Run `{report.run_name}` ended `{outcome.status}`" + (f": {why}" if why else "")
     if inputs.fail_on_run_failure:
-        raise RunFailed(
-            f"Run `{report.run_name}` ended `{outcome.status}`. See its logs in the dashboard: {report.run_url}"
-        )
-    console.warning(f"Run `{report.run_name}` ended `{outcome.status}` (fail-on-run-failure is false).")
+        raise RunFailed(f"{ended}. See its logs in the dashboard: {report.run_url}")
+    console.warning(f"{ended} (fail-on-run-failure is false).")
