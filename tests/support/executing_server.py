@@ -64,6 +64,8 @@ IN_MEMORY_WORKLOAD_MANAGER = (
 # Image names in the registered builds: what the docker stand-in "runs".
 TRAINING_IMAGE = "registry.invalid/zenml/training:standin"
 GATED_IMAGE = "registry.invalid/zenml/gated:standin"
+# A second build of the gated pipeline, whose "image pull" a test holds.
+HELD_IMAGE = "registry.invalid/zenml/gated-held:standin"
 NO_PROXY = "127.0.0.1,localhost"
 
 
@@ -327,17 +329,17 @@ class ExecutingDeployment:
         gates.mkdir(exist_ok=True)
         return gates / name
 
-    @contextlib.contextmanager
-    def holding_image(self, image: str = GATED_IMAGE) -> Iterator[Path]:
-        """Containers of `image` wait to start while this lasts, as if their
+    def _hold_file(self, image: str) -> Path:
+        return self.standin_root / "hold" / image.replace("/", "_").replace(":", "_")
+
+    def hold(self, image: str = HELD_IMAGE) -> None:
+        """Containers of `image` wait to start until `release`, as if their
         image were still being pulled: their runs stay `provisioning`."""
-        hold = self.standin_root / "hold" / image.replace("/", "_").replace(":", "_")
-        hold.parent.mkdir(parents=True, exist_ok=True)
-        hold.touch()
-        try:
-            yield hold
-        finally:
-            hold.unlink(missing_ok=True)
+        self._hold_file(image).parent.mkdir(parents=True, exist_ok=True)
+        self._hold_file(image).touch()
+
+    def release(self, image: str = HELD_IMAGE) -> None:
+        self._hold_file(image).unlink(missing_ok=True)
 
     def container_logs(self) -> str:
         """Everything the "containers" printed, for a failing test's message."""
@@ -425,6 +427,7 @@ def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
                 "remote_workdir": str(root / "remote"),
                 "image": TRAINING_IMAGE,
                 "gated_image": GATED_IMAGE,
+                "held_image": HELD_IMAGE,
             },
         )
         deployment.setup_seconds = time.monotonic() - started

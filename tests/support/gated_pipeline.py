@@ -32,5 +32,5 @@ def wait_for_gate(gate: str = "") -> str:
 
 
 @pipeline(enable_cache=False)
-def gated_pipeline() -> None:
-    wait_for_gate()
+def gated_pipeline(gate: str = "") -> None:
+    wait_for_gate(gate=gate)

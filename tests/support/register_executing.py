@@ -95,6 +95,9 @@ def main() -> None:
     gated_build = register_build(client, stack_id, config["gated_image"])
     gated = gated_pipeline.with_options(build=gated_build).create_snapshot(name="gated-executed")
     out["gated"] = str(gated.id)
+    held_build = register_build(client, stack_id, config["held_image"])
+    held = gated_pipeline.with_options(build=held_build).create_snapshot(name="held-executed")
+    out["held"] = str(held.id)
     print(json.dumps(out))
 
 
