@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.action import SECRETS, ActionRunner
+from support.executing_server import ExecutingDeployment, executing_fixture
 from support.fault_proxy import Recorder
 from support.server import ZenMLServer
 from support.tls import https_recorder
@@ -104,3 +105,9 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+
+
+@pytest.fixture(scope="session")
+def executing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:
+    """A server that really executes runs (tests/support/executing_server.py)."""
+    yield from executing_fixture(tmp_path_factory)

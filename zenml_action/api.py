@@ -224,3 +224,35 @@ def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) ->
         return f"{str(info['dashboard_url']).rstrip('/')}/projects/{project_id}/runs/{run_id}"
     base = str(info.get("server_url") or base_url).rstrip("/")
     return f"{base}/projects/default/runs/{run_id}"
+
+
+# -- why a run failed (failures.py) -------------------------------------------
+# Step logs are served on every server version the action supports; 0.98
+# requires a `source` (`step`: the step's own log, `runner`: the log of the
+# process that started a server-triggered run), older servers have no such
+# parameter and ignore it. Answers are a list of entries (`message`, chunks
+# of one long entry share an `id`) or, on older servers, one string.
+
+MAX_FAILED_STEPS = 5
+
+
+def list_failed_steps(run_id: str) -> Request:
+    """Hydrated: each step's `metadata.exception_info` carries its traceback."""
+    params = {
+        "pipeline_run_id": run_id,
+        "status": "failed",
+        "hydrate": "true",
+        "sort_by": "asc:created",
+        "size": str(MAX_FAILED_STEPS),
+    }
+    return Request("GET", f"{API}/steps", params=params, purpose="listing the run's failed steps")
+
+
+def step_logs(step_id: str) -> Request:
+    return Request(
+        "GET", f"{API}/steps/{step_id}/logs", params={"source": "step"}, purpose="reading the failed step's log"
+    )
+
+
+def run_logs(run_id: str) -> Request:
+    return Request("GET", f"{API}/runs/{run_id}/logs", params={"source": "runner"}, purpose="reading the run's log")

@@ -241,17 +241,19 @@ def _run(
         _snapshot_created(inputs, console, report, result)
         return
     finished = api.is_finished(report.status)
+    why = ""
     if client is not None and inputs.wait and not finished:
         # A remote orchestrator returns once the run is submitted.
         outcome = wait_for_run(client, report.run_id, report.status, deadline, inputs.poll_interval, console)
         report.status, finished = outcome.status, outcome.finished
         if finished:
             report.metadata = runs.read_metadata(client, report.run_id, console)
+            why = runs.explain_failure(client, console, report)
         report.duration_seconds = time.monotonic() - started
     console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
     if report.metadata:
         console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
-    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console)
+    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
 
 
 def _connect(inputs: Inputs, console: Console, deadline: Deadline) -> tuple[ZenMLClient | None, Any]:

@@ -10,6 +10,17 @@ from typing import Any
 from zenml_action.github import markdown_text
 
 
+@dataclass(frozen=True)
+class FailureLog:
+    """Why part of a run failed, for the summary: a failed step (or the run
+    itself when no step failed), its error and the last lines of its log."""
+
+    where: str  # "step `train_model`" or "the run"
+    error: str = ""
+    last_lines: tuple[str, ...] = ()
+    note: str = ""  # why no log is shown, with where to find it
+
+
 @dataclass
 class Report:
     """Filled in as the action goes, so outputs are written as far as known
@@ -28,6 +39,7 @@ class Report:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    failure_logs: list[FailureLog] = field(default_factory=list)
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
@@ -77,6 +89,8 @@ def summary_markdown(report: Report) -> str:
         lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.metadata)]
     if report.error:
         lines += ["", f"**Error:** {cell(report.error)}"]
+    for failure in report.failure_logs:
+        lines += failure_markdown(failure)
     for note in report.notes:
         lines += ["", f"> {cell(note)}"]
     return "\n".join(lines) + "\n\n"
@@ -91,3 +105,15 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((name, value))
     return rows
+
+
+def failure_markdown(failure: FailureLog) -> list[str]:
+    """A failed step's error and the last lines of its log, each line a
+    table cell: escaped like every other value, one row per line."""
+    lines = ["", f"**Failed: {cell(failure.where)}**" + (f" {cell(failure.error)}" if failure.error else "")]
+    if failure.last_lines:
+        lines += ["", "| Last lines of its log |", "|---|"]
+        lines += [f"| {cell(line) or ' '} |" for line in failure.last_lines]
+    if failure.note:
+        lines += ["", f"> {cell(failure.note)}"]
+    return lines

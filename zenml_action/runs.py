@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zenml_action import api
+from zenml_action import api, failures
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, RunFailed, WaitTimedOut
 from zenml_action.github import Console
@@ -51,9 +51,23 @@ def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     )
 
 
-def conclude(report: Report, finished: bool, wait: bool, timeout: float, fail_on_run_failure: bool, console: Console) -> None:
+def explain_failure(client: ZenMLClient, console: Console, report: Report) -> str:
+    """Why a finished run failed (its failed steps and their logs, in the log
+    and the summary): see `failures.py`."""
+    return failures.explain(client, console, report, Deadline(AFTER_RUN_SECONDS))
+
+
+def conclude(
+    report: Report,
+    finished: bool,
+    wait: bool,
+    timeout: float,
+    fail_on_run_failure: bool,
+    console: Console,
+    why: str = "",
+) -> None:
     """The conclusion from the run's status, and the error that fails the
-    step, for both modes."""
+    step, for both modes. `why` says why a failed run failed."""
     if not finished:
         if not wait:
             report.conclusion = "triggered"
@@ -67,7 +81,8 @@ def conclude(report: Report, finished: bool, wait: bool, timeout: float, fail_on
         report.conclusion = "success"
         return
     report.conclusion = "cancelled" if report.status in CANCELLED_STATUSES else "failure"
-    where = f" See it in the dashboard: {report.run_url}" if report.run_url else ""
+    ended = f"Run `{report.run_name}` ended `{report.status}`" + (f": {why.rstrip('.')}" if why else "")
+    where = f" See its logs in the dashboard: {report.run_url}" if report.run_url else ""
     if fail_on_run_failure:
-        raise RunFailed(f"Run `{report.run_name}` ended `{report.status}`.{where}")
-    console.warning(f"Run `{report.run_name}` ended `{report.status}` (fail-on-run-failure is false).")
+        raise RunFailed(f"{ended}.{where}")
+    console.warning(f"{ended} (fail-on-run-failure is false).")

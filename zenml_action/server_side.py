@@ -177,6 +177,8 @@ def _run(
         finally:
             report.duration_seconds = time.monotonic() - started
         report.status, finished = outcome.status, outcome.finished
+    why = ""
     if finished:
         report.metadata = runs.read_metadata(client, report.run_id, console)
-    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console)
+        why = runs.explain_failure(client, console, report)
+    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)

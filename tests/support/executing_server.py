@@ -1,0 +1,448 @@
+"""A ZenML server that really executes the pipelines it is asked to run.
+
+The `executing` tier's session fixture builds it from scratch, with no step
+by hand, everything on loopback and in one temporary directory (how it was
+first made to work: `../shared/reference/zenml-executing-server.md`):
+
+- a ZenML 0.98 server with the stock `InMemoryWorkloadManager`, which starts
+  each triggered run's "runner" as a local subprocess;
+- ZenML's own `ssh` orchestrator, talking to an `sshd` this module starts
+  with its own config, host key and authorized key (Debian's
+  `openssh-server` is installed with apt-get when missing; its service is
+  kept from starting);
+- an `s3` artifact store on `moto_server`, where ZenML uploads the project's
+  code, the steps write artifacts and logs, and the server reads step logs;
+- a docker CLI stand-in (`docker_standin.py`, first on the SSH session's
+  PATH), because no Docker daemon runs here: each "container" is its
+  entrypoint run as a local process with the pipeline environment's python
+  in an empty working directory (so the steps download the code from the
+  artifact store, as in a container);
+- runnable snapshots of `pipelines/training.py:training_pipeline` and of a
+  test-only pipeline that waits for a file (`gated_pipeline.py`).
+
+The runner subprocess gets only a few `ZENML_*` variables and no HOME, so
+ZenML would write its client config under the home directory of whatever
+user it resolves. The server therefore runs on an "overlay" interpreter: a
+venv in the temporary directory that adds the project venv's packages and,
+through a `.pth` line, gives every process of it without a HOME its own
+ZENML_CONFIG_PATH in the temporary directory.
+
+Every process started here (server and runners, sshd, moto, containers) is
+stopped on exit, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import sysconfig
+import time
+import venv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from support.action import SECRETS
+from support.server import TESTS_DIR, ZenMLServer, free_port
+
+ROOT = TESTS_DIR.parent
+IN_MEMORY_WORKLOAD_MANAGER = (
+    "zenml.zen_server.pipeline_execution.in_memory_workload_manager.InMemoryWorkloadManager"
+)
+# Image names in the registered builds: what the docker stand-in "runs".
+TRAINING_IMAGE = "registry.invalid/zenml/training:standin"
+GATED_IMAGE = "registry.invalid/zenml/gated:standin"
+# A second build of the gated pipeline, whose "image pull" a test holds.
+HELD_IMAGE = "registry.invalid/zenml/gated-held:standin"
+NO_PROXY = "127.0.0.1,localhost"
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop a process started in its own session, and everything it started
+    in that session (the server's runner subprocesses, sshd's sessions)."""
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+# -- sshd ---------------------------------------------------------------------
+
+
+def ensure_sshd() -> str:
+    """The sshd binary; installs Debian's openssh-server when it is missing
+    (CI is root on a fresh Debian machine), without starting its service."""
+    found = shutil.which("sshd") or "/usr/sbin/sshd"
+    if os.path.exists(found):
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("sshd is missing: install openssh-server (apt-get install openssh-server)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Debian's maintainer scripts ask policy-rc.d before starting a service;
+    # 101 means "not allowed": no system sshd is left running.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = not policy.exists()
+    if created:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        # Wait for another apt-get (another test run, unattended upgrades).
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300"]
+        install = [*apt, "install", "-y", "-q", "--no-install-recommends", "openssh-server"]
+        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run([*apt, "update", "-q"], env=env, capture_output=True, timeout=600, check=True)
+            result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(f"apt-get install openssh-server failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    finally:
+        if created:
+            policy.unlink()
+    return "/usr/sbin/sshd"
+
+
+@dataclass
+class Sshd:
+    """A loopback sshd with its own config, host key and one authorized key."""
+
+    root: Path
+    session_env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    user: str = field(default_factory=getpass.getuser)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "client_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    def start(self) -> None:
+        sshd = ensure_sshd()
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        host_key = self.root / "host_ed25519"
+        for key in (host_key, self.client_key):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "executing-tier", "-f", str(key)],
+                check=True,
+                capture_output=True,
+            )
+        authorized = self.root / "authorized_keys"
+        authorized.write_text(self.client_key.with_suffix(".pub").read_text())
+        authorized.chmod(0o600)
+        host_public = host_key.with_suffix(".pub").read_text().split()
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_public[0]} {host_public[1]}\n")
+        setenv = " ".join(f'"{k}={v}"' for k, v in self.session_env.items())
+        config = self.root / "sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {authorized}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "UsePAM no",
+                    # The temporary directory sits in world-writable /tmp.
+                    "StrictModes no",
+                    "Subsystem sftp internal-sftp",
+                    f"SetEnv {setenv}",
+                    "LogLevel ERROR",
+                    "",
+                ]
+            )
+        )
+        if os.geteuid() == 0:
+            # sshd's privilege-separation directory (the package's own).
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        log = open(self.root / "sshd.log", "ab")  # closed when the process ends
+        self.process = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, self.process, "sshd")
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+# -- S3 on moto ----------------------------------------------------------------
+
+
+@dataclass
+class MotoS3:
+    root: Path
+    bucket: str = "zenml-executing"
+    port: int = field(default_factory=free_port)
+    key: str = "testing-key-id"
+    secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "moto.log", "ab")  # closed when the process ends
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY},
+        )
+        wait_for_port(self.port, self.process, "moto_server")
+        response = requests.put(f"{self.endpoint}/{self.bucket}", timeout=10, proxies={"http": "", "https": ""})
+        response.raise_for_status()
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+# -- the server's interpreter ----------------------------------------------------
+
+
+def overlay_python(root: Path) -> Path:
+    """A venv in `root` that sees the project venv's packages, and whose
+    processes without a HOME (the server's runner) keep their ZenML client
+    config in `root`."""
+    builder = venv.EnvBuilder(symlinks=True, with_pip=False, clear=True)
+    builder.create(root)
+    site_packages = Path(
+        sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)})
+    )
+    project_site = sysconfig.get_path("purelib")
+    config_path = root / "runner-config"
+    (site_packages / "_executing_tier.pth").write_text(
+        f"import site; site.addsitedir({project_site!r})\n"
+        f"import os; os.environ.get('HOME') or os.environ.setdefault('ZENML_CONFIG_PATH', {str(config_path)!r})\n"
+    )
+    return root / "bin" / "python"
+
+
+@dataclass
+class ExecutingZenMLServer(ZenMLServer):
+    """The test server, run by the overlay interpreter in its own session
+    (so that stopping it stops the runners it started)."""
+
+    python: str = sys.executable
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(NO_PROXY=NO_PROXY, no_proxy=NO_PROXY)
+        return env
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "server.log", "ab")  # closed when the process ends
+        self.process = subprocess.Popen(
+            [
+                self.python,
+                "-m",
+                "uvicorn",
+                "zenml.zen_server.zen_server_api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.wait_healthy()
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+# -- the whole deployment ----------------------------------------------------------
+
+
+@dataclass
+class ExecutingDeployment:
+    root: Path
+    server: ExecutingZenMLServer
+    snapshots: dict[str, str]
+    standin_root: Path
+    setup_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api_key(self) -> str:
+        return self.server.api_key
+
+    def gate(self, name: str) -> Path:
+        """A path for `gated_pipeline`'s step to wait for (create it to open)."""
+        gates = self.root / "gates"
+        gates.mkdir(exist_ok=True)
+        return gates / name
+
+    def _hold_file(self, image: str) -> Path:
+        return self.standin_root / "hold" / image.replace("/", "_").replace(":", "_")
+
+    def hold(self, image: str = HELD_IMAGE) -> None:
+        """Containers of `image` wait to start until `release`, as if their
+        image were still being pulled: their runs stay `provisioning`."""
+        self._hold_file(image).parent.mkdir(parents=True, exist_ok=True)
+        self._hold_file(image).touch()
+
+    def release(self, image: str = HELD_IMAGE) -> None:
+        self._hold_file(image).unlink(missing_ok=True)
+
+    def container_logs(self) -> str:
+        """Everything the "containers" printed, for a failing test's message."""
+        logs = sorted((self.standin_root / "containers").glob("*/container.log"))
+        return "\n".join(f"--- {p.parent.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+
+    def stop_containers(self) -> None:
+        pids = self.standin_root / "pids"
+        for entry in pids.glob("*") if pids.exists() else []:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(entry.name), signal.SIGKILL)
+
+
+def write_docker_shim(bin_dir: Path, python: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "docker"
+    shim.write_text(f'#!/bin/sh\nexec "{python}" "{Path(__file__).with_name("docker_standin.py")}" "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def register(server: ZenMLServer, root: Path, config: dict[str, object]) -> dict[str, str]:
+    env = server.env()
+    env.pop("ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE", None)
+    env.update(
+        ZENML_STORE_URL=server.url,
+        ZENML_STORE_API_KEY=server.api_key,
+        ZENML_CONFIG_PATH=str(root / "client-config"),
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS_DIR)]),
+        NO_PROXY=NO_PROXY,
+        no_proxy=NO_PROXY,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "support.register_executing", json.dumps(config)],
+        env=env,
+        cwd=TESTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"registering the executing stack failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@contextlib.contextmanager
+def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
+    """Start everything in `root`; stop everything on exit, whatever happens."""
+    started = time.monotonic()
+    root.mkdir(parents=True, exist_ok=True)
+    python = overlay_python(root / "python")
+    standin_root = root / "docker"
+    standin_root.mkdir()
+    write_docker_shim(root / "docker-bin", python)
+    moto = MotoS3(root / "s3")
+    sshd = Sshd(
+        root / "sshd",
+        session_env={
+            "PATH": f"{root / 'docker-bin'}:{python.parent}:/usr/local/bin:/usr/bin:/bin",
+            "DOCKER_STANDIN_ROOT": str(standin_root),
+            "DOCKER_STANDIN_PYTHON": str(python),
+        },
+    )
+    server = ExecutingZenMLServer(
+        root / "server", workload_manager=IN_MEMORY_WORKLOAD_MANAGER, python=str(python)
+    )
+    deployment = ExecutingDeployment(root, server, {}, standin_root)
+    try:
+        moto.start()
+        sshd.start()
+        server.start()
+        server.activate()
+        deployment.snapshots = register(
+            server,
+            root,
+            {
+                "source_root": str(ROOT),
+                "bucket": moto.bucket,
+                "s3_key": moto.key,
+                "s3_secret": moto.secret,
+                "s3_endpoint": moto.endpoint,
+                "ssh_port": sshd.port,
+                "ssh_user": sshd.user,
+                "ssh_key_path": str(sshd.client_key),
+                "known_hosts_path": str(sshd.known_hosts),
+                "remote_workdir": str(root / "remote"),
+                "image": TRAINING_IMAGE,
+                "gated_image": GATED_IMAGE,
+                "held_image": HELD_IMAGE,
+            },
+        )
+        deployment.setup_seconds = time.monotonic() - started
+        yield deployment
+    finally:
+        deployment.stop_containers()
+        server.stop()
+        sshd.stop()
+        moto.stop()
+        deployment.stop_containers()
+
+
+def executing_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:
+    """Session fixture body (conftest's `executing`): one deployment for the
+    whole tier, torn down whatever the tests did."""
+    with executing_deployment(tmp_path_factory.mktemp("executing")) as deployment:
+        SECRETS.add(deployment.api_key)
+        yield deployment

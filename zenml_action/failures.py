@@ -1,0 +1,201 @@
+"""Why a run failed: the failed steps, their errors and the end of their logs.
+
+When a run ends `failed`, the user should not have to leave GitHub to learn
+which step broke and why. `explain()` asks the server for the run's failed
+steps and each one's own log (or, when no step failed or has a log, the log
+of the run itself), prints the tail of each in a folded group, and returns
+the one-line reason for the `::error`; the rest are pure functions that
+decode and format, tested in-process (tests/test_failures.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import ActionError
+from zenml_action.github import Console
+from zenml_action.http import Deadline
+from zenml_action.report import FailureLog, Report
+
+# The folded group in the log: the end of the log, where the error is.
+LOG_TAIL_LINES = 60
+LOG_TAIL_BYTES = 12_000
+# The job summary: enough to show the exception and its cause.
+SUMMARY_LINES = 12
+SUMMARY_LINE_CHARS = 300
+ERROR_CHARS = 300
+
+# The last line of a Python traceback: `ValueError: message`, also with a
+# dotted module path (`requests.exceptions.HTTPError: ...`) or no message.
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*[A-Z][\w]*(?:Error|Exception|Exit|Interrupt|Timeout|Failure|Failed)\b(?::.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    id: str
+    name: str
+    # From the step's `exception_info` (0.83+); empty when the server has none.
+    error: str
+
+
+def decode_failed_steps(body: Any) -> list[FailedStep]:
+    steps = []
+    for item in api.items(body):
+        step_id = str(item.get("id") or "")
+        if not step_id:
+            continue
+        traceback = api.dig(item, "metadata", "exception_info", "traceback")
+        error = error_line(str(traceback).splitlines()) if isinstance(traceback, str) else ""
+        steps.append(FailedStep(step_id, str(item.get("name") or step_id), error))
+    return steps
+
+
+def decode_log(body: Any) -> list[str]:
+    """Log lines from either answer shape: a list of entries (chunks of a
+    long entry share an `id` and are joined) or one string."""
+    if isinstance(body, str):
+        return body.splitlines()
+    if not isinstance(body, list):
+        return []
+    messages: list[str] = []
+    last_id: Any = None
+    for entry in body:
+        if isinstance(entry, str):
+            messages.append(entry)
+            last_id = None
+            continue
+        if not isinstance(entry, dict):
+            continue
+        message = str(entry.get("message") or "")
+        entry_id = entry.get("id")
+        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0 and messages:
+            messages[-1] += message
+        else:
+            messages.append(message)
+        last_id = entry_id
+    return [line for message in messages for line in message.splitlines()]
+
+
+def tail(lines: list[str], max_lines: int, max_bytes: int) -> list[str]:
+    """The last lines that fit in both caps; a single line longer than the
+    byte cap keeps its end (where a message usually says what went wrong)."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-max_lines:] if max_lines > 0 else []):
+        encoded = len(line.encode("utf-8")) + 1
+        if size + encoded > max_bytes:
+            if not kept:
+                kept.append("…" + line.encode("utf-8")[-(max_bytes - 4) :].decode("utf-8", "ignore"))
+            break
+        kept.append(line)
+        size += encoded
+    return list(reversed(kept))
+
+
+def error_line(lines: Iterable[str]) -> str:
+    """The last exception line in a log or traceback, e.g.
+    `ValueError: Unknown model_type 'svm_deluxe': ...`; empty if none."""
+    found = ""
+    for line in lines:
+        stripped = line.strip()
+        if _EXCEPTION_LINE.match(stripped):
+            found = stripped
+    return shorten(found, ERROR_CHARS)
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def step_url(run_url: str, step_id: str) -> str:
+    """The run's dashboard page with the step selected in its graph."""
+    return f"{run_url}{'&' if '?' in run_url else '?'}nodeId={step_id}" if run_url else ""
+
+
+def reason(failures: list[FailureLog]) -> str:
+    """What the `::error` says after "Run ... ended `failed`": which steps
+    failed and with what, e.g. "step `train_model` failed: ValueError: ..."."""
+    parts = []
+    for failure in failures:
+        if failure.where == "the run":
+            if failure.error:
+                parts.append(f"the run failed: {failure.error}")
+            continue
+        parts.append(f"{failure.where} failed" + (f": {failure.error}" if failure.error else ""))
+    # The `::error` goes on with ". See its logs ...": no doubled full stop.
+    return "; ".join(parts).rstrip(".")
+
+
+def group_title(where: str, shown: int, total: int) -> str:
+    what = f"Log of {where}" if where == "the run" else f"Log of failed {where}"
+    return f"{what} (last {shown} of {total} lines)" if shown < total else f"{what} ({total} lines)"
+
+
+def summary_lines(lines: list[str]) -> tuple[str, ...]:
+    return tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
+
+
+# -- the one function that asks the server ---------------------------------------
+
+
+def _print_tail(console: Console, where: str, lines: list[str]) -> None:
+    shown = tail(lines, LOG_TAIL_LINES, LOG_TAIL_BYTES)
+    console.group(group_title(where, len(shown), len(lines)))
+    console.info("\n".join(shown))
+    console.endgroup()
+
+
+def _log(client: ZenMLClient, request: Any, budget: Deadline) -> tuple[list[str], str]:
+    """The log's lines, or why the server could not serve them."""
+    try:
+        return decode_log(client.call(request, budget)), ""
+    except ActionError as exc:
+        return [], str(exc)
+
+
+def explain(client: ZenMLClient, console: Console, report: Report, budget: Deadline) -> str:
+    """For a failed run: print each failed step's log tail in a folded
+    group, record them in the report's summary, and return the reason for
+    the `::error` ("" when the server told nothing)."""
+    if report.status != "failed" or not report.run_id:
+        return ""
+    try:
+        steps = decode_failed_steps(client.call(api.list_failed_steps(report.run_id), budget))
+    except ActionError as exc:
+        console.info(f"Could not list the run's failed steps: {exc}")
+        steps = []
+    failures: list[FailureLog] = []
+    for step in steps:
+        where = f"step `{step.name}`"
+        lines, problem = _log(client, api.step_logs(step.id), budget)
+        if problem or not lines:
+            link = step_url(report.run_url, step.id)
+            note = (
+                f"The server could not serve the log of {where}; see it in the dashboard: {link}"
+                if problem
+                else f"The server holds no log for {where}; see it in the dashboard: {link}"
+            )
+            console.info(note + (f" ({problem})" if problem else ""))
+            failures.append(FailureLog(where, step.error, (), note))
+            continue
+        _print_tail(console, where, lines)
+        failures.append(FailureLog(where, step.error or error_line(lines), summary_lines(lines)))
+    if not any(failure.last_lines for failure in failures):
+        # Failed before any step ran (or no step has a log): the run's own.
+        lines, problem = _log(client, api.run_logs(report.run_id), budget)
+        if lines:
+            _print_tail(console, "the run", lines)
+            failures.append(FailureLog("the run", error_line(lines), summary_lines(lines)))
+        elif not failures:
+            note = f"The server could not serve the run's log; see the run in the dashboard: {report.run_url}"
+            console.info(note)
+            failures.append(FailureLog("the run", "", (), note))
+    report.failure_logs.extend(failures)
+    return reason(failures)
