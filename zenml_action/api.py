@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from zenml_action.http import Request, Response
@@ -173,8 +174,11 @@ def decode_error(response: Response) -> ServerMessage:
 
 
 def decode_token(body: Any) -> str:
-    if isinstance(body, dict) and isinstance(body.get("access_token"), str):
-        return str(body["access_token"])
+    """The access token, if it is one: a token with white space or control
+    characters could not go into a header ("" then: no token)."""
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if isinstance(token, str) and token.isprintable() and not any(c.isspace() for c in token):
+        return token
     return ""
 
 
@@ -220,10 +224,24 @@ def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) ->
     `/projects/default/runs/:runId` whatever the project (its
     `routes.projects.runs.detail`), so no request for the project's name."""
     info = info if isinstance(info, dict) else {}
-    if info.get("deployment_type") == "cloud" and info.get("dashboard_url"):
-        return f"{str(info['dashboard_url']).rstrip('/')}/projects/{project_id}/runs/{run_id}"
-    base = str(info.get("server_url") or base_url).rstrip("/")
-    return f"{base}/projects/default/runs/{run_id}"
+    run = quote(run_id, safe="")
+    dashboard = _web_address(info.get("dashboard_url"))
+    if info.get("deployment_type") == "cloud" and dashboard:
+        return f"{dashboard}/projects/{quote(project_id, safe='')}/runs/{run}"
+    base = _web_address(info.get("server_url")) or base_url.rstrip("/")
+    return f"{base}/projects/default/runs/{run}"
+
+
+_WEB_ADDRESS = re.compile(r"https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9._~%/\-]*)?")
+
+
+def _web_address(value: Any) -> str:
+    """An address from the server, if it is a plain web address: one that
+    holds white space, Markdown or anything else is not used (the summary
+    and the outputs would carry it)."""
+    if isinstance(value, str) and _WEB_ADDRESS.fullmatch(value.strip()):
+        return value.strip().rstrip("/")
+    return ""
 
 
 # -- why a run failed (failures.py) -------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from zenml_action import api
 from zenml_action.errors import (
@@ -88,6 +89,14 @@ class ZenMLClient:
         response = self.send(request, token=None)
         if not response.ok:
             error = translate(response, request)
+            if response.status in (404, 405):
+                path = urlsplit(self.base_url).path
+                raise ServerError(
+                    f"{self.base_url} does not answer as a ZenML server: logging in there answered "
+                    f"HTTP {response.status}. Check `workspace-url`"
+                    + (f": its path `{path}` may not belong in it (give the server's root URL)" if path else "")
+                    + "; for ZenML Pro, use the workspace URL, not the cloud dashboard's."
+                ) from error
             if response.status in (400, 401, 403):
                 raise AuthenticationFailed(
                     "The server refused the API key. "

@@ -40,7 +40,7 @@ from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
 from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag
-from zenml_action.waiting import cancellable, wait_for_run
+from zenml_action.waiting import wait_for_run
 
 LOCAL_STORE_DIR = ".zenml-local"
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -196,10 +196,12 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     client: ZenMLClient | None = None
     key = choose_key(inputs.run_name, source.attribute, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
     try:
-        with cancellable():
-            client, info = _connect(inputs, console, deadline)
-            install_requirements(inputs, console)
-            _run(inputs, console, report, source, arguments, key.apply(run_configuration), key, client, info, deadline, private_dir)
+        client, info = _connect(inputs, console, deadline)
+        install_requirements(inputs, console)
+        _run(inputs, console, report, source, arguments, key.apply(run_configuration), key, client, info, deadline, private_dir)
+    except Cancelled:
+        report.conclusion = "cancelled"
+        raise
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
         if client is not None:

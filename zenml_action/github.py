@@ -8,11 +8,16 @@ from __future__ import annotations
 import html
 import json
 import secrets
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 from urllib.parse import quote, quote_plus
+
+from zenml_action.errors import Cancelled
 
 
 def escape_data(value: str) -> str:
@@ -25,6 +30,15 @@ def escape_property(value: str) -> str:
 
 
 MIN_SECRET_LENGTH = 12
+# GitHub shows an annotation's first few thousand characters at most; a
+# message that quotes a huge value is cut here, readably.
+MAX_ANNOTATION = 4000
+
+
+def annotation_text(message: str) -> str:
+    if len(message) <= MAX_ANNOTATION:
+        return message
+    return message[: MAX_ANNOTATION - 40] + f" ... ({len(message) - MAX_ANNOTATION + 40} characters cut)"
 
 
 def markdown_text(text: str) -> str:
@@ -33,7 +47,9 @@ def markdown_text(text: str) -> str:
     text = html.escape(text, quote=True)
     for char in "\\`*_[]|!#~":
         text = text.replace(char, "\\" + char)
-    return text
+    # GitHub links bare addresses too (`https://...`, `www....`): an entity
+    # for one character keeps them text, and they read the same.
+    return text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
 
 
 def encoded_forms(secret: str) -> list[str]:
@@ -122,11 +138,11 @@ class Console:
 
     def warning(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::warning{props}::{escape_data(self.redact(message))}")
+        self._write(f"::warning{props}::{escape_data(annotation_text(self.redact(message)))}")
 
     def error(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::error{props}::{escape_data(self.redact(message))}")
+        self._write(f"::error{props}::{escape_data(annotation_text(self.redact(message)))}")
 
     def group(self, name: str) -> None:
         # Outside GitHub nothing folds groups: a plain heading reads better.
@@ -163,3 +179,25 @@ def append_summary(markdown: str, summary_file: Path | None) -> None:
         return
     with summary_file.open("a", encoding="utf-8") as handle:
         handle.write(markdown)
+
+
+@contextmanager
+def cancellable() -> Iterator[None]:
+    """Turn the runner's cancel (SIGINT, then SIGTERM 7.5 s later) into a
+    `Cancelled` exception, raised even inside a blocking socket read."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if received:
+            return  # already cancelling: let the clean-up finish
+        received.append(signum)
+        raise Cancelled(
+            f"The workflow was cancelled ({signal.Signals(signum).name}) while the action was running."
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -165,7 +165,10 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         )
     if len(url) > MAX_URL_LENGTH:
         raise InputError(name, f"is longer than {MAX_URL_LENGTH} characters.", "Give the server's base URL only.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 bracket)
+        raise InputError(name, f"{shown(url)} is not a valid URL ({exc}).", "Give the full URL, e.g. https://zenml.example.com.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
             name,
@@ -190,10 +193,29 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
         raise InputError(name, f"{shown(url)} has an invalid port.", "Fix the port number.") from exc
+    check_host_name(name, parts.hostname)
     path = parts.path.rstrip("/")
     if path.endswith("/api/v1"):
         path = path[: -len("/api/v1")]
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def check_host_name(name: str, host: str) -> None:
+    """A host name DNS can look up: labels of 1 to 63 characters (IDNA for
+    non-ASCII names), or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InputError(
+            name,
+            f"has an invalid host name {shown(host)}: each dot-separated part must be 1 to 63 characters.",
+            "Check the URL for a doubled dot or a missing part.",
+        ) from exc
 
 
 def parse_proxy(proxy: str) -> str:

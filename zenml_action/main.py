@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from zenml_action.errors import ActionError
-from zenml_action.github import Console, append_summary, write_outputs
+from zenml_action.github import Console, append_summary, cancellable, write_outputs
 from zenml_action.inputs import read_inputs
 from zenml_action.report import Report, summary_markdown
 
@@ -38,6 +38,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     report = Report()
     output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
     summary_file = Path(environ["GITHUB_STEP_SUMMARY"]) if environ.get("GITHUB_STEP_SUMMARY") else None
+    with cancellable():
+        exit_code = _run(argv, environ, console, report)
+        # Redaction comes last, on everything written: a key in a parameter
+        # or a run name must not reach an output or the summary either.
+        outputs = {name: console.redact(value) for name, value in report.outputs().items()}
+        try:
+            write_outputs(outputs, output_file, console)
+            append_summary(console.redact(summary_markdown(report)), summary_file)
+        except OSError as exc:
+            console.error(
+                f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
+                "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
+                "outside GitHub, unset them.",
+                title="Cannot write outputs",
+            )
+            exit_code = 1
+    return exit_code
+
+
+def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, report: Report) -> int:
+    """Run the mode the inputs ask for; the exit code, with the error (if
+    any) written as the one `::error::` annotation."""
     exit_code = 0
     try:
         inputs = read_inputs(environ, argv)
@@ -71,8 +93,4 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             title="Internal error",
         )
         exit_code = 1
-    # Redaction comes last, on everything written: a key in a parameter or a
-    # run name must not reach an output or the summary either.
-    write_outputs({name: console.redact(value) for name, value in report.outputs().items()}, output_file, console)
-    append_summary(console.redact(summary_markdown(report)), summary_file)
     return exit_code

@@ -29,7 +29,7 @@ from zenml_action.parameters import (
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
 from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag, trigger_once
-from zenml_action.waiting import cancellable, wait_for_run
+from zenml_action.waiting import wait_for_run
 
 T = TypeVar("T")
 
@@ -61,23 +61,22 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     run_configuration = read_run_configuration(inputs)
     client = connect(inputs, console, deadline)
     progress = Progress()
-    with cancellable():
-        try:
-            _run(inputs, console, report, client, run_configuration, deadline, progress)
-        except (Cancelled, WaitTimedOut, OutOfTime) as exc:
-            if isinstance(exc, Cancelled):
-                report.conclusion = "cancelled"
-            why = "cancelled" if isinstance(exc, Cancelled) else "timed out"
-            if not report.run_id and progress.key is not None:
-                _adopt_in_flight(client, progress.key, report, console)
-            if report.run_id and inputs.stop_on_cancel and not api.is_finished(report.status):
-                runs.stop(client, report.run_id, console, why)
-            raise
-        finally:
-            if progress.forget is None and progress.key is not None and progress.key.tag:
-                progress.forget = Background(forget_tag, client, progress.key, console)
-            if progress.forget is not None:
-                progress.forget.result()
+    try:
+        _run(inputs, console, report, client, run_configuration, deadline, progress)
+    except (Cancelled, WaitTimedOut, OutOfTime) as exc:
+        if isinstance(exc, Cancelled):
+            report.conclusion = "cancelled"
+        why = "cancelled" if isinstance(exc, Cancelled) else "timed out"
+        if not report.run_id and progress.key is not None:
+            _adopt_in_flight(client, progress.key, report, console)
+        if report.run_id and inputs.stop_on_cancel and not api.is_finished(report.status):
+            runs.stop(client, report.run_id, console, why)
+        raise
+    finally:
+        if progress.forget is None and progress.key is not None and progress.key.tag:
+            progress.forget = Background(forget_tag, client, progress.key, console)
+        if progress.forget is not None:
+            progress.forget.result()
 
 
 def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:

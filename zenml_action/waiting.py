@@ -1,17 +1,14 @@
-"""Wait for a run to finish: poll its status, back off, and stay cancellable."""
+"""Wait for a run to finish: poll its status and back off."""
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 
 from zenml_action import api
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import Cancelled, ConnectionFailed, OutOfTime, ServerError
+from zenml_action.errors import ConnectionFailed, OutOfTime, ServerError
 from zenml_action.github import Console
 from zenml_action.http import Deadline
 
@@ -32,28 +29,6 @@ def next_interval(first: float, waited: float) -> float:
     if interval < MAX_INTERVAL and interval >= 4 * POLL_MARGIN:
         return interval - POLL_MARGIN
     return interval
-
-
-@contextmanager
-def cancellable() -> Iterator[None]:
-    """Turn the runner's cancel (SIGINT, then SIGTERM 7.5 s later) into a
-    `Cancelled` exception, raised even inside a blocking socket read."""
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if received:
-            return  # already cancelling: let the clean-up finish
-        received.append(signum)
-        raise Cancelled(
-            f"The workflow was cancelled ({signal.Signals(signum).name}) while the action was running."
-        )
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @dataclass
