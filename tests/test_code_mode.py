@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,25 @@ def test_create_snapshot_from_code(server_action: ActionRunner, zenml: Deploymen
     # Made on the server's default (local) stack: usable as a record, not
     # runnable by the server, and the action says so.
     assert any("cannot be run by the server" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_cancel_before_the_pipeline_starts_is_reported(
+    zenml: Deployment, checkout: Path, signum: int
+) -> None:
+    """Cancelled while logging in (held up by a proxy): one clear error and
+    the summary, no traceback, no silence."""
+    from support.fault_proxy import DELAY, FaultProxy, Rule
+
+    with FaultProxy(zenml.url) as proxy:
+        proxy.add(Rule("POST", r"^/api/v1/login$", DELAY, delay=30, forward=False))
+        runner = ActionRunner(checkout, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})
+        running = runner.start({"pipeline": SAMPLE})
+        time.sleep(3)  # the action has started and sent its login (held 30 s)
+        running.signal(signum)
+        result = running.finish(timeout=30)
+
+    assert result.returncode == 1
+    assert len(result.errors) == 1 and "title=Cancelled" in result.errors[0], result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "ZenML run: cancelled" in result.summary and "was cancelled" in result.summary

@@ -548,3 +548,25 @@ def test_netrc_credentials_are_not_added(workspace: Path, tmp_path: Path) -> Non
     # The login sends the key in its form body, and nothing else.
     assert authorizations[0] is None, authorizations
     assert authorizations[1:] and all(a == "Bearer the-token" for a in authorizations[1:]), authorizations
+
+
+def test_a_pipeline_log_cannot_issue_workflow_commands(workspace: Path) -> None:
+    """Code mode relays the pipeline's own log; a data file whose header
+    holds a newline and a command (and one in a legacy `##[` form) stays
+    text there, and the action's one `::error` is the only command."""
+    import shutil
+
+    shutil.copytree(ROOT / "pipelines", workspace / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    data = workspace / "data.csv"
+    data.write_text('"a\n::warning::forged-by-csv","b ##[error]forged-legacy"\n1,2\n3,4\n')
+    runner = ActionRunner(workspace)
+
+    result = runner.run(
+        {"pipeline": "pipelines/training.py:training_pipeline", "parameters": f"data_url: {data}"}, timeout=300
+    )
+
+    assert result.returncode == 1
+    assert "forged-by-csv" in result.stdout  # the log was shown...
+    commands = runner_commands(result.stdout)
+    assert [name for name, _, _ in commands if name not in ("add-mask", "group", "endgroup")] == ["error"], result.stdout
+    assert not any("forged" in data for name, _, data in commands if name != "error")

@@ -346,3 +346,33 @@ def test_outside_github_outputs_are_printed(action: ActionRunner) -> None:
     assert result.returncode == 0, result.stdout
     assert "conclusion=dry-run" in result.stdout.splitlines()
     assert "::add-mask::" not in result.stdout
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["tag-key", "name-key"])
+def test_cancel_while_the_trigger_answer_is_on_its_way(zenml: Deployment, workspace: Path, named: bool) -> None:
+    """The server has created the run, its answer is held up in a proxy, and
+    the workflow is cancelled: the action finds the run, reports it, and
+    asks the server to stop it."""
+    from support.fault_proxy import DELAY, FaultProxy, Rule
+
+    run_name = f"cancel-in-flight-{uuid.uuid4().hex[:8]}" if named else ""
+    with FaultProxy(zenml.url) as proxy:
+        proxy.add(Rule("POST", r"^/api/v1/pipeline_snapshots/[^/]+/runs$", DELAY, delay=20, forward=True))
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})
+        running = runner.start({"template": "trainer-prod", "run-name": run_name, "wait": "false"})
+        deadline = time.monotonic() + 60
+        while not any(r.method == "POST" and r.path.endswith("/runs") and r.upstream_status for r in proxy.records):
+            assert time.monotonic() < deadline, "the trigger never reached the server"
+            time.sleep(0.2)
+        running.signal(signal.SIGTERM)
+        result = running.finish(timeout=30)
+        stops = [r.path for r in proxy.records if r.method == "POST" and r.path.endswith("/stop")]
+
+    assert result.returncode == 1
+    assert result.outputs["conclusion"] == "cancelled"
+    run_id = result.outputs["run-id"]
+    assert run_id, result.stdout
+    run = zenml.server.admin("GET", f"/api/v1/runs/{run_id}")
+    assert run["name"] == (run_name or result.outputs["run-name"])
+    assert stops == [f"/api/v1/runs/{run_id}/stop"]
+    assert "title=Cancelled" in result.errors[0] and "Traceback" not in result.stdout + result.stderr

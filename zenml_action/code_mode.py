@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from zenml_action.errors import (
     ServerError,
     WaitTimedOut,
 )
-from zenml_action.github import Console
+from zenml_action.github import Console, Relay
 from zenml_action.http import Deadline
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
@@ -286,21 +287,32 @@ def _run_child(
     started = time.monotonic()
     console.info(f"Running `{spec['target']}:{spec['attribute']}` from the repository's code.")
     # The pipeline's own log (with a failed step's traceback, as ZenML
-    # logs it) is folded away; the action's findings follow it.
+    # logs it) is folded away; the action's findings follow it. It is relayed
+    # as inert text: a line of it can never become a workflow command.
     console.group("Pipeline log")
     child = subprocess.Popen(
         [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
         env=zenml_environment(inputs, private_dir),
         cwd=inputs.workspace,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    relay = console.relay()
+    copier = threading.Thread(target=_copy_lines, args=(child, relay), daemon=True)
+    copier.start()
+
+    def log_ended() -> None:
+        copier.join(timeout=5)
+        relay.close()
+        console.endgroup()
+
     try:
         child.wait(timeout=max(0.1, deadline.left()))
-        console.endgroup()
+        log_ended()
     except (Cancelled, subprocess.TimeoutExpired) as exc:
         _end_child(child)
-        console.endgroup()
+        log_ended()
         report.duration_seconds = time.monotonic() - started
         report.conclusion = "cancelled" if isinstance(exc, Cancelled) else "timeout"
         if client is not None:
@@ -311,6 +323,12 @@ def _run_child(
     if not result_file.exists():
         return {"error": {"kind": "internal", "message": f"the runner exited with code {child.returncode}"}}
     return dict(json.loads(result_file.read_text()))
+
+
+def _copy_lines(child: subprocess.Popen[bytes], relay: Relay) -> None:
+    assert child.stdout is not None
+    for raw in child.stdout:
+        relay.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
 
 def _child_failed(

@@ -10,6 +10,7 @@ import json
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,6 +133,10 @@ class Console:
             self._write(line)
         self._raw(f"::{resume}::")
 
+    def relay(self) -> Relay:
+        """Open a block of text from elsewhere (a pipeline's own log)."""
+        return Relay(self)
+
     def debug(self, message: str) -> None:
         if self.debug_enabled:
             self._write(f"::debug::{escape_data(self.redact(message))}")
@@ -150,6 +155,31 @@ class Console:
 
     def endgroup(self) -> None:
         self._write("::endgroup::" if self._announce_masks else "---")
+
+
+class Relay:
+    """Lines from elsewhere, written as inert text: inside `stop-commands`
+    (with a token nobody can guess, so the text cannot end the block), under
+    which the runner executes nothing, `::` and `##[` lines included; and
+    with secrets redacted like every line."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._resume = secrets.token_hex(16)
+        self._lock = threading.Lock()
+        self._open = True
+        console._raw(f"::stop-commands::{self._resume}")
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if self._open:
+                self._console._write(text)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                self._console._raw(f"::{self._resume}::")
 
 
 def format_outputs(outputs: Mapping[str, str]) -> str:
