@@ -148,7 +148,7 @@ def test_summary_shows_the_log_lines_escaped_one_row_each() -> None:
     markdown = summary_markdown(report)
     assert "**Failed: step \\`train\\_model\\`** ValueError: &lt;b&gt;bad&lt;/b&gt; \\| \\*x\\*" in markdown
     assert "| \\| injected \\| row \\| |" in markdown
-    assert "| \\[link\\](http://evil) |" in markdown
+    assert "| \\[link\\](http&#58;//evil) |" in markdown
     assert "<b>" not in markdown and "[link](" not in markdown and "![img](" not in markdown
     # An empty log line still makes a well-formed row.
     assert "|   |" in markdown

@@ -1,7 +1,9 @@
 """Bad and hostile inputs: each ends the step cleanly, says which input is
 wrong and how to fix it, and neither starts a run nor writes a result.
 
-Every case runs the real entrypoint against the real test server (so that a
+Every case runs the action's `main()` in this process (an input mistake
+never crosses the process boundary; exit codes and signals are tested with
+real processes elsewhere) against the real test server (so that a
 regression that lets a bad input through would reach it), with
 `HTTP(S)_PROXY` pointing at a recording sink: an attempt to contact any
 non-loopback host would land there instead of on the network.
@@ -10,7 +12,6 @@ non-loopback host would land there instead of on the network.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Bad:
     secret: str = ""
     # Found only once the snapshot is read (but still before any trigger).
     reaches_server: bool = False
+    # Environment variables of the runner (`$TMP` and `$WS` allowed).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 T = {"template": "trainer-prod"}
@@ -159,6 +162,26 @@ CASES = [
     Bad("config-not-utf8", {**T, "config": "latin1.yaml"}, "Input `config`: file `latin1.yaml` cannot be read", "encoding (UTF-8)", files={"latin1.yaml": b"model_type: caf\xe9\n\xff\xfe"}),
     Bad("config-not-a-mapping", {**T, "config": "list.yaml"}, "Input `config`: is YAML of type list", "Write `name: value` pairs", files={"list.yaml": "- a\n- b\n"}),
     Bad("ca-bundle-missing", {**T, "ca-bundle": "certs/ca.pem"}, "Input `ca-bundle`: `certs/ca.pem` is not a file", "Give the path of a PEM bundle"),
+    # -- the runner's environment: proxies, CA bundles, output files ----------
+    Bad("proxy-bad-port", {**T, "allow-insecure-http": "true"}, "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY", "Fix the proxy URL",
+        env={"HTTP_PROXY": "http://proxy.corp:abc", "http_proxy": "http://proxy.corp:abc", "NO_PROXY": "", "no_proxy": ""}),
+    Bad("proxy-socks", T, "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY", "http:// or https:// proxy",
+        env={"HTTP_PROXY": "socks5://proxy.corp:1080", "http_proxy": "socks5://proxy.corp:1080", "NO_PROXY": "", "no_proxy": ""}),
+    Bad("ca-bundle-not-pem", {**T, "ca-bundle": "certs/bad.pem"}, "Input `ca-bundle`", "BEGIN CERTIFICATE",
+        files={"certs/bad.pem": "not a certificate\n"}),
+    Bad("ca-bundle-binary", {**T, "ca-bundle": "certs/bad.der"}, "Input `ca-bundle`", "BEGIN CERTIFICATE",
+        files={"certs/bad.der": bytes(range(256))}),
+    Bad("requests-ca-bundle-not-pem", T, "Input `REQUESTS_CA_BUNDLE`", "BEGIN CERTIFICATE",
+        files={"certs/bad.pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"},
+        env={"REQUESTS_CA_BUNDLE": "$WS/certs/bad.pem"}),
+    Bad("url-empty-host-label", {**T, "workspace-url": "https://zenml..example.com"}, URL, "doubled dot"),
+    Bad("url-long-host-label", {**T, "workspace-url": f"https://{'a' * 70}.example.com"}, URL, "1 to 63 characters"),
+    Bad("url-unclosed-ipv6", {**T, "workspace-url": "http://[::1"}, URL, "Give the full URL"),
+    Bad("github-output-missing-dir", {**T, "dry-run": "true"}, "GITHUB_OUTPUT", "existing directory",
+        env={"GITHUB_OUTPUT": "$TMP/no/such/dir/output"}, reaches_server=True),
+    Bad("github-output-is-a-directory", {**T, "dry-run": "true"}, "GITHUB_OUTPUT", "existing directory",
+        dirs=("outdir",), env={"GITHUB_OUTPUT": "$WS/outdir"}, reaches_server=True),
+
 ]
 
 
@@ -215,19 +238,17 @@ def run_case(case: Bad, zenml: Deployment, root: Path) -> Outcome:
         runner = ActionRunner(
             workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key, "poll-interval": "1s"}
         )
-        result = runner.run(inputs, timeout=60, extra_env=proxy_env(sink))
+        env = {name: value.replace("$TMP", str(root / case.id)).replace("$WS", str(workspace)) for name, value in case.env.items()}
+        result = runner.run_in_process(inputs, extra_env={**proxy_env(sink), **env})
         return Outcome(result, [f"{r.method} {r.path}" for r in proxy.records], len(sink.received))
 
 
 @pytest.fixture(scope="module")
 def outcomes(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """All cases, run a few at a time (each is a short-lived process that
-    mostly imports Python modules), before the tests read their outcomes."""
+    """All cases, one after the other, before the tests read their outcomes."""
     root = tmp_path_factory.mktemp("hostile")
     before = run_count(zenml)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {case.id: pool.submit(run_case, case, zenml, root) for case in CASES}
-        results = {name: future.result() for name, future in futures.items()}
+    results = {case.id: run_case(case, zenml, root) for case in CASES}
     assert run_count(zenml) == before, "a bad input started a run"
     return results
 

@@ -7,6 +7,8 @@ a parser that follows the runner's rules.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -137,6 +139,27 @@ class ActionRunner:
 
     def run(self, inputs: dict[str, str], timeout: float = 120, extra_env: dict[str, str] | None = None) -> ActionResult:
         return self.start(inputs, extra_env).finish(timeout)
+
+    def run_in_process(self, inputs: dict[str, str], extra_env: dict[str, str] | None = None) -> ActionResult:
+        """`main()` in this process, with the same environment as `start`:
+        for what never crosses the process boundary (input mistakes), at a
+        fraction of a process start. Signals, exit codes and os._exit stay
+        with `run`."""
+        from zenml_action.main import main
+
+        self._count += 1
+        files = self.workspace.parent / f"files-{os.getpid()}-{self._count}-{time.monotonic_ns()}"
+        files.mkdir()
+        (files / "output").touch()
+        (files / "summary").touch()
+        env = {**self.env(inputs, files), **(extra_env or {})}
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            returncode = main([], env)
+        output_text = (files / "output").read_text()
+        summary = (files / "summary").read_text()
+        check_no_secret("\n".join([stdout.getvalue(), stderr.getvalue(), output_text, summary]))
+        return ActionResult(returncode, stdout.getvalue(), stderr.getvalue(), parse_output_file(output_text), summary, output_text)
 
 
 @dataclass
