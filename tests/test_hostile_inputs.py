@@ -109,6 +109,8 @@ CASES = [
     # -- run name -----------------------------------------------------------------
     Bad("run-name-newline", {**T, "run-name": "nightly\n::set-output name=run-id::forged"}, "Input `run-name`: contains a line break", "Give a single-line name"),
     Bad("run-name-line-separator", {**T, "run-name": "nightly\u2028::error::forged"}, "Input `run-name`: contains a line break", "Give a single-line name"),
+    Bad("run-name-unbalanced-brace", {**T, "run-name": "nightly-{date"}, "Input `run-name`: has unbalanced braces", "`{{`"),
+    Bad("run-name-positional-placeholder", {**T, "run-name": "nightly-{0}"}, "Input `run-name`: has the placeholder `{0}`", "`{date}`"),
     Bad("run-name-oversized", {**T, "run-name": "r" * 300}, "Input `run-name`: is longer than 255 characters", "Give a shorter name"),
     # -- workspace-url ----------------------------------------------------------
     Bad("url-no-scheme", {**T, "workspace-url": "127.0.0.1:$PORT"}, f"{URL}: `127.0.0.1:", NOT_URL),

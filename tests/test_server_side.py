@@ -376,3 +376,23 @@ def test_cancel_while_the_trigger_answer_is_on_its_way(zenml: Deployment, worksp
     assert run["name"] == (run_name or result.outputs["run-name"])
     assert stops == [f"/api/v1/runs/{run_id}/stop"]
     assert "title=Cancelled" in result.errors[0] and "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_placeholder_the_server_cannot_fill_names_run_name(action: ActionRunner, zenml: Deployment) -> None:
+    marker = uuid.uuid4().hex[:8]
+    result = action.run({"template": "trainer-prod", "run-name": f"nightly-{marker}-{{bogus}}", "wait": "false"})
+
+    assert result.returncode == 1
+    assert len(result.errors) == 1 and "Input `run-name`" in result.errors[0], result.stdout
+    assert "substitutions" in result.errors[0]
+    page = zenml.server.admin("GET", "/api/v1/runs", params={"name": f"contains:{marker}"})
+    assert page["items"] == []
+
+
+def test_a_workspace_url_with_a_stray_path_is_pointed_at(zenml: Deployment, workspace: Path) -> None:
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": f"{zenml.url}/zenml", "api-key": zenml.api_key})
+    result = runner.run({"template": "trainer-prod"})
+
+    assert result.returncode == 1
+    assert len(result.errors) == 1
+    assert "`workspace-url`" in result.errors[0] and "path `/zenml`" in result.errors[0], result.errors[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+import string
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -302,6 +303,21 @@ def parse_name(name: str, raw: str) -> str:
     return value
 
 
+def parse_run_name(raw: str) -> str:
+    """A run name, whose `{placeholders}` ZenML fills in (`{date}`, `{time}`
+    and the configuration's `substitutions`): they must be plain names."""
+    value = parse_name("run-name", raw)
+    fix = "Use placeholders such as `{date}` and `{time}`, and `{{` / `}}` for literal braces."
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(value) if field is not None]
+    except ValueError as exc:
+        raise InputError("run-name", f"has unbalanced braces ({exc}).", fix) from exc
+    for field in fields:
+        if not field.isidentifier():
+            raise InputError("run-name", f"has the placeholder `{{{field}}}`, which is not a plain name.", fix)
+    return value
+
+
 def parse_template(raw: str) -> str:
     value = parse_name("template", raw)
     if UUID_LIKE.fullmatch(value) and "-" in value and parse_uuid(value) is None:
@@ -401,7 +417,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         project=parse_name("project", raw["project"]),
         parameters=raw["parameters"],
         config=raw["config"].strip(),
-        run_name=parse_name("run-name", raw["run-name"]),
+        run_name=parse_run_name(raw["run-name"]),
         wait=parse_bool("wait", raw["wait"]),
         timeout=parse_duration("timeout", raw["timeout"]),
         poll_interval=parse_duration("poll-interval", raw["poll-interval"]),

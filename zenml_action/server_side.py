@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from zenml_action import api, runs
 from zenml_action.client import ZenMLClient, connect
-from zenml_action.errors import ActionError, Cancelled, OutOfTime, WaitTimedOut
+from zenml_action.errors import ActionError, Cancelled, InputError, NotFound, OutOfTime, WaitTimedOut
 from zenml_action.github import Console
 from zenml_action.http import Deadline, Request
 from zenml_action.inputs import Inputs
@@ -151,7 +151,18 @@ def _run(
         return
     started = time.monotonic()
     progress.key = key
-    run_body = trigger_once(client, request, key, console, deadline)
+    try:
+        run_body = trigger_once(client, request, key, console, deadline)
+    except NotFound as exc:
+        if "{" in inputs.run_name:
+            # ZenML answers a placeholder it cannot fill with a KeyError,
+            # which it serves as a 404.
+            raise InputError(
+                "run-name",
+                f"has a placeholder the server cannot fill ({exc}).",
+                "Use `{date}` and `{time}`, or define the placeholder under `substitutions` in `config`.",
+            ) from exc
+        raise
     if key.tag:
         progress.forget = Background(forget_tag, client, key, console)
     report.run_id = str(api.dig(run_body, "id") or "")
