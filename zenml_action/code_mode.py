@@ -9,6 +9,7 @@ loop as the server-side mode.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -38,9 +39,11 @@ from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
 from zenml_action.trigger import find_tagged_run, idempotency_tag
+from zenml_action.versions import Release, ServerVersion, parse_release, server_version, show
 from zenml_action.waiting import cancellable, wait_for_run
 
 LOCAL_STORE_DIR = ".zenml-local"
+ACTION_ROOT = str(Path(__file__).resolve().parent.parent)
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -112,20 +115,27 @@ def zenml_environment(inputs: Inputs) -> dict[str, str]:
     return env
 
 
-def install_requirements(inputs: Inputs, console: Console) -> None:
+def requirements_file(inputs: Inputs) -> Path | None:
     if not inputs.requirements:
-        return
+        return None
     path = Path(inputs.requirements)
     full = path if path.is_absolute() else inputs.workspace / path
     if not inside_workspace(full, inputs.workspace):
         raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
     if not full.is_file():
         raise InputError("requirements", f"file `{inputs.requirements}` does not exist.", "Check the path, relative to the repository root.")
+    return full
+
+
+def install_requirements(inputs: Inputs, console: Console, python: str = sys.executable) -> None:
+    full = requirements_file(inputs)
+    if full is None:
+        return
     console.group(f"Installing {inputs.requirements}")
     started = time.monotonic()
     # uv skips what is already installed, so a second run costs little.
     result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, "-r", str(full)],
+        [sys.executable, "-m", "uv", "pip", "install", "--python", python, "-r", str(full)],
         capture_output=True,
         text=True,
     )
@@ -141,27 +151,64 @@ def install_requirements(inputs: Inputs, console: Console) -> None:
     console.info(f"Requirements ready in {time.monotonic() - started:.1f}s.")
 
 
-def ensure_matching_zenml(server_version: str, console: Console) -> None:
-    """The SDK must speak the server's API: same major.minor version."""
+def local_zenml_release() -> Release | None:
     try:
-        local = importlib.metadata.version("zenml")
+        return parse_release(importlib.metadata.version("zenml"))
     except importlib.metadata.PackageNotFoundError:
-        local = ""
-    if local and local.split(".")[:2] == server_version.split(".")[:2]:
-        return
-    console.info(f"Installing zenml=={server_version} to match the server (this image has {local or 'none'}).")
-    result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, f"zenml=={server_version}"],
+        return None
+
+
+def client_cache_dir() -> Path:
+    """Where client environments are kept between runs on the same machine."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "zenml-action" / "clients"
+
+
+def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> str:
+    """The interpreter the pipeline runs with. The SDK must speak the
+    server's API (the same release series): the action's own environment
+    when its zenml is of that series, else a client environment of its own
+    per zenml version and requirements file, made once with uv and reused.
+    The action's own environment is never changed: zenml 0.85 pins pydantic,
+    click and sqlmodel versions that break 0.98's."""
+    wanted = parse_release(server.raw) or server.release
+    if local_zenml_release() is not None and (local_zenml_release() or ())[:2] == wanted[:2]:
+        install_requirements(inputs, console)
+        return sys.executable
+    # A plain release is installed as stated; a dev, rc or Pro build's
+    # string is not on the package index: its release is.
+    version = server.raw if re.fullmatch(r"\d+\.\d+\.\d+", server.raw) else show(wanted)
+    requirements = requirements_file(inputs)
+    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if requirements is not None:
+        key += "-" + hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    venv = client_cache_dir() / key
+    python = venv / "bin" / "python"
+    if (venv / ".installed").exists() and python.exists():
+        console.info(f"Using the ZenML {version} client environment in {venv}.")
+        return str(python)
+    console.info(f"Making a ZenML {version} client environment to match the server ({venv}).")
+    started = time.monotonic()
+    uv = [sys.executable, "-m", "uv"]
+    made = subprocess.run(
+        [*uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
         capture_output=True,
         text=True,
     )
+    install = [*uv, "pip", "install", "--quiet", "--python", str(python), f"zenml=={version}"]
+    if requirements is not None:
+        install += ["-r", str(requirements)]
+    result = made if made.returncode != 0 else subprocess.run(install, capture_output=True, text=True)
     if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise ServerError(
-            f"The server runs ZenML {server_version} and the matching client could not be "
-            f"installed ({(result.stderr.strip().splitlines() or ['?'])[-1]}). Run the action on a "
-            "runner with access to PyPI, or use a server of the image's version "
-            f"({local or 'unknown'})."
+            f"The server runs ZenML {server.raw} and a matching client could not be installed "
+            f"({last}). Run the action on a runner with access to PyPI"
+            + (f", and check that `{inputs.requirements}` can be installed beside zenml=={version}." if requirements else ".")
         )
+    (venv / ".installed").write_text(f"zenml=={version}\n")
+    console.info(f"ZenML {version} client environment ready in {time.monotonic() - started:.1f}s.")
+    return str(python)
 
 
 def raise_child_error(error: dict[str, Any], source: PipelineSource) -> None:
@@ -184,8 +231,16 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         console.info(f"Dry run: would run `{source.target}:{source.attribute}` with {json.dumps(report.sent, sort_keys=True)}")
         report.conclusion = "dry-run"
         return
-    client, info = _connect(inputs, console)
-    install_requirements(inputs, console)
+    client, info, server = _connect(inputs, console)
+    if server is not None and inputs.create_snapshot and not server.has_snapshots:
+        raise InputError(
+            "create-snapshot",
+            f"the server runs ZenML {server.raw}, which has no snapshots (they arrive in ZenML 0.90).",
+            "Upgrade the server to 0.90 or later, or leave `create-snapshot` empty to run the pipeline.",
+        )
+    python = client_python(server, inputs, console) if server is not None else sys.executable
+    if server is None:
+        install_requirements(inputs, console)
     tag = idempotency_tag(inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
     run_configuration["tags"] = [*(run_configuration.get("tags") or []), tag]
     spec = {
@@ -200,7 +255,7 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     }
     started = time.monotonic()
     with cancellable():
-        result = _run_child(inputs, console, report, spec, client)
+        result = _run_child(inputs, console, report, spec, client, python)
         _fill_report(report, result, info, client)
         report.duration_seconds = time.monotonic() - started
         if "error" in result:
@@ -221,19 +276,26 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     _conclude(report, inputs, console)
 
 
-def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any]:
-    """Log in to the server, if there is one, and make sure the SDK matches it."""
+def _connect(inputs: Inputs, console: Console) -> tuple[ZenMLClient | None, Any, ServerVersion | None]:
+    """Log in to the server, if there is one, and learn its version."""
     if not inputs.workspace_url:
-        return None, {}
+        return None, {}, None
     client = connect(inputs, console)
     client.login()
     info = client.call(api.server_info())
-    ensure_matching_zenml(str(api.dig(info, "version") or ""), console)
-    return client, info
+    server, notice = server_version(info)
+    if notice:
+        console.notice(notice)
+    return client, info, server
 
 
 def _run_child(
-    inputs: Inputs, console: Console, report: Report, spec: dict[str, Any], client: ZenMLClient | None
+    inputs: Inputs,
+    console: Console,
+    report: Report,
+    spec: dict[str, Any],
+    client: ZenMLClient | None,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """Run `code_runner` and return its result; on cancel or timeout, end it
     and stop the run it started."""
@@ -245,9 +307,14 @@ def _run_child(
         # The pipeline's own log (with a failed step's traceback, as ZenML
         # logs it) is folded away; the action's findings follow it.
         console.group("Pipeline log")
+        env = zenml_environment(inputs)
+        # A client environment of its own finds the runner (standard
+        # library only) through the action's root; the workspace, the
+        # current directory, still comes first on its path.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ACTION_ROOT, env.get("PYTHONPATH", "")) if p)
         child = subprocess.Popen(
-            [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
-            env=zenml_environment(inputs),
+            [python, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
+            env=env,
             cwd=inputs.workspace,
             stderr=subprocess.STDOUT,
             start_new_session=True,

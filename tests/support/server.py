@@ -78,6 +78,11 @@ class ZenMLServer:
         return env
 
     def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve."""
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
@@ -97,7 +102,6 @@ class ZenMLServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
