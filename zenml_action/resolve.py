@@ -104,6 +104,10 @@ def target_from_run_template(body: dict[str, Any]) -> Target:
     )
 
 
+def _kinds(server: ServerVersion) -> str:
+    return "snapshot or run template" if server.has_snapshots else f"run template (ZenML {server.raw} has no snapshots)"
+
+
 def _describe(entries: list[dict[str, Any]]) -> str:
     return ", ".join(
         f"`{e.get('name')}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e.get('id')})"
@@ -151,7 +155,7 @@ def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion = NEWEST
         return target_from_run_template(client.call(api.get_run_template(template_id)))
     except NotFound:
         raise NotFound(
-            f"No snapshot or run template has the ID {template_id}. Check `template`: "
+            f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
             "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
             "sure `workspace-url` points at the server that holds it."
         ) from None
@@ -178,7 +182,7 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server
         return target_from_run_template(client.call(api.get_run_template(str(templates[0]["id"]))))
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     raise NotFound(
-        f"No snapshot or run template named `{name}`{where} exists"
+        f"No {_kinds(server)} named `{name}`{where} exists"
         f"{' in project `' + project + '`' if project else ''}. "
         + _available(client, project, pipeline, server)
     )
