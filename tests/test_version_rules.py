@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from zenml_action.code_mode import client_zenml_version
 from zenml_action.errors import ParameterError, UnsupportedServer
 from zenml_action.parameters import check_and_translate, unchecked
 from zenml_action.resolve import Target, target_from_run_template, target_from_snapshot
@@ -194,3 +195,18 @@ def test_a_085_template_also_names_what_its_schema_lists() -> None:
 )
 def test_what_a_dry_run_says_was_not_checked(version: str, notes: list[str]) -> None:
     assert unchecked(TARGETS[version]()) == notes
+
+
+@pytest.mark.parametrize(
+    ("raw", "client"),
+    [
+        ("0.85.0", "0.85.0"),
+        ("0.93.1.dev20260129", "0.93.1"),
+        ("0.98.0rc1", "0.98.0"),
+        ("0.91.2+pro.7", "0.91.2"),
+        # A newer server gets its own client, not the newest tested one.
+        ("0.99.1", "0.99.1"),
+    ],
+)
+def test_code_mode_installs_the_client_release_of_the_server(raw: str, client: str) -> None:
+    assert client_zenml_version(server_version({"version": raw})[0]) == client

@@ -268,6 +268,33 @@ def test_parameters_reach_the_run(
         assert {k: recorded[step][k] for k in values} == values
 
 
+def test_config_file_parameters_and_run_name_are_merged(
+    versioned: Versioned, action: ActionRunner, workspace: Path, unique_name: str
+) -> None:
+    (workspace / "ci").mkdir()
+    (workspace / "ci" / "run.yaml").write_text(
+        "tags: [nightly]\nsteps:\n  load_data:\n    parameters:\n      limit: 5\n"
+        "  train_model:\n    parameters:\n      model_type: from_config\n"
+    )
+    result = action.run(
+        {
+            "template": "trainer-prod",
+            "config": "ci/run.yaml",
+            "parameters": "model_type: from_parameters",
+            "run-name": unique_name,
+            "wait": "false",
+        }
+    )
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["run-name"] == unique_name
+    recorded = recorded_step_parameters(versioned, result.outputs["run-id"])
+    assert recorded["load_data"]["limit"] == 5
+    assert recorded["train_model"]["model_type"] == "from_parameters"
+    run = run_details(versioned.server, result.outputs["run-id"])
+    assert "nightly" in [tag["name"] for tag in run["resources"]["tags"]]
+
+
 # Unknown names are caught on every version; types where the server states
 # them: pipeline parameters from 0.90 (input schema), step parameters from
 # 0.94.1 (parameter specs).

@@ -164,6 +164,16 @@ def client_cache_dir() -> Path:
     return Path(root) / "zenml-action" / "clients"
 
 
+def client_zenml_version(server: ServerVersion) -> str:
+    """The zenml release to install for a server: a plain release as
+    stated; a dev, rc or Pro build's string is not on the package index, its
+    release is. Not capped at the newest tested version: the client must
+    speak the server's API."""
+    if re.fullmatch(r"\d+\.\d+\.\d+", server.raw):
+        return server.raw
+    return show(parse_release(server.raw) or server.release)
+
+
 def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> str:
     """The interpreter the pipeline runs with. The SDK must speak the
     server's API (the same release series): the action's own environment
@@ -171,13 +181,11 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
     per zenml version and requirements file, made once with uv and reused.
     The action's own environment is never changed: zenml 0.85 pins pydantic,
     click and sqlmodel versions that break 0.98's."""
-    wanted = parse_release(server.raw) or server.release
-    if local_zenml_release() is not None and (local_zenml_release() or ())[:2] == wanted[:2]:
+    version = client_zenml_version(server)
+    local = local_zenml_release()
+    if local is not None and local[:2] == (parse_release(version) or server.release)[:2]:
         install_requirements(inputs, console)
         return sys.executable
-    # A plain release is installed as stated; a dev, rc or Pro build's
-    # string is not on the package index: its release is.
-    version = server.raw if re.fullmatch(r"\d+\.\d+\.\d+", server.raw) else show(wanted)
     requirements = requirements_file(inputs)
     key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
     if requirements is not None:
