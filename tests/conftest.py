@@ -104,3 +104,21 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start setting up the old ZenML versions' servers the selected tests
+    need (tests/test_versions.py), beside the tests that run before them."""
+    from support import version_servers
+
+    version_servers.start(
+        item.callspec.params["versioned"]
+        for item in session.items
+        if hasattr(item, "callspec") and "versioned" in item.callspec.params
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from support import version_servers
+
+    version_servers.close()

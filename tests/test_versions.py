@@ -16,17 +16,17 @@ import json
 import shutil
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Deployment
-from support.action import SECRETS, ActionRunner
+from support import version_servers
+from support.action import ActionRunner
 from support.orchestrator import complete_run, find_run, run_details
 from support.server import ZenMLServer
-from support.zenml_versions import MAIN_VERSION, OLD_VERSIONS, VERSIONS, server_python
+from support.zenml_versions import MAIN_VERSION, VERSIONS
 
 
 @dataclass
@@ -51,103 +51,27 @@ class Versioned:
         )
 
 
-def server_without_runner(first: ZenMLServer, root: Path) -> ZenMLServer:
-    """The same database served with no workload manager: runs answer 405."""
-    return ZenMLServer(
-        root,
-        workload_manager=None,
-        jwt_secret=first.jwt_secret,
-        python=first.python,
-        extra_env={"ZENML_STORE_URL": f"sqlite:///{first.root / 'zenml.db'}"},
-    )
-
-
-@dataclass
-class Prepared:
-    server: ZenMLServer
-    without_runner: ZenMLServer
-    snapshots: dict[str, str]
-
-
-def prepare(version: str, root: Path, root_405: Path) -> Prepared:
-    """Install, start, activate and seed one old version's server; start
-    its 405 twin beside the set-up, once its database is ready."""
-    server = ZenMLServer(root, python=server_python(version))
-    server.start()
-    second = server_without_runner(server, root_405)
-    second.launch()
-    server.activate()
-    SECRETS.add(server.api_key)
-    return Prepared(server, second, server.seed())
-
-
-class OldServers:
-    """The old versions' servers, each set up in a background thread while
-    the tests of the version before it run (sequentially: 2 cores)."""
-
-    def __init__(self, versions: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1)
-        self._futures: dict[str, Future[Prepared]] = {}
-        for version in versions:
-            root = tmp_path_factory.mktemp(f"zenml-{version}")
-            root_405 = tmp_path_factory.mktemp(f"zenml-{version}-405")
-            self._futures[version] = self._executor.submit(prepare, version, root, root_405)
-
-    def get(self, version: str) -> Prepared:
-        return self._futures[version].result()
-
-    def stop(self, version: str) -> None:
-        future = self._futures.pop(version, None)
-        if future is None:
-            return
-        try:
-            prepared = future.result()
-        except Exception:  # reported by the test that needed it
-            return
-        prepared.without_runner.stop()
-        prepared.server.stop()
-
-    def close(self) -> None:
-        for version in list(self._futures):
-            self.stop(version)
-        self._executor.shutdown()
-
-
-@pytest.fixture(scope="session")
-def old_servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OldServers]:
-    # Only the versions whose tests were selected.
-    selected = {
-        item.callspec.params["versioned"]
-        for item in request.session.items
-        if hasattr(item, "callspec") and "versioned" in item.callspec.params
-    }
-    servers = OldServers([v for v in OLD_VERSIONS if v in selected], tmp_path_factory)
-    yield servers
-    servers.close()
-
-
 @pytest.fixture(scope="session", params=VERSIONS)
-def versioned(request: pytest.FixtureRequest, old_servers: OldServers) -> Iterator[Versioned]:
+def versioned(request: pytest.FixtureRequest) -> Iterator[Versioned]:
     version = str(request.param)
     if version == MAIN_VERSION:
         yield Versioned(version, request.getfixturevalue("zenml"))
         return
-    prepared = old_servers.get(version)
+    # Set up in the background since collection (support/version_servers.py).
+    servers = version_servers.start([version])
+    prepared = servers.get(version)
     try:
         yield Versioned(version, Deployment(prepared.server, prepared.snapshots), prepared.without_runner)
     finally:
-        old_servers.stop(version)
+        servers.stop(version)
 
 
 @pytest.fixture
 def versioned_without_runner(versioned: Versioned, request: pytest.FixtureRequest) -> Deployment:
     if versioned.without_runner is None:
         return request.getfixturevalue("zenml_without_runner")  # type: ignore[no-any-return]
-    server = versioned.without_runner
-    server.api_key = versioned.server.api_key
-    server.admin_token = versioned.server.admin_token
-    server.wait_healthy()
-    return Deployment(server, versioned.zenml.snapshots)
+    versioned.without_runner.wait_healthy()
+    return Deployment(versioned.without_runner, versioned.zenml.snapshots)
 
 
 @pytest.fixture
