@@ -111,3 +111,21 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 def executing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:
     """A server that really executes runs (tests/support/executing_server.py)."""
     yield from executing_fixture(tmp_path_factory)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start setting up the old ZenML versions' servers the selected tests
+    need (tests/test_versions.py), beside the tests that run before them."""
+    from support import version_servers
+
+    version_servers.start(
+        item.callspec.params["versioned"]
+        for item in session.items
+        if hasattr(item, "callspec") and "versioned" in item.callspec.params
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from support import version_servers
+
+    version_servers.close()

@@ -9,6 +9,7 @@ loop as the server-side mode.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -41,9 +42,11 @@ from zenml_action.inputs import Inputs
 from zenml_action.parameters import deep_merge, inside_workspace, is_fragment, load_parameters, read_yaml_file
 from zenml_action.report import Report
 from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag
+from zenml_action.versions import Release, ServerVersion, parse_release, server_version, show
 from zenml_action.waiting import wait_for_run
 
 LOCAL_STORE_DIR = ".zenml-local"
+ACTION_ROOT = str(Path(__file__).resolve().parent.parent)
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -118,20 +121,27 @@ def zenml_environment(inputs: Inputs, private_dir: Path) -> dict[str, str]:
     return env
 
 
-def install_requirements(inputs: Inputs, console: Console) -> None:
+def requirements_file(inputs: Inputs) -> Path | None:
     if not inputs.requirements:
-        return
+        return None
     path = Path(inputs.requirements)
     full = path if path.is_absolute() else inputs.workspace / path
     if not inside_workspace(full, inputs.workspace):
         raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
     if not full.is_file():
         raise InputError("requirements", f"file `{inputs.requirements}` does not exist.", "Check the path, relative to the repository root.")
+    return full
+
+
+def install_requirements(inputs: Inputs, console: Console, python: str = sys.executable) -> None:
+    full = requirements_file(inputs)
+    if full is None:
+        return
     console.group(f"Installing {inputs.requirements}")
     started = time.monotonic()
     # uv skips what is already installed, so a second run costs little.
     result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, "-r", str(full)],
+        [sys.executable, "-m", "uv", "pip", "install", "--python", python, "-r", str(full)],
         capture_output=True,
         text=True,
     )
@@ -147,27 +157,72 @@ def install_requirements(inputs: Inputs, console: Console) -> None:
     console.info(f"Requirements ready in {time.monotonic() - started:.1f}s.")
 
 
-def ensure_matching_zenml(server_version: str, console: Console) -> None:
-    """The SDK must speak the server's API: same major.minor version."""
+def local_zenml_release() -> Release | None:
     try:
-        local = importlib.metadata.version("zenml")
+        return parse_release(importlib.metadata.version("zenml"))
     except importlib.metadata.PackageNotFoundError:
-        local = ""
-    if local and local.split(".")[:2] == server_version.split(".")[:2]:
-        return
-    console.info(f"Installing zenml=={server_version} to match the server (this image has {local or 'none'}).")
-    result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable, f"zenml=={server_version}"],
+        return None
+
+
+def client_cache_dir() -> Path:
+    """Where client environments are kept between runs on the same machine."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "zenml-action" / "clients"
+
+
+def client_zenml_version(server: ServerVersion) -> str:
+    """The zenml release to install for a server: a plain release as
+    stated; a dev, rc or Pro build's string is not on the package index, its
+    release is. Not capped at the newest tested version: the client must
+    speak the server's API."""
+    if re.fullmatch(r"\d+\.\d+\.\d+", server.raw):
+        return server.raw
+    return show(parse_release(server.raw) or server.release)
+
+
+def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> str:
+    """The interpreter the pipeline runs with. The SDK must speak the
+    server's API (the same release series): the action's own environment
+    when its zenml is of that series, else a client environment of its own
+    per zenml version and requirements file, made once with uv and reused.
+    The action's own environment is never changed: zenml 0.85 pins pydantic,
+    click and sqlmodel versions that break 0.98's."""
+    version = client_zenml_version(server)
+    local = local_zenml_release()
+    if local is not None and local[:2] == (parse_release(version) or server.release)[:2]:
+        install_requirements(inputs, console)
+        return sys.executable
+    requirements = requirements_file(inputs)
+    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if requirements is not None:
+        key += "-" + hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    venv = client_cache_dir() / key
+    python = venv / "bin" / "python"
+    if (venv / ".installed").exists() and python.exists():
+        console.info(f"Using the ZenML {version} client environment in {venv}.")
+        return str(python)
+    console.info(f"Making a ZenML {version} client environment to match the server ({venv}).")
+    started = time.monotonic()
+    uv = [sys.executable, "-m", "uv"]
+    made = subprocess.run(
+        [*uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
         capture_output=True,
         text=True,
     )
+    install = [*uv, "pip", "install", "--quiet", "--python", str(python), f"zenml=={version}"]
+    if requirements is not None:
+        install += ["-r", str(requirements)]
+    result = made if made.returncode != 0 else subprocess.run(install, capture_output=True, text=True)
     if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise ServerError(
-            f"The server runs ZenML {server_version} and the matching client could not be "
-            f"installed ({(result.stderr.strip().splitlines() or ['?'])[-1]}). Run the action on a "
-            "runner with access to PyPI, or use a server of the image's version "
-            f"({local or 'unknown'})."
+            f"The server runs ZenML {server.raw} and a matching client could not be installed "
+            f"({last}). Run the action on a runner with access to PyPI"
+            + (f", and check that `{inputs.requirements}` can be installed beside zenml=={version}." if requirements else ".")
         )
+    (venv / ".installed").write_text(f"zenml=={version}\n")
+    console.info(f"ZenML {version} client environment ready in {time.monotonic() - started:.1f}s.")
+    return str(python)
 
 
 def raise_child_error(error: dict[str, Any], source: PipelineSource) -> None:
@@ -197,9 +252,19 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     client: ZenMLClient | None = None
     key = choose_key(inputs.run_name, source.attribute, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
     try:
-        client, info = _connect(inputs, console, deadline)
-        install_requirements(inputs, console)
-        _run(inputs, console, report, source, arguments, key.apply(run_configuration), key, client, info, deadline, private_dir)
+        client, info, server = _connect(inputs, console, deadline)
+        if server is not None and inputs.create_snapshot and not server.has_snapshots:
+            raise InputError(
+                "create-snapshot",
+                f"the server runs ZenML {server.raw}, which has no snapshots (they arrive in ZenML 0.90).",
+                "Upgrade the server to 0.90 or later, or leave `create-snapshot` empty to run the pipeline.",
+            )
+        if server is not None:
+            python = client_python(server, inputs, console)
+        else:
+            install_requirements(inputs, console)
+            python = sys.executable
+        _run(inputs, console, report, source, arguments, key.apply(run_configuration), key, client, info, deadline, private_dir, python)
     except Cancelled:
         report.conclusion = "cancelled"
         raise
@@ -221,6 +286,7 @@ def _run(
     info: Any,
     deadline: Deadline,
     private_dir: Path,
+    python: str,
 ) -> None:
     spec = {
         "workspace": str(inputs.workspace),
@@ -234,7 +300,7 @@ def _run(
         "tag": key.tag,
     }
     started = time.monotonic()
-    result = _run_child(inputs, console, report, spec, client, key, deadline, private_dir)
+    result = _run_child(inputs, console, report, spec, client, key, deadline, private_dir, python)
     _fill_report(report, result, info, client)
     report.duration_seconds = time.monotonic() - started
     if "error" in result:
@@ -259,15 +325,19 @@ def _run(
     runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
 
 
-def _connect(inputs: Inputs, console: Console, deadline: Deadline) -> tuple[ZenMLClient | None, Any]:
-    """Log in to the server, if there is one, and make sure the SDK matches it."""
+def _connect(
+    inputs: Inputs, console: Console, deadline: Deadline
+) -> tuple[ZenMLClient | None, Any, ServerVersion | None]:
+    """Log in to the server, if there is one, and learn its version."""
     if not inputs.workspace_url:
-        return None, {}
+        return None, {}, None
     client = connect(inputs, console, deadline)
     client.login()
     info = client.call(api.server_info())
-    ensure_matching_zenml(str(api.dig(info, "version") or ""), console)
-    return client, info
+    server, notice = server_version(info)
+    if notice:
+        console.notice(notice)
+    return client, info, server
 
 
 def _run_child(
@@ -279,6 +349,7 @@ def _run_child(
     key: RunKey,
     deadline: Deadline,
     private_dir: Path,
+    python: str,
 ) -> dict[str, Any]:
     """Run `code_runner` and return its result; on cancel or timeout, end it
     and stop the run it started."""
@@ -290,9 +361,14 @@ def _run_child(
     # logs it) is folded away; the action's findings follow it. It is relayed
     # as inert text: a line of it can never become a workflow command.
     console.group("Pipeline log")
+    env = zenml_environment(inputs, private_dir)
+    # A client environment of its own finds the runner (standard library
+    # only) through the action's root; the workspace, the current
+    # directory, still comes first on its path.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ACTION_ROOT, env.get("PYTHONPATH", "")) if p)
     child = subprocess.Popen(
-        [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
-        env=zenml_environment(inputs, private_dir),
+        [python, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
+        env=env,
         cwd=inputs.workspace,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

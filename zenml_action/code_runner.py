@@ -116,7 +116,8 @@ def run_info(run: Any) -> dict[str, Any]:
         "run_name": run.name,
         "status": str(run.status.value if hasattr(run.status, "value") else run.status),
         "project_id": str(run.project_id),
-        "snapshot_id": str(run.snapshot.id) if run.snapshot else "",
+        # Before 0.90 a run has a deployment (`deployment_id`), no snapshot.
+        "snapshot_id": str(run.snapshot.id) if getattr(run, "snapshot", None) else "",
         "metadata": json.loads(json.dumps(dict(run.run_metadata), default=str)),
     }
 

@@ -108,3 +108,9 @@ class WaitTimedOut(ActionError):
 
 class Cancelled(ActionError):
     title = "Cancelled"
+
+
+class UnsupportedServer(ActionError):
+    """The server's ZenML version is older than any this action supports."""
+
+    title = "Unsupported ZenML server version"

@@ -145,6 +145,10 @@ class Console:
         props = f" title={escape_property(title)}" if title else ""
         self._write(f"::warning{props}::{escape_data(annotation_text(self.redact(message)))}")
 
+    def notice(self, message: str, title: str = "") -> None:
+        props = f" title={escape_property(title)}" if title else ""
+        self._write(f"::notice{props}::{escape_data(message)}")
+
     def error(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
         self._write(f"::error{props}::{escape_data(annotation_text(self.redact(message)))}")

@@ -271,12 +271,63 @@ def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, so
         )
 
 
+def _names_only_schema(names: tuple[str, ...]) -> dict[str, Any]:
+    """What a server without `parameter_spec` (before 0.94.1) tells: the
+    names a step takes, so unknown ones are caught, with no types."""
+    return {"type": "object", "properties": {name: {} for name in names}, "additionalProperties": False}
+
+
+def _step_name(step: dict[str, Any]) -> str:
+    # `invocation_id` from 0.90; 0.85's spec names a step by the parameter
+    # its pipeline function passes it as.
+    return str(step.get("invocation_id") or step.get("pipeline_parameter_name") or step.get("name") or "")
+
+
 def _steps(target: Target) -> dict[str, dict[str, Any]]:
-    return {
-        str(step.get("invocation_id") or step.get("name")): step.get("parameter_spec") or {}
-        for step in target.pipeline_spec.get("steps") or []
-        if isinstance(step, dict)
-    }
+    """Each step's parameter schema: typed where the server publishes it,
+    names only where it states just names, empty where it states nothing."""
+    steps: dict[str, dict[str, Any]] = {}
+    for step in target.pipeline_spec.get("steps") or []:
+        if isinstance(step, dict) and _step_name(step):
+            name = _step_name(step)
+            steps[name] = step.get("parameter_spec") or {}
+            if not steps[name] and name in target.step_parameter_names:
+                steps[name] = _names_only_schema(target.step_parameter_names[name])
+    for name, names in target.step_parameter_names.items():
+        steps.setdefault(name, _names_only_schema(names))
+    return steps
+
+
+def _declared_pipeline_parameters(target: Target) -> list[str]:
+    """The pipeline function's parameters: from its input schema (0.90+),
+    else from the spec's `parameters` (their defaults; 0.85)."""
+    input_schema = target.pipeline_spec.get("input_schema") or {}
+    declared = input_schema.get("properties") if input_schema else target.pipeline_spec.get("parameters")
+    return sorted(str(name) for name in declared) if isinstance(declared, dict) else []
+
+
+def unchecked(target: Target) -> list[str]:
+    """What the server does not state, so it cannot be checked before
+    sending (said in a dry run)."""
+    spec_steps = [step for step in target.pipeline_spec.get("steps") or [] if isinstance(step, dict)]
+    untyped_steps = any(not step.get("parameter_spec") for step in spec_steps)
+    untyped_pipeline = not target.pipeline_spec.get("input_schema")
+    notes = []
+    if untyped_steps or untyped_pipeline:
+        which = (
+            "step and pipeline parameters" if untyped_steps and untyped_pipeline
+            else "step parameters" if untyped_steps
+            else "pipeline parameters"
+        )
+        notes.append(f"types of {which} are not checked: this server does not publish them")
+    unnamed_steps = [name for name, schema in _steps(target).items() if not schema]
+    if unnamed_steps:
+        notes.append(
+            "parameter names of step(s) "
+            + ", ".join(f"`{name}`" for name in unnamed_steps)
+            + " are not checked: this server does not state them"
+        )
+    return notes
 
 
 def _check_setting_types(config: dict[str, Any], source: str) -> None:
@@ -339,7 +390,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
     if not pipeline_parameters:
         return config
     input_schema = target.pipeline_spec.get("input_schema") or {}
-    declared = sorted((input_schema.get("properties") or {}).keys())
+    declared = _declared_pipeline_parameters(target)
     for name in pipeline_parameters:
         if name not in declared:
             owners = [s for s, spec in steps.items() if name in (spec.get("properties") or {})]

@@ -1,9 +1,11 @@
 """Find the snapshot or legacy run template the user means.
 
 Order: a UUID is looked up directly; a name is looked up among snapshots,
-then among run templates (servers before 0.90 only have those); `pipeline`
-alone means its newest runnable named snapshot, as
-`zenml.client.Client.trigger_pipeline` does.
+then among run templates; `pipeline` alone means its newest runnable named
+snapshot, as `zenml.client.Client.trigger_pipeline` does. Servers before
+0.90 have no snapshots (their routes answer a bare 404): there only run
+templates are looked up, and `pipeline` alone means its newest runnable
+run template.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from zenml_action import api
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import Ambiguous, NotFound, NotRunnable
 from zenml_action.inputs import parse_uuid
+from zenml_action.versions import NEWEST, ServerVersion
 
 SNAPSHOT = "snapshot"
 RUN_TEMPLATE = "run template"
@@ -32,10 +35,45 @@ class Target:
     runnable: bool
     is_dynamic: bool
     pipeline_spec: dict[str, Any] = field(default_factory=dict)
+    # Each step's parameter names, where the server states them without
+    # types: a snapshot's step configurations, a run template's
+    # configuration template and schema (0.85).
+    step_parameter_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.kind} `{self.name or self.id}`"
+
+
+def _names(mapping: Any) -> tuple[str, ...]:
+    return tuple(str(name) for name in mapping) if isinstance(mapping, dict) else ()
+
+
+def snapshot_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """`metadata.step_configurations[step].config.parameters`: every step
+    parameter with its value, defaults included."""
+    configurations = api.dig(body, "metadata", "step_configurations")
+    if not isinstance(configurations, dict):
+        return {}
+    return {
+        str(step): _names(api.dig(configuration, "config", "parameters"))
+        for step, configuration in configurations.items()
+    }
+
+
+def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A run template's `metadata.config_template.steps[step].parameters`
+    and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
+    steps = api.dig(body, "metadata", "config_template", "steps")
+    definitions = api.dig(body, "metadata", "config_schema", "$defs")
+    found: dict[str, tuple[str, ...]] = {}
+    for step, config in (steps if isinstance(steps, dict) else {}).items():
+        found[str(step)] = _names(api.dig(config, "parameters"))
+    for step in list(found):
+        schema = definitions.get(f"{step}_parameters") if isinstance(definitions, dict) else None
+        extra = [n for n in _names(api.dig(schema, "properties")) if n not in found[step]]
+        found[step] += tuple(extra)
+    return found
 
 
 def target_from_snapshot(body: dict[str, Any]) -> Target:
@@ -48,6 +86,7 @@ def target_from_snapshot(body: dict[str, Any]) -> Target:
         runnable=bool(api.dig(body, "body", "runnable")),
         is_dynamic=bool(api.dig(body, "body", "is_dynamic")),
         pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+        step_parameter_names=snapshot_parameter_names(body),
     )
 
 
@@ -61,7 +100,12 @@ def target_from_run_template(body: dict[str, Any]) -> Target:
         runnable=bool(api.dig(body, "body", "runnable")),
         is_dynamic=bool(api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")),
         pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+        step_parameter_names=template_parameter_names(body),
     )
+
+
+def _kinds(server: ServerVersion) -> str:
+    return "snapshot or run template" if server.has_snapshots else f"run template (ZenML {server.raw} has no snapshots)"
 
 
 def _describe(entries: list[dict[str, Any]]) -> str:
@@ -71,12 +115,12 @@ def _describe(entries: list[dict[str, Any]]) -> str:
     )
 
 
-def _available(client: ZenMLClient, project: str, pipeline: str) -> str:
+def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion = NEWEST) -> str:
     """A few names that do exist, to put in a not-found message."""
     names = [
         str(e.get("name"))
         for e in api.items(client.call(api.list_snapshots(project=project, pipeline=pipeline, size=8)))
-    ]
+    ] if server.has_snapshots else []
     templates = [
         str(e.get("name"))
         for e in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=5)))
@@ -87,29 +131,40 @@ def _available(client: ZenMLClient, project: str, pipeline: str) -> str:
     if templates:
         parts.append("run templates: " + ", ".join(f"`{n}`" for n in templates))
     where = f" of pipeline `{pipeline}`" if pipeline else ""
-    return ("Named ones" + where + " on the server: " + "; ".join(parts) + ".") if parts else (
+    if parts:
+        return "Named ones" + where + " on the server: " + "; ".join(parts) + "."
+    if not server.has_snapshots:
+        return (
+            f"The server (ZenML {server.raw}, which has run templates, not snapshots) has no run "
+            f"templates{where} in this project. Create one with `zenml pipeline create-run-template` "
+            "(or `pipeline.create_run_template(name=...)`)."
+        )
+    return (
         "The server has no named snapshots" + where + " in this project. Create one with "
         "`zenml pipeline snapshot create` (or `pipeline.create_snapshot(name=...)`)."
     )
 
 
-def _by_id(client: ZenMLClient, template_id: str) -> Target:
-    try:
-        return target_from_snapshot(client.call(api.get_snapshot(template_id)))
-    except NotFound:
-        pass
+def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion = NEWEST) -> Target:
+    if server.has_snapshots:
+        try:
+            return target_from_snapshot(client.call(api.get_snapshot(template_id)))
+        except NotFound:
+            pass
     try:
         return target_from_run_template(client.call(api.get_run_template(template_id)))
     except NotFound:
         raise NotFound(
-            f"No snapshot or run template has the ID {template_id}. Check `template`: "
+            f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
             "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
             "sure `workspace-url` points at the server that holds it."
         ) from None
 
 
-def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str) -> Target:
-    found = api.items(client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True)))
+def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion = NEWEST) -> Target:
+    found = api.items(
+        client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True))
+    ) if server.has_snapshots else []
     if len(found) > 1:
         raise Ambiguous(
             f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
@@ -127,13 +182,33 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str) -> Tar
         return target_from_run_template(client.call(api.get_run_template(str(templates[0]["id"]))))
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     raise NotFound(
-        f"No snapshot or run template named `{name}`{where} exists"
+        f"No {_kinds(server)} named `{name}`{where} exists"
         f"{' in project `' + project + '`' if project else ''}. "
-        + _available(client, project, pipeline)
+        + _available(client, project, pipeline, server)
     )
 
 
-def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str) -> Target:
+def _newest_run_template(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
+    """Before 0.90: the pipeline's newest runnable run template."""
+    found = [
+        entry
+        for entry in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=20)))
+        if api.dig(entry, "body", "runnable")
+    ]
+    if not found:
+        raise NotFound(
+            f"Pipeline `{pipeline}` has no runnable run template"
+            f"{' in project `' + project + '`' if project else ''}. "
+            "A runnable template needs a remote stack and a container image build: create one with "
+            "`zenml pipeline create-run-template` on such a stack, or set `template`. "
+            + _available(client, project, pipeline, server)
+        )
+    return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
+
+
+def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion = NEWEST) -> Target:
+    if not server.has_snapshots:
+        return _newest_run_template(client, project, pipeline, server)
     found = api.items(
         client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True))
     )
@@ -143,7 +218,7 @@ def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str) -> Tar
             f"{' in project `' + project + '`' if project else ''}. "
             "A runnable snapshot needs a remote stack and a container image build: "
             "create one with `zenml pipeline snapshot create` on such a stack, or "
-            "set `template`. " + _available(client, project, pipeline)
+            "set `template`. " + _available(client, project, pipeline, server)
         )
     return _hydrated(client, found[0])
 
@@ -156,18 +231,20 @@ def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
     return target_from_snapshot(client.call(api.get_snapshot(str(listed["id"]))))
 
 
-def resolve(client: ZenMLClient, template: str, pipeline: str, project: str) -> Target:
+def resolve(
+    client: ZenMLClient, template: str, pipeline: str, project: str, server: ServerVersion = NEWEST
+) -> Target:
     if template and parse_uuid(template) is not None:
-        target = _by_id(client, template)
+        target = _by_id(client, template, server)
         if pipeline and target.pipeline_name and target.pipeline_name != pipeline:
             raise Ambiguous(
                 f"The {target.label} belongs to pipeline `{target.pipeline_name}`, "
                 f"not `{pipeline}`. Fix `pipeline`, or leave it empty when `template` is an ID."
             )
     elif template:
-        target = _by_name(client, template, project, pipeline)
+        target = _by_name(client, template, project, pipeline, server)
     else:
-        target = _newest_of_pipeline(client, project, pipeline)
+        target = _newest_of_pipeline(client, project, pipeline, server)
     if not target.runnable:
         raise NotRunnable(
             f"The {target.label} cannot be run by the server: it was made on a stack "

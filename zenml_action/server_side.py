@@ -25,10 +25,12 @@ from zenml_action.parameters import (
     load_parameters,
     prepare_checks,
     read_yaml_file,
+    unchecked,
 )
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
 from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag, trigger_once
+from zenml_action.versions import NEWEST, ServerVersion, server_version
 from zenml_action.waiting import wait_for_run
 
 T = TypeVar("T")
@@ -117,6 +119,20 @@ class Background(Generic[T]):
         return cast(T, value)
 
 
+def learn_server_version(info_future: Background[Any], console: Console) -> ServerVersion:
+    """The server's version, from the `/info` read beside the login: it
+    decides which endpoints and shapes the rest of the run uses."""
+    try:
+        info = info_future.result()
+    except ActionError as exc:
+        console.warning(f"Could not read the server's version ({exc}); assuming ZenML {NEWEST.raw}.")
+        return NEWEST
+    version, notice = server_version(info)
+    if notice:
+        console.notice(notice)
+    return version
+
+
 def _run(
     inputs: Inputs,
     console: Console,
@@ -133,7 +149,8 @@ def _run(
     info_future = Background(client.call, api.server_info())
     prepare_checks(run_configuration)
     login.result()
-    target = resolve(client, inputs.template, inputs.pipeline, inputs.project)
+    server = learn_server_version(info_future, console)
+    target = resolve(client, inputs.template, inputs.pipeline, inputs.project, server)
     report.target = f"{target.name or target.id} ({target.kind})"
     report.pipeline = target.pipeline_name
     source = "parameters" if inputs.parameters.strip() else "config"
@@ -146,6 +163,8 @@ def _run(
         console.info("Dry run: nothing is sent. The request would be:")
         console.info(f"{request.method} {client.base_url}{request.path}")
         console.info(json.dumps(request.json, indent=2, sort_keys=True))
+        for note in unchecked(target):
+            console.info(f"Not checked on this server (ZenML {server.raw}): {note}.")
         report.conclusion = "dry-run"
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return

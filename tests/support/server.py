@@ -40,6 +40,9 @@ class ZenMLServer:
     workload_manager: str | None = "support.workload_managers.NoopWorkloadManager"
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The interpreter of the environment holding the server's ZenML version
+    # (see `zenml_versions.py`); this venv's own 0.98 by default.
+    python: str = sys.executable
     # Kept across restarts so tokens issued before a restart stay valid.
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     process: subprocess.Popen[bytes] | None = None
@@ -75,11 +78,16 @@ class ZenMLServer:
         return env
 
     def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve."""
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "uvicorn",
                 "zenml.zen_server.zen_server_api:app",
@@ -94,7 +102,6 @@ class ZenMLServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -185,7 +192,7 @@ class ZenMLServer:
         )
         env.pop("ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE", None)
         result = subprocess.run(
-            [sys.executable, "-m", "support.seed_snapshots"],
+            [self.python, "-m", "support.seed_snapshots"],
             env=env,
             cwd=TESTS_DIR,
             capture_output=True,

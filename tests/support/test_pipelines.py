@@ -27,9 +27,14 @@ def trainer(
     train_model(rows=rows, model_type=model_type)
 
 
-@pipeline(dynamic=True, enable_cache=False)
 def dynamic_trainer(
     data_url: str = "file:///data/default.csv", model_type: str = "random_forest"
 ) -> None:
     rows = load_data(data_url=data_url)
     train_model(rows=rows, model_type=model_type)
+
+
+try:
+    dynamic_trainer = pipeline(dynamic=True, enable_cache=False)(dynamic_trainer)
+except TypeError:  # dynamic pipelines arrive in ZenML 0.92
+    dynamic_trainer = None
