@@ -154,3 +154,30 @@ def test_a_cancel_before_the_pipeline_starts_is_reported(
     assert len(result.errors) == 1 and "title=Cancelled" in result.errors[0], result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert "ZenML run: cancelled" in result.summary and "was cancelled" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"pipeline": "os:system"}, "is a builtin_function_or_method, not a ZenML pipeline"),
+        ({"pipeline": SAMPLE, "parameters": "model_typ: svm"}, "Did you mean `model_type`?"),
+        ({"pipeline": SAMPLE, "parameters": "parameters: [1, 2]"}, "`parameters:` key holding a list"),
+    ],
+    ids=["not-a-pipeline", "unknown-parameter", "parameters-key-a-list"],
+)
+def test_a_dry_run_checks_the_pipeline_and_its_arguments(
+    local_action: ActionRunner, checkout: Path, inputs: dict[str, str], expected: str
+) -> None:
+    result = local_action.run({**inputs, "dry-run": "true"}, timeout=300)
+
+    assert result.returncode == 1, result.stdout
+    assert len(result.errors) == 1 and expected in result.errors[0], result.errors
+    assert not (checkout / ".zenml-local").exists()
+
+
+def test_a_dry_run_of_the_sample_passes(local_action: ActionRunner, checkout: Path) -> None:
+    result = local_action.run({"pipeline": SAMPLE, "parameters": "model_type: svm", "dry-run": "true"}, timeout=300)
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["conclusion"] == "dry-run"
+    assert "imports and takes these arguments" in result.stdout

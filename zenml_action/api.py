@@ -42,6 +42,12 @@ def server_info() -> Request:
     return Request("GET", f"{API}/info", purpose="reading the server's information", authenticated=False)
 
 
+def exactly(name: str) -> str:
+    """A name filter that matches the name as it is: ZenML reads a value
+    starting `contains:`, `startswith:`, `oneof:`... as an operator."""
+    return f"equals:{name}" if name else ""
+
+
 def _newest_first(size: int, **filters: str) -> dict[str, str]:
     """Listing parameters: newest first, and only the filters that are set."""
     return {"sort_by": "desc:created", "size": str(size), **{k: v for k, v in filters.items() if v}}
@@ -58,7 +64,7 @@ def list_snapshots(
 ) -> Request:
     """`hydrate` includes each snapshot's pipeline spec, which saves reading
     the one found again."""
-    params = _newest_first(size, named_only="true", name=name, project=project, pipeline=pipeline)
+    params = _newest_first(size, named_only="true", name=exactly(name), project=project, pipeline=pipeline)
     if runnable is not None:
         params["runnable"] = str(runnable).lower()
     if hydrate:
@@ -73,7 +79,7 @@ def get_snapshot(snapshot_id: UUID | str) -> Request:
 
 
 def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "", size: int = 20) -> Request:
-    params = _newest_first(size, name=name, project=project, pipeline=pipeline)
+    params = _newest_first(size, name=exactly(name), project=project, pipeline=pipeline)
     return Request("GET", f"{API}/run_templates", params=params, purpose="looking up run templates")
 
 
@@ -183,9 +189,10 @@ def decode_token(body: Any) -> str:
 
 
 def items(body: Any) -> list[dict[str, Any]]:
-    """The items of a page, tolerating a malformed body."""
+    """The entities of a page, tolerating a malformed body: what is not an
+    object with an ID is not an entity the action could use."""
     if isinstance(body, dict) and isinstance(body.get("items"), list):
-        return [i for i in body["items"] if isinstance(i, dict)]
+        return [i for i in body["items"] if isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"]]
     return []
 
 

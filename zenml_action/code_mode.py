@@ -9,6 +9,7 @@ loop as the server-side mode.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -90,7 +91,15 @@ def split_parameters(inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
     if is_fragment(parameters):
         config = deep_merge(config, parameters)
         parameters = {}
-    arguments = {**(config.pop("parameters", None) or {}), **parameters}
+    nested = config.pop("parameters", None) or {}
+    if not isinstance(nested, dict):
+        source = "parameters" if is_fragment(load_parameters(inputs.parameters, inputs.workspace)) else "config"
+        raise InputError(
+            source,
+            f"has a `parameters:` key holding a {type(nested).__name__}, not a mapping.",
+            "Write the pipeline's arguments as `parameters:` followed by `name: value` lines.",
+        )
+    arguments = {**nested, **parameters}
     if inputs.run_name:
         config["run_name"] = inputs.run_name
     return arguments, config
@@ -242,8 +251,7 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     report.target = f"{source.target}:{source.attribute} (code)"
     report.sent = {"parameters": arguments, **run_configuration} if arguments else run_configuration
     if inputs.dry_run:
-        console.info(f"Dry run: would run `{source.target}:{source.attribute}` with {json.dumps(report.sent, sort_keys=True)}")
-        report.conclusion = "dry-run"
+        _dry_run(inputs, console, report, source, arguments)
         return
     deadline = Deadline(inputs.timeout)
     # Readable by this user only, and removed whatever happens: it holds the
@@ -323,6 +331,37 @@ def _run(
     if report.metadata:
         console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
     runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
+
+
+def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineSource, arguments: dict[str, Any]) -> None:
+    """Everything but the run: import the pipeline and check its arguments
+    against its signature, in a child process as a real run would."""
+    install_requirements(inputs, console)
+    private_dir = Path(tempfile.mkdtemp(prefix="zenml-action-"))
+    try:
+        spec_file, result_file = private_dir / "spec.json", private_dir / "result.json"
+        spec = {"workspace": str(inputs.workspace), "target": source.target, "attribute": source.attribute,
+                "parameters": arguments, "check_only": True}
+        spec_file.write_text(json.dumps(spec))
+        # No server and no store: importing the pipeline needs neither.
+        env = zenml_environment(dataclasses.replace(inputs, workspace_url=""), private_dir)
+        env["ZENML_CONFIG_PATH"] = str(private_dir / "zenml-config")
+        completed = subprocess.run(
+            [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
+            env=env, cwd=inputs.workspace, capture_output=True, timeout=max(10.0, inputs.timeout),
+        )
+        result = json.loads(result_file.read_text()) if result_file.exists() else {
+            "error": {"kind": "internal", "message": f"the runner exited with code {completed.returncode}"}
+        }
+    finally:
+        shutil.rmtree(private_dir, ignore_errors=True)
+    if "error" in result:
+        raise_child_error(result["error"], source)
+    console.info(
+        f"Dry run: `{source.target}:{source.attribute}` imports and takes these arguments; it would run with "
+        f"{json.dumps(report.sent, sort_keys=True)}"
+    )
+    report.conclusion = "dry-run"
 
 
 def _connect(

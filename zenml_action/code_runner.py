@@ -150,6 +150,8 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
     workspace = Path(spec["workspace"])
     pipeline = load_pipeline(workspace, spec["target"], spec["attribute"])
     parameters = check_parameters(pipeline, spec["parameters"])
+    if spec.get("check_only"):
+        return {"checked": True, "pipeline_name": pipeline.name}
     from zenml.client import Client
 
     if spec.get("stack"):

@@ -78,6 +78,24 @@ def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
             _count_nodes(value, budget)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (by
+    default the last one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            # The mapping's own plain keys; `<<` merges may be overridden.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"the key `{key_node.value}` is given twice", key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
@@ -92,7 +110,9 @@ def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
                 f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
                 "Pass only the settings you change, and write them out without nested YAML aliases.",
             )
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise InputError(name, f"has a value Python cannot read ({exc}).", "Quote very long numbers to pass them as text.") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -252,9 +272,17 @@ def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, so
     """Raise the first JSON-schema violation in the user's words."""
     import jsonschema  # see prepare_checks
 
-    validator = jsonschema.Draft202012Validator(schema)
-    properties = sorted((schema.get("properties") or {}).keys())
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
+    properties = sorted((schema.get("properties") or {}).keys()) if isinstance(schema.get("properties"), dict) else []
+    try:
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    except (jsonschema.exceptions.SchemaError, jsonschema.exceptions.UnknownType, RecursionError, TypeError):
+        # The server's schema is one the checker cannot read (an unknown
+        # type, say): check the names it lists, leave the types to the server.
+        errors = sorted(
+            jsonschema.Draft202012Validator(_names_only_schema(tuple(properties))).iter_errors(value),
+            key=lambda e: list(e.path),
+        )
+    for error in errors:
         if error.validator == "additionalProperties":
             unknown = sorted(set(value) - set(properties))
             name = unknown[0] if unknown else "?"

@@ -45,6 +45,11 @@ class Target:
         return f"{self.kind} `{self.name or self.id}`"
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """A mapping from the server, or an empty one where it sent another shape."""
+    return value if isinstance(value, dict) else {}
+
+
 def _names(mapping: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in mapping) if isinstance(mapping, dict) else ()
 
@@ -85,7 +90,7 @@ def target_from_snapshot(body: dict[str, Any]) -> Target:
         project_id=str(api.dig(body, "body", "project_id") or ""),
         runnable=bool(api.dig(body, "body", "runnable")),
         is_dynamic=bool(api.dig(body, "body", "is_dynamic")),
-        pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+        pipeline_spec=_mapping(api.dig(body, "metadata", "pipeline_spec")),
         step_parameter_names=snapshot_parameter_names(body),
     )
 
@@ -99,7 +104,7 @@ def target_from_run_template(body: dict[str, Any]) -> Target:
         project_id=str(api.dig(body, "body", "project_id") or ""),
         runnable=bool(api.dig(body, "body", "runnable")),
         is_dynamic=bool(api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")),
-        pipeline_spec=api.dig(body, "metadata", "pipeline_spec") or {},
+        pipeline_spec=_mapping(api.dig(body, "metadata", "pipeline_spec")),
         step_parameter_names=template_parameter_names(body),
     )
 
@@ -161,10 +166,16 @@ def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion = NEWEST
         ) from None
 
 
+def _named(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """What carries exactly this name (and an ID): a server that read the
+    filter another way must not make the action run something else."""
+    return [e for e in entries if e.get("name") == name and e.get("id")]
+
+
 def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion = NEWEST) -> Target:
-    found = api.items(
+    found = _named(api.items(
         client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True))
-    ) if server.has_snapshots else []
+    ), name) if server.has_snapshots else []
     if len(found) > 1:
         raise Ambiguous(
             f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
@@ -172,7 +183,7 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server
         )
     if found:
         return _hydrated(client, found[0])
-    templates = api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline)))
+    templates = _named(api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline))), name)
     if len(templates) > 1:
         raise Ambiguous(
             f"{len(templates)} run templates are named `{name}`: {_describe(templates)}. "
