@@ -137,18 +137,23 @@ def measure(key: str, argv: list[str], env: dict[str, str], work: Path) -> Sampl
     return Sample(float(wall), float(cpu), int(rss_kib) / 1024, found[-1])
 
 
+def base_environment(work: Path) -> dict[str, str]:
+    """Ours without ZenML, GitHub, Python or proxy settings; bytecode cached
+    (as in the action's image) in a directory of our own."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("ZENML_", "INPUT_", "GITHUB_", "RUNNER_", "PYTHON")) and not k.lower().endswith("_proxy")
+    }
+    return dict(env, PYTHONPYCACHEPREFIX=str(work / "pycache"))
+
+
 def run_rounds(
     server: ZenMLServer, proxy: FaultProxy, snapshot_id: str, work: Path, rounds: int
 ) -> tuple[dict[str, list[Sample]], dict[str, list[str]], list[str]]:
     """Every round runs each contender once, the order rotated each round.
     Round 0 warms the caches and goes through the proxy, which counts each
     contender's requests; it is left out of the timings."""
-    base = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("ZENML_", "INPUT_", "GITHUB_", "RUNNER_", "PYTHON")) and not k.lower().endswith("_proxy")
-    }
-    # Bytecode cached, as in the action's image, in a directory of our own.
-    base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    base = base_environment(work)
     keys = list(CONTENDERS)
     samples: dict[str, list[Sample]] = {k: [] for k in keys}
     requests: dict[str, list[str]] = {}
@@ -185,17 +190,15 @@ def verify(server: ZenMLServer, run_ids: list[str], first: dict[str, str]) -> No
             raise BenchError(f"{key}'s run {run_id} did not get model_type=gradient_boosting")
 
 
-def import_cost(work: Path, reps: int) -> tuple[float, float]:
-    """Median ms of importing what the server-side path needs, and of the
-    `requests` part of it (cumulative, `-X importtime`)."""
+def import_cost(work: Path, statement: str, reps: int = 5) -> tuple[float, float]:
+    """Median ms the imports of `statement` take, and the `requests` part of
+    them (`-X importtime`, cumulative, interpreter start-up included)."""
     totals: list[float] = []
     of_requests: list[float] = []
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(work / "pycache"))
+    env = dict(base_environment(work), PYTHONPATH=str(ROOT))
     for _ in range(reps):
-        err = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import zenml_action.main, zenml_action.server_side"],
-            env=env, cwd=work, capture_output=True, text=True, check=True, timeout=60,
-        ).stderr
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", statement],
+                             env=env, cwd=work, capture_output=True, text=True, check=True, timeout=60).stderr
         rows = [line.removeprefix("import time:").split("|") for line in err.splitlines()[1:]]
         totals.append(sum(int(cum) for _, cum, name in rows if not name.startswith("  ")) / 1000)
         of_requests.append(sum(int(cum) for _, cum, name in rows if name.strip() == "requests") / 1000)
@@ -277,13 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             with FaultProxy(server.url) as proxy:  # no rules: it forwards and records
                 samples, requests, run_ids = run_rounds(server, proxy, snapshot_id, work, args.rounds)
             verify(server, run_ids, {key: runs[0].run_id for key, runs in samples.items()})
-            imports, of_requests = import_cost(work, reps=5)
+            imports, of_requests = import_cost(work, "import zenml_action.main, zenml_action.server_side")
+            floor_imports, _ = import_cost(work, "import json, os, sys, urllib.parse, urllib.request")
             facts = {
                 "machine": machine_facts(server),
                 "runs": f"All {len(run_ids)} printed run IDs exist on the server; each contender's first timed run "
                         "has `train_model.model_type = gradient_boosting`",
-                "imports": f"Importing the action's server-side path takes {imports:.0f} ms (`-X importtime`, "
-                           f"cumulative, median of 5), of which `requests` {of_requests:.0f} ms",
+                "imports": f"Imports (`-X importtime`, cumulative, median of 5): the action's server-side path "
+                           f"{imports:.0f} ms, of which `requests` {of_requests:.0f} ms; the floor's {floor_imports:.0f} ms",
             }
         finally:
             server.stop()
