@@ -56,9 +56,10 @@ image-lock:
 	python3 -m uv pip compile requirements-code.txt --universal --python-version 3.11 --no-header --no-annotate -o scripts/image/constraints.txt
 
 # The trigger benchmark against a real local server (bench/README.md):
-# writes bench/RESULTS.md; bench-quick is the short version.
+# writes bench/RESULTS.md; bench-quick is the short version (CI's bench job
+# puts bench/results/quick.md in its summary).
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py --output bench/RESULTS.md
 
 bench-quick: venv
-	$(PY) bench/run.py --quick
+	$(PY) bench/run.py --quick --output bench/results/quick.md

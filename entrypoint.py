@@ -9,7 +9,7 @@ if __name__ == "__main__":
     code = main()
     # Everything is written, closed and (below) flushed: skip the interpreter's
     # teardown of every imported module, 50-100 ms of a 1.5 s trigger
-    # (bench/README.md, "Where the time goes").
+    # (measured with bench/ at b773ddb).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

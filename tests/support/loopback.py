@@ -1,7 +1,7 @@
 """The lifecycle shared by the small HTTP servers the tests and the benchmark run.
 
-`LoopbackHTTPServer` is the base of `FaultProxy`, `Recorder`, `ForwardProxy`
-and the benchmark's `CountingProxy`: a `ThreadingHTTPServer` on a free port
+`LoopbackHTTPServer` is the base of `FaultProxy` (which the benchmark uses
+to count requests), `Recorder` and `ForwardProxy`: a `ThreadingHTTPServer` on a free port
 of 127.0.0.1 (optionally behind TLS), served by a daemon thread between
 `__enter__` and `__exit__`. Handlers reach the object that owns the server as
 `self.server.owner`; `QuietHandler` speaks HTTP/1.1 and logs nothing.
