@@ -301,13 +301,22 @@ def listening(handle: Callable[[socket.socket, int], None]) -> Iterator[_Listene
 
 
 def _read_head(conn: socket.socket) -> bytes:
+    """One request's head, its body read too: a socket closed with unread
+    data sends a reset, which could overtake the answer."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head
 
 
 def _reset(conn: socket.socket) -> None:
