@@ -128,8 +128,8 @@ BASELINE = {"accuracy": 0.93, "f1": 0.92, "loss": 0.25}
         ("accuracy > baseline + 0.02", BASELINE, Outcome.FAILED, "not met"),
         ("loss <= baseline", BASELINE, Outcome.PASSED, "passed"),  # a falling loss
         # Skipped, with the reason.
-        ("f1 >= baseline - 0.01", None, Outcome.SKIPPED, "skipped, there is no baseline to compare with."),
-        ("epochs <= baseline", BASELINE, Outcome.SKIPPED, "skipped, the baseline has no `epochs`."),
+        ("f1 >= baseline - 0.01", None, Outcome.SKIPPED, ": skipped: there is no baseline to compare with."),
+        ("epochs <= baseline", BASELINE, Outcome.SKIPPED, "`epochs <= baseline`: skipped: the baseline has no `epochs`."),
         # A metric the run did not log fails, with what it did log.
         (
             "acuracy >= 0.9",
@@ -146,25 +146,25 @@ def test_each_rule_outcome(
 ) -> None:
     (result,) = gate.evaluate(gate.parse(rule), METRICS, baseline).rules
     assert result.outcome == outcome
-    assert detail in result.detail
+    assert detail in result.message
 
 
 def test_values_that_only_differ_past_six_digits_are_shown_in_full() -> None:
     (result,) = gate.evaluate(gate.parse("accuracy >= 0.9500001"), METRICS, None).rules
     assert result.outcome == Outcome.FAILED
-    assert "this run 0.95." in result.detail and "0.9500001" in result.rule.text
+    assert "this run 0.95." in result.message and "0.9500001" in result.rule.text
 
 
 def test_missing_metric_when_nothing_was_logged() -> None:
     (result,) = gate.evaluate(gate.parse("accuracy >= 0.9"), {}, None).rules
     assert result.failed
-    assert "It logged no numeric metadata at all." in result.detail
+    assert "It logged no numeric metadata at all." in result.message
 
 
 def test_many_metrics_are_listed_up_to_twenty() -> None:
     metrics = {f"m{i:02}": 1.0 for i in range(30)}
     (result,) = gate.evaluate(gate.parse("x >= 1"), metrics, None).rules
-    assert "m19 and 10 more." in result.detail
+    assert "m19 and 10 more." in result.message
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -84,11 +84,22 @@ class RuleResult:
     actual: float | None = None  # this run's value
     baseline: float | None = None  # the baseline's value, if the rule uses it
     threshold: float | None = None  # what `actual` was compared with
-    detail: str = ""  # the outcome in words, both values included
+    # The values compared ("this run 0.9, baseline 0.92, ..."), or why the
+    # rule was skipped or could not be checked.
+    detail: str = ""
 
     @property
     def failed(self) -> bool:
         return self.outcome in (Outcome.FAILED, Outcome.MISSING)
+
+    @property
+    def message(self) -> str:
+        """The rule and its outcome as one sentence."""
+        if self.outcome == Outcome.PASSED:
+            return f"`{self.rule.text}`: passed ({self.detail})."
+        if self.outcome == Outcome.FAILED:
+            return f"`{self.rule.text}` not met: {self.detail}."
+        return f"`{self.rule.text}`: {self.detail}."
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,7 @@ class GateResult:
         if not failures:
             return ""
         lines = [f"The gate failed: {len(failures)} of {len(self.rules)} rules not met."]
-        lines += [f"- line {r.rule.line}: {r.detail}" for r in failures]
+        lines += [f"- line {r.rule.line}: {r.message}" for r in failures]
         return "\n".join(lines)
 
 
@@ -203,32 +214,24 @@ def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], baseline: Mapping[s
     baseline_value = None
     if rule.relative:
         if baseline is None:
-            return RuleResult(
-                rule, Outcome.SKIPPED, actual, detail=f"`{rule.text}`: skipped, there is no baseline to compare with."
-            )
+            return RuleResult(rule, Outcome.SKIPPED, actual, detail="skipped: there is no baseline to compare with")
         if rule.metric not in baseline:
             return RuleResult(
-                rule,
-                Outcome.SKIPPED,
-                actual,
-                detail=f"`{rule.text}`: skipped, the baseline has no `{rule.metric}`.",
+                rule, Outcome.SKIPPED, actual, detail=f"skipped: the baseline has no `{rule.metric}`"
             )
         baseline_value = baseline[rule.metric]
     threshold = rule.threshold(baseline_value)
     assert threshold is not None  # relative rules returned above without one
     passed = compare(actual, rule.op, threshold)
-    shown = number if number(actual) != number(threshold) or passed else repr
+    # Values that read the same at six digits but failed are shown in full.
+    shown: Callable[[float], str] = number if passed or number(actual) != number(threshold) else repr
     values = f"this run {shown(actual)}"
     if baseline_value is not None:
         values += f", baseline {shown(baseline_value)}"
         if rule.value:
             values += f", so the threshold is {shown(threshold)}"
-    if passed:
-        detail = f"`{rule.text}`: passed ({values})."
-    else:
-        detail = f"`{rule.text}` not met: {values}."
     return RuleResult(
-        rule, Outcome.PASSED if passed else Outcome.FAILED, actual, baseline_value, threshold, detail
+        rule, Outcome.PASSED if passed else Outcome.FAILED, actual, baseline_value, threshold, values
     )
 
 
@@ -252,16 +255,16 @@ def compare(actual: float, op: str, threshold: float) -> bool:
 
 
 def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
-    message = f"`{rule.text}`: this run logged no metric `{rule.metric}`."
+    message = f"this run logged no metric `{rule.metric}`."
     guesses = difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6)
     if guesses:
         message += " Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?"
     if metrics:
         names = sorted(metrics)
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        message += f" It logged: {shown}."
+        message += f" It logged: {shown}"
     else:
-        message += " It logged no numeric metadata at all."
+        message += " It logged no numeric metadata at all"
     return message
 
 
