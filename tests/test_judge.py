@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from zenml_action import gate, judge
+from zenml_action.errors import InputError
 from zenml_action.judge import UNSET, Baseline, Judgement, MetricRow, ParameterDiff, RunInfo
 from zenml_action.report import FailureLog
 
@@ -406,3 +407,46 @@ def test_outputs(changes: dict[str, Any], expected: dict[str, str]) -> None:
 def test_result_for_a_failed_run_says_the_gate_was_not_evaluated() -> None:
     value = judge.result(judged(gate=None, gate_note="not evaluated: the run failed"), NOW)
     assert value["gate"] == {"result": "", "note": "not evaluated: the run failed", "rules": []}
+
+
+# -- the `compare-to` input ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("  ", None),
+        ("main", judge.CompareTo("branch", "refs/heads/main")),
+        ("release/1.x", judge.CompareTo("branch", "refs/heads/release/1.x")),
+        ("refs/heads/previous", judge.CompareTo("branch", "refs/heads/previous")),
+        ("previous", judge.CompareTo("previous")),
+        ("2F0C2B4E-0000-4000-8000-000000000001", judge.CompareTo("run", "2f0c2b4e-0000-4000-8000-000000000001")),
+        ("model:breast_cancer_classifier@production", judge.CompareTo("model", "breast_cancer_classifier", "production")),
+        ("model:team@org/clf@staging", judge.CompareTo("model", "team@org/clf", "staging")),
+        ("model:clf@latest", judge.CompareTo("model", "clf", "latest")),
+    ],
+)
+def test_compare_to(text: str, expected: judge.CompareTo | None) -> None:
+    assert judge.parse_compare_to(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("model:clf", "`model:clf` names no model version: write `model:NAME@STAGE`."),
+        ("model:@production", "names no model version"),
+        ("model:clf@prod", "`prod` is not a model stage. Use one of production, staging, archived, latest."),
+        ("model:clf@", "`` is not a model stage"),
+        ("my branch", "`my branch` is not a branch name."),
+        ("main..dev", "is not a branch name"),
+        ("feature/", "is not a branch name"),
+        ("a:b", "is not a branch name"),
+        ("`rm -rf`", "`'rm -rf'` is not a branch name"),
+    ],
+)
+def test_malformed_compare_to(text: str, problem: str) -> None:
+    with pytest.raises(InputError) as info:
+        judge.parse_compare_to(text)
+    assert info.value.input_name == "compare-to"
+    assert problem in str(info.value)

@@ -12,7 +12,7 @@ import pytest
 from conftest import Deployment
 from support.orchestrator import complete_run
 
-from zenml_action import api
+from zenml_action import api, judge
 from zenml_action.http import Request, Transport, send
 
 RUNNER_ENV = {
@@ -239,12 +239,12 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     repo = f"octo/repo-{uuid.uuid4().hex[:8]}"
     branch = f"main-{uuid.uuid4().hex[:8]}"
 
-    def triggered(name: str, environ: dict[str, str], complete: bool) -> dict[str, Any]:
+    def triggered(name: str, environ: dict[str, str], complete: bool, **configuration: Any) -> dict[str, Any]:
         run = dict(
             zenml.server.admin(
                 "POST",
                 f"/api/v1/pipeline_snapshots/{zenml.snapshots['trainer']}/runs",
-                json={"run_configuration": {"run_name": f"{name}-{uuid.uuid4().hex[:8]}"}},
+                json={"run_configuration": {"run_name": f"{name}-{uuid.uuid4().hex[:8]}", **configuration}},
             )
         )
         context = api.github_context({**RUNNER_ENV, "GITHUB_REPOSITORY": repo, **environ})
@@ -276,6 +276,7 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
             "GITHUB_RUN_ID": "999",
         },
         complete=True,
+        steps={"train_model": {"parameters": {"model_type": "gradient_boosting"}}},
     )
     pipeline_id = base["body"].get("pipeline_id") or base["resources"]["pipeline"]["id"]
 
@@ -303,6 +304,15 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     assert created is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=5)
     # ... and judging the base run itself: no other completed run on the branch.
     assert api.decode_baseline_run(page, exclude_run_id=base["id"], repository=repo) is None
+
+    # The parameters where the two runs differ, as a reader must see them.
+    def parameters(run: dict[str, Any]) -> dict[str, Any]:
+        hydrated = call(api.get_run(run["id"], hydrate=True))
+        return api.run_parameters(hydrated, call(api.get_snapshot(hydrated["resources"]["snapshot"]["id"])))
+
+    assert judge.differing_parameters(parameters(pull_request), parameters(base)) == [
+        judge.ParameterDiff("steps.train_model.model_type", "gradient_boosting", "random_forest")
+    ]
 
     # compare-to: previous (same repository, any branch): the newest first.
     page = call(api.list_runs_by_metadata("github.repository", repo, pipeline_id=pipeline_id))
@@ -343,3 +353,28 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     assert api.run_metadata(version) == {"accuracy": 0.91}
     assert api.decode_model_version(call(api.model_version_in_stage(model_name, "staging", project=project))) is None
     assert api.decode_model_version(call(api.model_version_in_stage("no-such-model", "production"))) is None
+
+
+@pytest.mark.parametrize(
+    ("run", "snapshot", "expected"),
+    [
+        ({"metadata": {"config": {"parameters": {"model_type": "rf"}}}}, None, {"model_type": "rf"}),
+        (
+            {"metadata": {"config": {"parameters": None}}},
+            {
+                "metadata": {
+                    "step_configurations": {
+                        "train": {"config": {"parameters": {"depth": 3}}},
+                        "load": {"config": {"parameters": {}}},
+                        "odd": {"config": {}},
+                    }
+                }
+            },
+            {"steps": {"train": {"depth": 3}}},
+        ),
+        ({}, {}, {}),
+        (None, None, {}),
+    ],
+)
+def test_run_parameters(run: Any, snapshot: Any, expected: dict[str, Any]) -> None:
+    assert api.run_parameters(run, snapshot) == expected

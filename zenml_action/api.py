@@ -436,3 +436,19 @@ def created_at(entity: Any) -> datetime | None:
 def _literal(value: str) -> str:
     """A filter value the server takes as it is (see `metadata_filter`)."""
     return f"equals:{value}" if ":" in value else value
+
+
+def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:
+    """What two runs are compared by (`judge.differing_parameters`): the
+    pipeline's parameters from a hydrated run (`metadata.config`) and, given
+    the run's snapshot (`get_snapshot(run["resources"]["snapshot"]["id"])`),
+    each step's parameters under `steps.<step>`."""
+    parameters = dig(run, "metadata", "config", "parameters")
+    found: dict[str, Any] = dict(parameters) if isinstance(parameters, dict) else {}
+    steps = dig(snapshot, "metadata", "step_configurations")
+    if isinstance(steps, dict):
+        step_parameters = {
+            name: dig(step, "config", "parameters") for name, step in steps.items()
+        }
+        found["steps"] = {name: p for name, p in step_parameters.items() if isinstance(p, dict) and p}
+    return found

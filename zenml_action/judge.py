@@ -10,11 +10,14 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from zenml_action.errors import InputError
 from zenml_action.gate import GateResult, Outcome, Rule, number
 from zenml_action.gate import compare as meets
 from zenml_action.report import FailureLog, cell, failure_markdown, flatten
@@ -23,6 +26,64 @@ RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
 # JavaScript does (UTF-16 code units), so an emoji counts twice.
 MAX_REPORT_LENGTH: Final = 65_536
+
+# -- the `compare-to` input ------------------------------------------------------
+
+MODEL_STAGES: Final = ("production", "staging", "archived", "latest")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+# What git allows in a branch name, less what no one uses on purpose.
+_BRANCH = re.compile(r"[A-Za-z0-9._/+\-@]+")
+COMPARE_TO_FORMS: Final = (
+    "Use a branch name (e.g. `main`), `previous`, a run ID, or `model:NAME@STAGE` "
+    f"with STAGE one of {', '.join(MODEL_STAGES)} (e.g. `model:breast_cancer_classifier@production`)."
+)
+
+
+@dataclass(frozen=True)
+class CompareTo:
+    """The baseline asked for:
+    - branch: the newest completed run of the pipeline from that branch
+      (`value` is the ref, `refs/heads/NAME`);
+    - previous: the newest completed run from the same repository;
+    - run: the run with that ID;
+    - model: the newest version of model `value` in `stage` (`latest`: the
+      newest version whatever its stage)."""
+
+    kind: Literal["branch", "previous", "run", "model"]
+    value: str = ""
+    stage: str = ""
+
+
+def parse_compare_to(text: str) -> CompareTo | None:
+    """The `compare-to` input (None when empty); InputError when malformed.
+    A branch called `previous` is written `refs/heads/previous`."""
+    text = text.strip()
+    if not text:
+        return None
+    if text == "previous":
+        return CompareTo("previous")
+    if _UUID.fullmatch(text):
+        return CompareTo("run", str(uuid.UUID(text)))
+    if text.startswith("model:"):
+        name, at, stage = text.removeprefix("model:").rpartition("@")
+        if not at or not name.strip():
+            raise InputError(
+                "compare-to", f"`{_shown(text)}` names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
+            )
+        if stage not in MODEL_STAGES:
+            raise InputError(
+                "compare-to", f"`{_shown(stage)}` is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
+            )
+        return CompareTo("model", name.strip(), stage)
+    if not _BRANCH.fullmatch(text) or ".." in text or text.endswith((".", "/", ".lock")):
+        raise InputError("compare-to", f"`{_shown(text)}` is not a branch name.", COMPARE_TO_FORMS)
+    return CompareTo("branch", text if text.startswith("refs/") else f"refs/heads/{text}")
+
+
+def _shown(text: str) -> str:
+    text = text.replace("`", "'")
+    return text if len(text) <= 80 else text[:77] + "..."
+
 
 # -- metrics ------------------------------------------------------------------
 
