@@ -47,7 +47,7 @@ def test_numeric_metrics(run_metadata: dict[str, Any], expected: dict[str, float
     ("this", "baseline", "rules", "expected"),
     [
         # No rule: the change, no verdict.
-        ({"acc": 0.9}, {"acc": 0.8}, "", [MetricRow("acc", 0.9, 0.8, pytest.approx(0.1), "")]),
+        ({"acc": 0.9}, {"acc": 0.8}, "", [MetricRow("acc", 0.9, 0.8, 0.1, "")]),  # 0.1, not 0.09999999999999998
         # `>=`: higher is better.
         ({"acc": 0.9}, {"acc": 0.8}, "acc >= 0.5", [MetricRow("acc", 0.9, 0.8, pytest.approx(0.1), "better")]),
         ({"acc": 0.7}, {"acc": 0.8}, "acc > baseline", [MetricRow("acc", 0.7, 0.8, pytest.approx(-0.1), "worse")]),
@@ -202,7 +202,7 @@ def test_report_of_a_judged_run() -> None:
             [
                 "| Baseline | model version breast\\_cancer\\_classifier version 3 (ID 33333333-3333-3333-3333-333333333333), "
                 "from `compare-to`: model:breast\\_cancer\\_classifier@production |",
-                "| f1 | 0.95 |  |  |",
+                "| f1 | 0.95 | — |  |",
             ],
             ["**Parameters"],
         ),
@@ -226,10 +226,11 @@ def test_report_of_a_judged_run() -> None:
             [
                 "| Status | failed |",
                 "| Gate | not evaluated: the run failed |",
+                "This run logged no metrics (numeric metadata).",
                 "**Failed: step \\`train\\_model\\`** ValueError: bad",
                 "| line 1 |\n| Traceback \\| x |",
             ],
-            ["**Gate**", "✅", "❌"],
+            ["**Gate**", "✅", "❌", "**Metrics**"],
         ),
         # A run with no link (a local store): its name, as text.
         ({"run": RunInfo(RUN.id, RUN.name, "", "completed")}, ["| Run | training\\_pipeline-2026\\_11\\_29 |"], ["| Pipeline"]),
@@ -369,7 +370,7 @@ def test_result_carries_the_reports_facts() -> None:
     assert value["metrics"] == METRICS
     assert value["baseline"]["kind"] == "run"
     assert value["baseline"]["age_seconds"] == 3 * 3600
-    assert value["baseline"]["created"] == "2026-11-29T09:00:00"
+    assert value["baseline"]["created"] == "2026-11-29T09:00:00+00:00"
     assert [(r["metric"], r["verdict"]) for r in value["comparison"]] == [
         ("accuracy", "better"), ("f1", "worse"), ("loss", "better")
     ]

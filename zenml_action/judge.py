@@ -124,7 +124,8 @@ def compare(
     rows = []
     for metric in sorted(set(this) | set(baseline)):
         value, base = this.get(metric), baseline.get(metric)
-        change = None if value is None or base is None else value - base
+        # Rounded to 12 digits: 0.958 - 0.95 is 0.008000000000000007 in binary.
+        change = None if value is None or base is None else float(f"{value - base:.12g}")
         verdict = ""
         wanted = directions.get(metric, set())
         if change is not None and len(wanted) == 1:
@@ -211,6 +212,10 @@ class Judgement:
 
     @property
     def rows(self) -> list[MetricRow]:
+        """The comparison; none when this run logged no metrics (a failed
+        run): a table of the baseline's alone says nothing about it."""
+        if not self.metrics:
+            return []
         return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
 
     @property
@@ -258,7 +263,7 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             "id": baseline.id,
             "name": baseline.name,
             "url": baseline.url,
-            "created": baseline.created.isoformat() if baseline.created else None,
+            "created": _utc(baseline.created).isoformat() if baseline.created else None,
             "age_seconds": _age_seconds(baseline.created, now),
             "metrics": dict(baseline.metrics),
         },
@@ -306,9 +311,12 @@ def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:
 def _age_seconds(created: datetime | None, now: datetime) -> float | None:
     if created is None:
         return None
-    if created.tzinfo is None:  # ZenML's timestamps are UTC, written without a zone
-        created = created.replace(tzinfo=UTC)
-    return max(0.0, (now - created).total_seconds())
+    return max(0.0, (now - _utc(created)).total_seconds())
+
+
+def _utc(moment: datetime) -> datetime:
+    # ZenML's timestamps are UTC, written without a zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _gate_note(judgement: Judgement) -> str:
@@ -420,12 +428,12 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
                 change = "" if row.change is None else f"{row.change:+.6g}"
                 verdict = _VERDICT.get(row.verdict, "")
                 shown = " ".join(part for part in (change, verdict) if part)
-                lines.append(f"| {cell(row.metric)} | {number(row.this)} | {number(row.baseline)} | {shown} |")
+                lines.append(f"| {cell(row.metric)} | {_number(row.this)} | {_number(row.baseline)} | {shown} |")
             else:
-                lines.append(f"| {cell(row.metric)} | {number(row.this)} |")
+                lines.append(f"| {cell(row.metric)} | {_number(row.this)} |")
         lines += _left_out(left_out, 4 if has_baseline else 2)
-    elif judgement.run.status:
-        lines += ["", "> This run logged no numeric metadata."]
+    else:
+        lines += ["", "This run logged no metrics (numeric metadata)."]
 
     if judgement.baseline is not None and judgement.baseline.kind == "run":
         if judgement.parameters:
@@ -482,7 +490,7 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
     parts = [what]
     age = _age_seconds(baseline.created, now)
     if age is not None and baseline.created is not None:
-        parts.append(f"created {_age_words(age)} ({baseline.created.strftime('%Y-%m-%d %H:%M')} UTC)")
+        parts.append(f"created {_age_words(age)} ({_utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
     if asked:
         parts.append(f"from {asked}")
     return ", ".join(parts)
@@ -506,6 +514,10 @@ def _age_words(seconds: float) -> str:
             count = int(minutes // size)
             return f"{count} {unit}{'' if count == 1 else 's'} ago"
     return ""  # unreachable: minutes >= 1
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else number(value)
 
 
 def _value_cell(value: Any) -> str:
