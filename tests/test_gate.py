@@ -38,6 +38,7 @@ from zenml_action.gate import Outcome, Rule
         ),
         ("", []),
         ("# only a comment\n\n", []),
+        ("accuracy >= 0.9\r\n\tf1 >= 0.8\r\n", [("accuracy", ">=", 0.9, False), ("f1", ">=", 0.8, False)]),
     ],
 )
 def test_rules_that_parse(text: str, expected: list[tuple[str, str, float, bool]]) -> None:
@@ -80,6 +81,10 @@ def test_rules_keep_their_line_and_text() -> None:
         # A long line is shortened in the message; backticks cannot break its code span.
         ("accuracy >= " + "9" * 200 + "x", "..."),
         ("acc`uracy >= 1", "`'` is not an operator"),
+        ("accuracy ≥ 0.9", "`≥` is not an operator"),
+        ("accuracy >= ٠.٩", "`٠.٩` is not a value"),  # digits, but not ASCII ones
+        ("accuracy >= 0x10", "`0x10` is not a value"),
+        ("accuracy >= 1_000", "`1_000` is not a value"),
     ],
 )
 def test_malformed_rules_name_the_line_and_the_fix(text: str, problem: str) -> None:

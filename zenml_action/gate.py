@@ -26,7 +26,7 @@ from zenml_action.errors import InputError
 OPERATORS: Final = (">=", ">", "<=", "<", "==", "!=")
 
 _METRIC = r"[A-Za-z0-9_./\-]+"
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # ASCII digits only
 # Longest operators first, so that `>=` is not read as `>` then `=`.
 _RULE = re.compile(
     rf"(?P<metric>{_METRIC})\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>.*)",
