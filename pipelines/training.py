@@ -1,5 +1,7 @@
 """Sample ZenML training pipeline: load a CSV, split it, fit a binary
-classifier and log its held-out metrics on the pipeline run.
+classifier and log its held-out metrics on the pipeline run and on the
+version of the `breast_cancer_classifier` model that the run creates in
+ZenML's model control plane.
 
 Run it locally with `python -m pipelines.training`; the action triggers it
 with the flat parameters `data_url` and `model_type`.
@@ -13,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO, Annotated, Any, Final
+from typing import IO, Annotated, Any, ClassVar, Final
 
 import pandas as pd  # type: ignore[import-untyped]
 from sklearn.base import BaseEstimator  # type: ignore[import-untyped]
@@ -31,7 +33,9 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
 from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
-from zenml import get_step_context, log_metadata, pipeline, step
+from zenml import Model, get_step_context, log_metadata, pipeline, step
+from zenml.enums import ArtifactType
+from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ DEFAULT_DATA_URL: Final = "sklearn://breast_cancer"
 
 TARGET_COLUMN: Final = "target"
 MODEL_TYPES: Final = ("random_forest", "gradient_boosting", "logistic_regression")
+
+MODEL_NAME: Final = "breast_cancer_classifier"
 
 SEED: Final = 42
 TEST_SIZE: Final = 0.25
@@ -303,10 +309,44 @@ def compute_metrics(model: BaseEstimator, x_test: pd.DataFrame, y_test: pd.Serie
     }
 
 
+# ------------------------------------------------------------ artifacts
+
+
+class TableMaterializer(BaseMaterializer):
+    """Stores the steps' DataFrames and Series as CSV and reads them back
+    exactly as they were written.
+
+    ZenML's own pandas materializer without `pyarrow` (a large package this
+    sample does not otherwise need) logs an install notice each time it is
+    used and reads its CSV back with `parse_dates=True`, which makes pandas
+    warn about the index and can turn a column into dates.
+    """
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (pd.DataFrame, pd.Series)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+    FILENAME: ClassVar[str] = "table.csv"
+
+    def save(self, data: pd.DataFrame | pd.Series) -> None:
+        with self.artifact_store.open(self._path, "wb") as file:
+            data.to_csv(file)
+
+    def load(self, data_type: type[Any]) -> pd.DataFrame | pd.Series:
+        with self.artifact_store.open(self._path, "rb") as file:
+            # round_trip: floats read back bit for bit as written.
+            frame = pd.read_csv(file, index_col=0, float_precision="round_trip")
+        if issubclass(data_type, pd.Series):
+            return frame.iloc[:, 0]
+        return frame
+
+    @property
+    def _path(self) -> str:
+        return f"{self.uri}/{self.FILENAME}"
+
+
 # ------------------------------------------------------------------- steps
 
 
-@step
+@step(output_materializers=TableMaterializer)
 def load_data(data_url: str) -> Annotated[pd.DataFrame, "dataset"]:
     """Loads the CSV (or bundled dataset) at `data_url` and validates it."""
     frame = validate_dataset(read_dataset(data_url), data_url)
@@ -314,7 +354,7 @@ def load_data(data_url: str) -> Annotated[pd.DataFrame, "dataset"]:
     return frame
 
 
-@step
+@step(output_materializers=TableMaterializer)
 def preprocess(
     data: pd.DataFrame,
 ) -> tuple[
@@ -350,16 +390,16 @@ def train_model(
 def evaluate(
     model: BaseEstimator, x_test: pd.DataFrame, y_test: pd.Series
 ) -> Annotated[dict[str, float], "metrics"]:
-    """Scores the model and records the scores on the pipeline run."""
+    """Scores the model and records the scores on the pipeline run and on
+    the model version."""
     metrics = compute_metrics(model, x_test, y_test)
     logger.info("Metrics: %s", metrics)
-    # A bare log_metadata() would attach to this step only; the run itself
-    # is what callers (the action, the dashboard's run view) read.
-    run_metadata: dict[str, MetadataType] = {**metrics}
-    log_metadata(
-        metadata=run_metadata,
-        run_id_name_or_prefix=get_step_context().pipeline_run.id,
-    )
+    # A bare log_metadata() would attach to this step only. The run is what
+    # the action and the dashboard's run view read; the model version is
+    # what a baseline `model:NAME@STAGE` (and the Model Control Plane) read.
+    scores: dict[str, MetadataType] = {**metrics}
+    log_metadata(metadata=scores, run_id_name_or_prefix=get_step_context().pipeline_run.id)
+    log_metadata(metadata=scores, infer_model=True)
     return metrics
 
 
@@ -368,7 +408,12 @@ def evaluate(
 
 # Caching is off: the same data_url can serve new data, and a cached evaluate
 # step would not log the metrics on the new run.
-@pipeline(enable_cache=False)
+# Each run makes a new version of the model; promoting one (for example to
+# `production`) makes it the baseline of `compare-to: model:NAME@production`.
+@pipeline(
+    enable_cache=False,
+    model=Model(name=MODEL_NAME, description="Binary classifier trained by the sample pipeline."),
+)
 def training_pipeline(data_url: str = DEFAULT_DATA_URL, model_type: str = "random_forest") -> None:
     """Trains and evaluates a binary classifier on the CSV at `data_url`."""
     # Failing here, before a run exists, beats failing after loading the data.

@@ -57,6 +57,7 @@ for name, params in scenarios.items():
     run_name = f"{name}-{uuid.uuid4().hex[:8]}"
     result = {"run_name": run_name, "run_id": None, "status": None,
               "run_metadata": {}, "steps": {}, "step_errors": {},
+              "model_version": None,
               "error_type": None, "error_bases": [], "error": None}
     try:
         training_pipeline.with_options(run_name=run_name)(**params)
@@ -77,6 +78,12 @@ for name, params in scenarios.items():
             step_errors={n: step_error(s.exception_info)
                          for n, s in run.steps.items() if s.exception_info},
         )
+        if run.model_version is not None:
+            result["model_version"] = {
+                "model": run.model_version.model.name,
+                "id": str(run.model_version.id),
+                "run_metadata": dict(run.model_version.run_metadata),
+            }
     results[name] = result
 with open(sys.argv[2], "w") as f:
     json.dump(results, f, default=str)
@@ -114,8 +121,9 @@ def write_csv(path: Path, rows: int = 80, target: str | None = "target") -> Path
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Runs every scenario once on a fresh local store; results by name."""
+def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict[str, Any]], str]:
+    """Runs every scenario once on a fresh local store: results by name,
+    and everything the runs printed."""
     work = tmp_path_factory.mktemp("sample_pipeline")
     no_target = work / "no_target.csv"
     write_csv(no_target, target=None)
@@ -148,7 +156,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
             f"\n--- stderr\n{proc.stderr[-4000:]}"
         )
     results: dict[str, dict[str, Any]] = json.loads(results_file.read_text())
-    return results
+    return results, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(sample_runs: tuple[dict[str, dict[str, Any]], str]) -> dict[str, dict[str, Any]]:
+    return sample_runs[0]
 
 
 def assert_completed_with_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -174,6 +187,61 @@ def test_each_model_type_logs_metrics_on_the_run(runs: dict[str, dict[str, Any]]
     # The bundled breast-cancer data is easy: anything lower is a bug.
     assert metrics["accuracy"] > 0.9
     assert metrics["roc_auc"] > 0.95
+
+
+@pytest.mark.parametrize("scenario", [*EXPECTED_MODEL_TYPES, "local_csv"])
+def test_metrics_are_logged_on_the_model_version_too(runs: dict[str, dict[str, Any]], scenario: str) -> None:
+    """`compare-to: model:breast_cancer_classifier@STAGE` reads them there."""
+    result = runs[scenario]
+    metrics = assert_completed_with_metrics(result)
+    version = result["model_version"]
+    assert version["model"] == "breast_cancer_classifier"
+    assert {k: version["run_metadata"][k] for k in METRICS} == metrics
+
+
+def test_each_run_makes_its_own_model_version(runs: dict[str, dict[str, Any]]) -> None:
+    versions = [runs[m]["model_version"]["id"] for m in (*EXPECTED_MODEL_TYPES, "random_forest_again")]
+    assert len(set(versions)) == len(versions)
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        "PandasMaterializer",  # ZenML's notice when pyarrow is missing
+        "pip install pyarrow",
+        "UserWarning",  # pandas, reading a CSV artifact with parse_dates
+        "Could not infer format",
+        "Warning:",
+    ],
+)
+def test_the_log_has_no_warnings_the_user_did_not_cause(
+    sample_runs: tuple[dict[str, dict[str, Any]], str], noise: str
+) -> None:
+    log = sample_runs[1]
+    assert "Step `evaluate` has finished" in log  # the log was captured
+    assert noise not in log
+
+
+def test_tables_pass_between_steps_unchanged(training: ModuleType, tmp_path: Path) -> None:
+    """What `TableMaterializer` writes it reads back exactly: values bit for
+    bit, column names, dtypes, index and a Series' name."""
+    frame = training.load_data.entrypoint(data_url=training.DEFAULT_DATA_URL)
+    x_train, _, _, y_test = training.preprocess.entrypoint(data=frame)
+    labels = pd.Series(["yes", "no", "yes"], index=[7, 3, 5], name="target")
+    from zenml.client import Client
+
+    store = Client().active_stack.artifact_store  # the scratch store of `training`
+    cases = [(x_train, pd.DataFrame), (y_test, pd.Series), (labels, pd.Series), (frame, pd.DataFrame)]
+    for number, (value, data_type) in enumerate(cases):
+        uri = f"{store.path}/{tmp_path.name}/{number}"
+        store.makedirs(uri)
+        materializer = training.TableMaterializer(uri, store)
+        materializer.save(value)
+        loaded = materializer.load(data_type)
+        if data_type is pd.Series:
+            pd.testing.assert_series_equal(loaded, value, check_exact=True)
+        else:
+            pd.testing.assert_frame_equal(loaded, value, check_exact=True)
 
 
 def test_metrics_are_deterministic(runs: dict[str, dict[str, Any]]) -> None:

@@ -281,3 +281,181 @@ def step_logs(step_id: str) -> Request:
 
 def run_logs(run_id: str) -> Request:
     return Request("GET", f"{API}/runs/{run_id}/logs", params={"source": "runner"}, purpose="reading the run's log")
+
+
+# -- where a run came from, and its baseline (judge.py) -------------------------
+# The action tags nothing: it attaches the GitHub context as run metadata
+# (one request) and finds runs again with the `run_metadata` filter, which
+# every server version the action supports (0.85 on) has.
+# (This section's imports are here, not at the top: it was appended while
+# others were editing the rest of the module.)
+
+from collections.abc import Mapping  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+GITHUB_KEYS = (
+    "github.repository",
+    "github.sha",
+    "github.ref",
+    "github.branch",
+    "github.event",
+    "github.pull_request",
+    "github.actor",
+    "github.workflow_run_url",
+)
+_PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
+
+
+def github_context(environ: Mapping[str, str]) -> dict[str, str]:
+    """Where the run came from, as run metadata: keys grouped under
+    `github.` (ZenML refuses `:` in a key), only those the runner set."""
+
+    def get(name: str) -> str:
+        return environ.get(name, "").strip()
+
+    ref = get("GITHUB_REF")
+    pull = _PULL_REQUEST_REF.fullmatch(ref)
+    # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is
+    # then `N/merge`.
+    branch = get("GITHUB_HEAD_REF") or (get("GITHUB_REF_NAME") if ref.startswith("refs/heads/") else "")
+    server, repository, run_id = get("GITHUB_SERVER_URL").rstrip("/"), get("GITHUB_REPOSITORY"), get("GITHUB_RUN_ID")
+    workflow_run_url = ""
+    if server.startswith(("https://", "http://")) and repository and run_id.isdigit():
+        workflow_run_url = f"{server}/{repository}/actions/runs/{run_id}"
+    values = {
+        "github.repository": repository,
+        "github.sha": get("GITHUB_SHA"),
+        "github.ref": ref,
+        "github.branch": branch,
+        "github.event": get("GITHUB_EVENT_NAME"),
+        "github.pull_request": pull.group(1) if pull else "",
+        "github.actor": get("GITHUB_ACTOR"),
+        "github.workflow_run_url": workflow_run_url,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
+def branch_ref(branch: str) -> str:
+    """The ref that runs started from a branch carry as `github.ref`:
+    only pushes (and manual or scheduled runs) on the branch itself, never
+    pull requests whose head has the same name."""
+    return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+
+def metadata_filter(key: str, value: str) -> str:
+    """A `run_metadata` filter for key == value. The server splits it at
+    the first `:` and reads a leading `OP:` of the value as an operator, so
+    a value with a colon is given with an explicit `equals:`."""
+    if ":" in key:
+        raise ValueError(f"a metadata key cannot contain ':' ({key!r})")
+    return f"{key}:equals:{value}" if ":" in value else f"{key}:{value}"
+
+
+def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str | int | float | bool]) -> Request:
+    """Attach `values` to the run (the server answers `null`)."""
+    types = {key: _METADATA_TYPES[type(value)] for key, value in values.items()}
+    return Request(
+        "POST",
+        f"{API}/run-metadata",
+        json={
+            "project": project_id,
+            "resources": [{"id": run_id, "type": "pipeline_run"}],
+            "values": dict(values),
+            "types": types,
+        },
+        purpose="attaching the GitHub context to the run",
+    )
+
+
+_METADATA_TYPES: dict[type, str] = {str: "str", int: "int", float: "float", bool: "bool"}
+
+
+def list_runs_by_metadata(
+    key: str,
+    value: str,
+    *,
+    pipeline_id: str = "",
+    project: str = "",
+    status: str = "completed",
+    size: int = 5,
+) -> Request:
+    """The newest runs whose metadata has key == value. Hydrated: each run
+    comes with its metadata (the baseline's metrics, its `github.*`), which
+    saves reading the one chosen again. A few more than one, as the run
+    being judged may be among them (`decode_baseline_run`)."""
+    params = _newest_first(
+        size,
+        run_metadata=metadata_filter(key, value),
+        pipeline_id=pipeline_id,
+        project=project,
+        status=status,
+    )
+    params["hydrate"] = "true"
+    return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
+
+
+def decode_baseline_run(body: Any, *, exclude_run_id: str = "", repository: str = "") -> dict[str, Any] | None:
+    """The newest listed run that is not the one being judged and, when
+    `repository` is given, was started from that repository (another
+    repository may run a pipeline of the same name on the same server)."""
+    for run in items(body):
+        if exclude_run_id and str(run.get("id")) == exclude_run_id:
+            continue
+        started_from = run_metadata(run).get("github.repository")
+        if repository and started_from is not None and started_from != repository:
+            continue
+        return run
+    return None
+
+
+def model_version_in_stage(model: str, stage: str, *, project: str = "") -> Request:
+    """The newest version of `model` in `stage` (production, staging, ...),
+    hydrated: its metadata carries the metrics logged on it."""
+    params = _newest_first(1, model=_literal(model), stage=stage, project=project)
+    params["hydrate"] = "true"
+    return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")
+
+
+def decode_model_version(body: Any) -> dict[str, Any] | None:
+    found = items(body)
+    return found[0] if found else None
+
+
+def run_metadata(entity: Any) -> dict[str, Any]:
+    """The run metadata of a hydrated run or model version ({} if none)."""
+    values = dig(entity, "metadata", "run_metadata")
+    return values if isinstance(values, dict) else {}
+
+
+def created_at(entity: Any) -> datetime | None:
+    """When a run or model version was created (UTC)."""
+    created = dig(entity, "body", "created")
+    if not isinstance(created, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    # ZenML writes UTC without a zone.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _literal(value: str) -> str:
+    """A filter value the server takes as it is (see `metadata_filter`)."""
+    return f"equals:{value}" if ":" in value else value
+
+
+def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:
+    """What two runs are compared by (`judge.differing_parameters`): the
+    pipeline's parameters from a hydrated run (`metadata.config`) and, given
+    the run's snapshot (`get_snapshot(run["resources"]["snapshot"]["id"])`),
+    each step's parameters under `steps.<step>`."""
+    parameters = dig(run, "metadata", "config", "parameters")
+    found: dict[str, Any] = dict(parameters) if isinstance(parameters, dict) else {}
+    steps = dig(snapshot, "metadata", "step_configurations")
+    if isinstance(steps, dict):
+        step_parameters = {
+            name: dig(step, "config", "parameters") for name, step in steps.items()
+        }
+        found["steps"] = {name: p for name, p in step_parameters.items() if isinstance(p, dict) and p}
+    return found

@@ -1,0 +1,275 @@
+"""The `gate` input: rules a finished run's metrics must meet.
+
+One rule a line, `METRIC OP VALUE`:
+- METRIC: letters, digits, `_`, `.`, `-`, `/` (nested metadata keys are
+  joined with `.`, as in the `metrics` output);
+- OP: one of `>=`, `>`, `<=`, `<`, `==`, `!=`;
+- VALUE: a number, `baseline` (the same metric on the baseline), or
+  `baseline + N` / `baseline - N`.
+Blank lines and `#` comments (whole-line or after a rule) are allowed.
+
+The rules are read by the small grammar below, never evaluated as code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from zenml_action.errors import InputError
+
+OPERATORS: Final = (">=", ">", "<=", "<", "==", "!=")
+
+_METRIC = r"[A-Za-z0-9_./\-]+"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # ASCII digits only
+# Longest operators first, so that `>=` is not read as `>` then `=`.
+_RULE = re.compile(
+    rf"(?P<metric>{_METRIC})\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>.*)",
+)
+_ABSOLUTE = re.compile(rf"(?P<sign>[+-]?)\s*(?P<number>{_NUMBER})")
+_RELATIVE = re.compile(rf"baseline(?:\s*(?P<sign>[+-])\s*(?P<number>{_NUMBER}))?")
+# What a user may have meant as an operator, to name it in the error.
+_OPERATOR_LIKE = re.compile(r"[<>=!]+|[^\sA-Za-z0-9_./\-]")
+
+GRAMMAR: Final = (
+    "Write one rule a line as `METRIC OP VALUE`: METRIC made of letters, digits, `_`, `.`, `-`, `/`; "
+    "OP one of >= > <= < == !=; VALUE a number, `baseline`, `baseline + N` or `baseline - N`. "
+    "For example `accuracy >= 0.9` or `f1 >= baseline - 0.01`."
+)
+
+# Two values this close are equal for every operator: `baseline + 0.01`
+# is computed in binary floating point (0.93 + 0.01 = 0.9400000000000001),
+# and a metric that equals its threshold must meet `>=` and fail `>`.
+REL_TOLERANCE: Final = 1e-9
+ABS_TOLERANCE: Final = 1e-12
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    op: str
+    # The number itself, or the offset added to the baseline's value.
+    value: float
+    relative: bool  # True: VALUE is `baseline` (+/- value)
+    line: int  # 1-based line of the `gate` input
+    text: str  # the rule as written, without its comment
+
+    @property
+    def direction(self) -> int:
+        """+1 when the rule wants the metric high, -1 when low, 0 neither."""
+        return {">=": 1, ">": 1, "<=": -1, "<": -1}.get(self.op, 0)
+
+    def threshold(self, baseline_value: float | None) -> float | None:
+        if not self.relative:
+            return self.value
+        return None if baseline_value is None else baseline_value + self.value
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # on `baseline` without a baseline value
+    MISSING = "missing"  # the run did not log the metric: counts as failed
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: Rule
+    outcome: Outcome
+    actual: float | None = None  # this run's value
+    baseline: float | None = None  # the baseline's value, if the rule uses it
+    threshold: float | None = None  # what `actual` was compared with
+    # The values compared ("this run 0.9, baseline 0.92, ..."), or why the
+    # rule was skipped or could not be checked.
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in (Outcome.FAILED, Outcome.MISSING)
+
+    @property
+    def message(self) -> str:
+        """The rule and its outcome as one sentence."""
+        if self.outcome == Outcome.PASSED:
+            return f"`{self.rule.text}`: passed ({self.detail})."
+        if self.outcome == Outcome.FAILED:
+            return f"`{self.rule.text}` not met: {self.detail}."
+        return f"`{self.rule.text}`: {self.detail}."
+
+
+@dataclass(frozen=True)
+class GateResult:
+    rules: tuple[RuleResult, ...]
+
+    @property
+    def failures(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.rules if r.failed)
+
+    @property
+    def result(self) -> str:
+        """The `gate-result` output: `passed` or `failed` (skipped rules
+        neither pass nor fail the gate)."""
+        return "failed" if self.failures else "passed"
+
+    def error_message(self) -> str:
+        """One message for the `::error`, each failed rule with its values."""
+        failures = self.failures
+        if not failures:
+            return ""
+        lines = [f"The gate failed: {len(failures)} of {len(self.rules)} rules not met."]
+        lines += [f"- line {r.rule.line}: {r.message}" for r in failures]
+        return "\n".join(lines)
+
+
+# -- parsing ----------------------------------------------------------------
+
+
+def parse(text: str) -> tuple[Rule, ...]:
+    """The rules of the `gate` input, in order; raises `InputError` naming
+    the first malformed line."""
+    rules = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        # No METRIC or VALUE holds `#`, so everything after one is a comment.
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            rules.append(_parse_line(line, number))
+    return tuple(rules)
+
+
+def _parse_line(line: str, number: int) -> Rule:
+    match = _RULE.fullmatch(line)
+    if not match:
+        raise _malformed(number, line, _why_not_a_rule(line))
+    metric, op, value_text = match["metric"], match["op"], match["value"].strip()
+    if not value_text:
+        raise _malformed(number, line, f"there is no value after `{op}`.")
+    if value_text[0] in "<>=!":
+        raise _malformed(number, line, f"`{op}{value_text[0]}` is not an operator.")
+    absolute = _ABSOLUTE.fullmatch(value_text)
+    relative = _RELATIVE.fullmatch(value_text)
+    if absolute:
+        value = float(absolute["number"]) * (-1 if absolute["sign"] == "-" else 1)
+    elif relative:
+        offset = float(relative["number"] or 0)
+        value = -offset if relative["sign"] == "-" else offset
+    else:
+        raise _malformed(
+            number,
+            line,
+            f"`{_shorten(value_text)}` is not a value: use a number, `baseline`, `baseline + N` or `baseline - N`.",
+        )
+    if not math.isfinite(value):
+        raise _malformed(number, line, f"`{_shorten(value_text)}` is too large a number.")
+    return Rule(metric, op, value, relative is not None, number, line)
+
+
+def _why_not_a_rule(line: str) -> str:
+    head = re.match(_METRIC, line)
+    if not head:
+        return "it does not start with a metric name."
+    rest = line[head.end() :].lstrip()
+    if not rest:
+        return "there is no operator and no value."
+    if rest[0].isalnum() or rest[0] in "_./-":
+        if any(op in rest for op in OPERATORS):
+            # `val accuracy >= 0.9`: white space inside the name.
+            return f"`{_shorten(line[: head.end()])} {_shorten(rest.split()[0])}` is not a metric name (no spaces allowed)."
+        return f"there is no operator after `{_shorten(line[: head.end()])}` (use one of {' '.join(OPERATORS)})."
+    found = _OPERATOR_LIKE.match(rest)
+    shown = found.group(0) if found else rest[:1]
+    return f"`{_shorten(shown)}` is not an operator (use one of {' '.join(OPERATORS)})."
+
+
+def _malformed(number: int, line: str, problem: str) -> InputError:
+    return InputError("gate", f"line {number} (`{_shorten(line)}`): {problem}", GRAMMAR)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = text.replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- evaluating -------------------------------------------------------------
+
+
+def evaluate(
+    rules: tuple[Rule, ...] | list[Rule],
+    metrics: Mapping[str, float],
+    baseline: Mapping[str, float] | None,
+) -> GateResult:
+    """Each rule against this run's `metrics` and the `baseline`'s (None:
+    no baseline was found)."""
+    return GateResult(tuple(_evaluate_rule(rule, metrics, baseline) for rule in rules))
+
+
+def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], baseline: Mapping[str, float] | None) -> RuleResult:
+    if rule.metric not in metrics:
+        return RuleResult(rule, Outcome.MISSING, detail=_missing(rule, metrics))
+    actual = metrics[rule.metric]
+    baseline_value = None
+    if rule.relative:
+        if baseline is None:
+            return RuleResult(rule, Outcome.SKIPPED, actual, detail="skipped: there is no baseline to compare with")
+        if rule.metric not in baseline:
+            return RuleResult(
+                rule, Outcome.SKIPPED, actual, detail=f"skipped: the baseline has no `{rule.metric}`"
+            )
+        baseline_value = baseline[rule.metric]
+    threshold = rule.threshold(baseline_value)
+    assert threshold is not None  # relative rules returned above without one
+    passed = compare(actual, rule.op, threshold)
+    # Values that read the same at six digits but failed are shown in full.
+    shown: Callable[[float], str] = number if passed or number(actual) != number(threshold) else repr
+    values = f"this run {shown(actual)}"
+    if baseline_value is not None:
+        values += f", baseline {shown(baseline_value)}"
+        if rule.value:
+            values += f", so the threshold is {shown(threshold)}"
+    return RuleResult(
+        rule, Outcome.PASSED if passed else Outcome.FAILED, actual, baseline_value, threshold, values
+    )
+
+
+def compare(actual: float, op: str, threshold: float) -> bool:
+    # Equality within REL_TOLERANCE/ABS_TOLERANCE (see there why): floats
+    # are never compared with a bare `==`.
+    close = math.isclose(actual, threshold, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE)
+    if op == "==":
+        return close
+    if op == "!=":
+        return not close
+    if op == ">=":
+        return close or actual > threshold
+    if op == "<=":
+        return close or actual < threshold
+    if op == ">":
+        return not close and actual > threshold
+    if op == "<":
+        return not close and actual < threshold
+    raise ValueError(f"unknown operator {op!r}")  # the grammar allows no other
+
+
+def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
+    message = f"this run logged no metric `{rule.metric}`."
+    guesses = difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6)
+    if guesses:
+        message += " Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?"
+    if metrics:
+        names = sorted(metrics)
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        message += f" It logged: {shown}"
+    else:
+        message += " It logged no numeric metadata at all"
+    return message
+
+
+def number(value: float | None) -> str:
+    """A metric as people read it: six significant digits."""
+    if value is None:
+        return ""
+    return f"{value:.6g}"

@@ -1,0 +1,541 @@
+"""How a finished run did: its metrics next to the baseline's, the gate's
+outcome, and the one report (Markdown) and `result` (JSON) that say so.
+
+Everything here is pure: the facts come in as values (`Judgement`), the
+report and the result come out as text and data.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from zenml_action.errors import InputError
+from zenml_action.gate import GateResult, Outcome, Rule, number
+from zenml_action.gate import compare as meets
+from zenml_action.report import FailureLog, cell, failure_markdown, flatten
+
+RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
+# GitHub refuses a comment longer than 65,536 characters; it counts them as
+# JavaScript does (UTF-16 code units), so an emoji counts twice.
+MAX_REPORT_LENGTH: Final = 65_536
+
+# -- the `compare-to` input ------------------------------------------------------
+
+MODEL_STAGES: Final = ("production", "staging", "archived", "latest")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+# What git allows in a branch name, less what no one uses on purpose.
+_BRANCH = re.compile(r"[A-Za-z0-9._/+\-@]+")
+COMPARE_TO_FORMS: Final = (
+    "Use a branch name (e.g. `main`), `previous`, a run ID, or `model:NAME@STAGE` "
+    f"with STAGE one of {', '.join(MODEL_STAGES)} (e.g. `model:breast_cancer_classifier@production`)."
+)
+
+
+@dataclass(frozen=True)
+class CompareTo:
+    """The baseline asked for:
+    - branch: the newest completed run of the pipeline from that branch
+      (`value` is the ref, `refs/heads/NAME`);
+    - previous: the newest completed run from the same repository;
+    - run: the run with that ID;
+    - model: the newest version of model `value` in `stage` (`latest`: the
+      newest version whatever its stage)."""
+
+    kind: Literal["branch", "previous", "run", "model"]
+    value: str = ""
+    stage: str = ""
+
+
+def parse_compare_to(text: str) -> CompareTo | None:
+    """The `compare-to` input (None when empty); InputError when malformed.
+    A branch called `previous` is written `refs/heads/previous`."""
+    text = text.strip()
+    if not text:
+        return None
+    if text == "previous":
+        return CompareTo("previous")
+    if _UUID.fullmatch(text):
+        return CompareTo("run", str(uuid.UUID(text)))
+    if text.startswith("model:"):
+        name, at, stage = text.removeprefix("model:").rpartition("@")
+        if not at or not name.strip():
+            raise InputError(
+                "compare-to", f"`{_shown(text)}` names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
+            )
+        if stage not in MODEL_STAGES:
+            raise InputError(
+                "compare-to", f"`{_shown(stage)}` is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
+            )
+        return CompareTo("model", name.strip(), stage)
+    if not _BRANCH.fullmatch(text) or ".." in text or text.endswith((".", "/", ".lock")):
+        raise InputError("compare-to", f"`{_shown(text)}` is not a branch name.", COMPARE_TO_FORMS)
+    return CompareTo("branch", text if text.startswith("refs/") else f"refs/heads/{text}")
+
+
+def _shown(text: str) -> str:
+    text = text.replace("`", "'")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- metrics ------------------------------------------------------------------
+
+
+def numeric_metrics(run_metadata: Mapping[str, Any]) -> dict[str, float]:
+    """The run's numeric metadata, flat: nested keys joined with `.`.
+    Booleans are not metrics, and NaN or infinite values are left out (JSON,
+    the `metrics` output's format, cannot write them)."""
+    metrics: dict[str, float] = {}
+    for name, value in flatten(dict(run_metadata)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            metrics[name] = float(value)
+    return metrics
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    metric: str
+    this: float | None  # None: only the baseline has it
+    baseline: float | None  # None: no baseline, or it lacks the metric
+    change: float | None  # this - baseline
+    # `better` / `worse` / `same` in the direction of the rules that name
+    # the metric; "" when no rule gives a direction (or they disagree).
+    verdict: str = ""
+
+
+def compare(
+    this: Mapping[str, float], baseline: Mapping[str, float] | None, rules: Iterable[Rule] = ()
+) -> list[MetricRow]:
+    """One row per metric of either run, in name order."""
+    baseline = baseline or {}
+    directions: dict[str, set[int]] = {}
+    for rule in rules:
+        if rule.direction:
+            directions.setdefault(rule.metric, set()).add(rule.direction)
+    rows = []
+    for metric in sorted(set(this) | set(baseline)):
+        value, base = this.get(metric), baseline.get(metric)
+        # Rounded to 12 digits: 0.958 - 0.95 is 0.008000000000000007 in binary.
+        change = None if value is None or base is None else float(f"{value - base:.12g}")
+        verdict = ""
+        wanted = directions.get(metric, set())
+        if change is not None and len(wanted) == 1:
+            if meets(value or 0.0, "==", base or 0.0):
+                verdict = "same"
+            else:
+                verdict = "better" if change * wanted.pop() > 0 else "worse"
+        rows.append(MetricRow(metric, value, base, change, verdict))
+    return rows
+
+
+# -- parameters ---------------------------------------------------------------
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()  # a parameter one of the two runs does not have
+
+
+@dataclass(frozen=True)
+class ParameterDiff:
+    name: str  # nested names joined with `.`
+    this: Any
+    baseline: Any
+
+
+def differing_parameters(this: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[ParameterDiff]:
+    """The parameters (nested keys joined with `.`) whose values differ
+    between two runs' configurations, or that only one of them has."""
+    mine, theirs = dict(flatten(dict(this))), dict(flatten(dict(baseline)))
+    diffs = []
+    for name in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(name, UNSET), theirs.get(name, UNSET)
+        if a is UNSET or b is UNSET or not _same(a, b):
+            diffs.append(ParameterDiff(name, a, b))
+    return diffs
+
+
+def _same(a: Any, b: Any) -> bool:
+    # 1 and 1.0 are the same setting; True and 1 are not.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+# -- the facts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    name: str = ""
+    url: str = ""
+    status: str = ""
+    pipeline: str = ""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    kind: Literal["run", "model_version"]
+    id: str  # the run's ID, or the model version's
+    name: str = ""  # the run's name, or "MODEL version N (STAGE)"
+    url: str = ""
+    created: datetime | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    run: RunInfo
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    compare_to: str = ""  # the `compare-to` input as given
+    baseline: Baseline | None = None
+    baseline_note: str = ""  # why there is no baseline
+    parameters: Sequence[ParameterDiff] = ()
+    rules: Sequence[Rule] = ()  # the gate's rules, evaluated or not
+    gate: GateResult | None = None  # None: no gate, or not evaluated
+    gate_note: str = ""  # why the gate was not evaluated
+    failures: Sequence[FailureLog] = ()
+    github: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[MetricRow]:
+        """The comparison; none when this run logged no metrics (a failed
+        run): a table of the baseline's alone says nothing about it."""
+        if not self.metrics:
+            return []
+        return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
+
+    @property
+    def gate_result(self) -> str:
+        """The `gate-result` output: passed, failed, or "" (no gate, or not
+        evaluated)."""
+        return self.gate.result if self.gate else ""
+
+
+def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
+    """The step outputs this module is the source of."""
+    baseline = judgement.baseline
+    return {
+        "metrics": json.dumps(dict(judgement.metrics), sort_keys=True),
+        "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
+        "gate-result": judgement.gate_result,
+        "report": render_report(judgement, now),
+        "result": json.dumps(result(judgement, now), sort_keys=True, allow_nan=False, default=str),
+    }
+
+
+# -- the result (JSON) -------------------------------------------------------
+
+
+def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
+    """The report's facts as data, described by schemas/result-v1.json."""
+    baseline = judgement.baseline
+    gate = judgement.gate
+    return {
+        "schema": RESULT_SCHEMA,
+        "run": {
+            "id": judgement.run.id,
+            "name": judgement.run.name,
+            "url": judgement.run.url,
+            "status": judgement.run.status,
+            "pipeline": judgement.run.pipeline,
+        },
+        "github": dict(judgement.github),
+        "metrics": dict(judgement.metrics),
+        "compare_to": judgement.compare_to,
+        "baseline": None
+        if baseline is None
+        else {
+            "kind": baseline.kind,
+            "id": baseline.id,
+            "name": baseline.name,
+            "url": baseline.url,
+            "created": _utc(baseline.created).isoformat() if baseline.created else None,
+            "age_seconds": _age_seconds(baseline.created, now),
+            "metrics": dict(baseline.metrics),
+        },
+        "baseline_note": judgement.baseline_note,
+        "comparison": [
+            {"metric": r.metric, "this": r.this, "baseline": r.baseline, "change": r.change, "verdict": r.verdict}
+            for r in judgement.rows
+        ],
+        "parameters_differ": [_parameter_json(p) for p in judgement.parameters],
+        "gate": {
+            "result": judgement.gate_result,
+            "note": _gate_note(judgement),
+            "rules": [
+                {
+                    "line": r.rule.line,
+                    "rule": r.rule.text,
+                    "metric": r.rule.metric,
+                    "op": r.rule.op,
+                    "outcome": r.outcome.value,
+                    "this": r.actual,
+                    "baseline": r.baseline,
+                    "threshold": r.threshold,
+                    "detail": r.detail,
+                }
+                for r in (gate.rules if gate else ())
+            ],
+        },
+        "failures": [
+            {"where": f.where, "error": f.error, "last_lines": list(f.last_lines), "note": f.note}
+            for f in judgement.failures
+        ],
+    }
+
+
+def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:
+    # A parameter one run does not have has no key on that side.
+    shown: dict[str, Any] = {"name": diff.name}
+    if diff.this is not UNSET:
+        shown["this"] = diff.this
+    if diff.baseline is not UNSET:
+        shown["baseline"] = diff.baseline
+    return shown
+
+
+def _age_seconds(created: datetime | None, now: datetime) -> float | None:
+    if created is None:
+        return None
+    return max(0.0, (now - _utc(created)).total_seconds())
+
+
+def _utc(moment: datetime) -> datetime:
+    # ZenML's timestamps are UTC, written without a zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _gate_note(judgement: Judgement) -> str:
+    if judgement.gate is not None or not judgement.rules:
+        return ""
+    return judgement.gate_note or "not evaluated: the run did not complete"
+
+
+# -- the report (Markdown) ---------------------------------------------------
+
+_VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
+_OUTCOME = {
+    Outcome.PASSED: "✅ passed",
+    Outcome.FAILED: "❌ failed",
+    Outcome.MISSING: "❌ not logged",
+    Outcome.SKIPPED: "⏭️ skipped",
+}
+# The characters a rule can hold (the gate's grammar): safe in a code span.
+_RULE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-<>=!+ ")
+
+
+def render_report(judgement: Judgement, now: datetime) -> str:
+    """The results section: for the job summary and, as the `report`
+    output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
+    excerpt is shortened first, then the longest tables, and the report says
+    so."""
+    full = _render(judgement, now, table_rows=None, notes=())
+    if _length(full) <= MAX_REPORT_LENGTH:
+        return full
+    note = (
+        "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
+        f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
+    )
+    longest = max((len(f.last_lines) for f in judgement.failures), default=0)
+    kept = _largest_fitting(
+        longest, lambda k: _render(_keep_log_lines(judgement, k), now, None, (note.format(kept=k),))
+    )
+    if kept is not None:
+        return _render(_keep_log_lines(judgement, kept), now, None, (note.format(kept=kept),))
+    without_log = _keep_log_lines(judgement, 0)
+    notes = (note.format(kept=0),)
+    table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
+    biggest = max(len(judgement.rows), len(judgement.parameters))
+    rows = _largest_fitting(
+        biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
+    )
+    if rows is not None:
+        return _render(without_log, now, rows, (*notes, table_note.format(rows=rows)))
+    # Still too long (huge error messages or notes): cut at a line.
+    text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
+    ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
+    budget = MAX_REPORT_LENGTH - _length(ending)
+    cut = text[: budget // 2]  # at most 2 UTF-16 units a character
+    while _length(cut) < budget and len(cut) < len(text):
+        cut = text[: len(cut) + max(1, (budget - _length(cut)) // 2)]
+    cut = cut[: cut.rfind("\n")] if "\n" in cut else ""
+    return cut + ending
+
+
+def _length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
+    """The largest n in 0..most whose rendering fits, or None (binary
+    search: a rendering grows with n)."""
+    if _length(render(0)) > MAX_REPORT_LENGTH:
+        return None
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _length(render(middle)) <= MAX_REPORT_LENGTH:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
+    failures = [
+        replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
+    ]
+    return replace(judgement, failures=failures)
+
+
+def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
+    run = judgement.run
+    lines = ["### 📊 ZenML run results", "", "| | |", "|---|---|"]
+    lines.append(f"| Run | {_link(run.name or run.id, run.url)} |")
+    if run.pipeline:
+        lines.append(f"| Pipeline | {cell(run.pipeline)} |")
+    lines.append(f"| Status | {cell(run.status or 'unknown')} |")
+    if judgement.compare_to or judgement.baseline:
+        lines.append(f"| Baseline | {_baseline_cell(judgement, now)} |")
+    if judgement.rules:
+        lines.append(f"| Gate | {_gate_cell(judgement)} |")
+
+    rows = judgement.rows
+    if rows:
+        has_baseline = judgement.baseline is not None
+        lines += ["", "**Metrics**", ""]
+        if has_baseline:
+            lines += ["| Metric | This run | Baseline | Change |", "|---|--:|--:|---|"]
+        else:
+            lines += ["| Metric | This run |", "|---|--:|"]
+        shown_rows, left_out = _cut(rows, table_rows)
+        for row in shown_rows:
+            if has_baseline:
+                change = "" if row.change is None else f"{row.change:+.6g}"
+                verdict = _VERDICT.get(row.verdict, "")
+                shown = " ".join(part for part in (change, verdict) if part)
+                lines.append(f"| {cell(row.metric)} | {_number(row.this)} | {_number(row.baseline)} | {shown} |")
+            else:
+                lines.append(f"| {cell(row.metric)} | {_number(row.this)} |")
+        lines += _left_out(left_out, 4 if has_baseline else 2)
+    else:
+        lines += ["", "This run logged no metrics (numeric metadata)."]
+
+    if judgement.baseline is not None and judgement.baseline.kind == "run":
+        if judgement.parameters:
+            lines += [
+                "",
+                "**Parameters that differ from the baseline**",
+                "",
+                "| Parameter | This run | Baseline |",
+                "|---|---|---|",
+            ]
+            shown_diffs, left_out = _cut(list(judgement.parameters), table_rows)
+            for diff in shown_diffs:
+                lines.append(f"| {cell(diff.name)} | {_value_cell(diff.this)} | {_value_cell(diff.baseline)} |")
+            lines += _left_out(left_out, 3)
+        else:
+            lines += ["", "The parameters are the same as the baseline's."]
+
+    if judgement.gate is not None:
+        lines += ["", "**Gate**", "", "| Rule | Outcome | Details |", "|---|---|---|"]
+        for rule_result in judgement.gate.rules:
+            lines.append(
+                f"| {_rule_cell(rule_result.rule)} | {_OUTCOME[rule_result.outcome]} | {cell(rule_result.detail)} |"
+            )
+
+    for failure in judgement.failures:
+        lines += failure_markdown(failure)
+    for note in notes:
+        lines += ["", f"> {cell(note)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _cut(rows: list[Any], limit: int | None) -> tuple[list[Any], int]:
+    """The first `limit` rows (all when None), and how many are left out."""
+    if limit is None or len(rows) <= limit:
+        return rows, 0
+    return rows[:limit], len(rows) - limit
+
+
+def _left_out(count: int, columns: int) -> list[str]:
+    if not count:
+        return []
+    return [f"| … {count} more (the `result` output has them all) |" + " |" * (columns - 1)]
+
+
+def _baseline_cell(judgement: Judgement, now: datetime) -> str:
+    asked = f"`compare-to`: {cell(judgement.compare_to)}" if judgement.compare_to else ""
+    baseline = judgement.baseline
+    if baseline is None:
+        why = cell(judgement.baseline_note) if judgement.baseline_note else "none was found"
+        return f"none for {asked}: {why}" if asked else f"none: {why}"
+    what = _link(baseline.name or baseline.id, baseline.url)
+    if baseline.kind == "model_version":
+        what = f"model version {what} (ID {cell(baseline.id)})"
+    parts = [what]
+    age = _age_seconds(baseline.created, now)
+    if age is not None and baseline.created is not None:
+        parts.append(f"created {_age_words(age)} ({_utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
+    if asked:
+        parts.append(f"from {asked}")
+    return ", ".join(parts)
+
+
+def _gate_cell(judgement: Judgement) -> str:
+    gate = judgement.gate
+    if gate is None:
+        return f"not evaluated: {cell(_gate_note(judgement).removeprefix('not evaluated: '))}"
+    counts = {o: sum(1 for r in gate.rules if r.outcome == o) for o in Outcome}
+    summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+    return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
+
+
+def _age_words(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes < 1:
+        return "less than a minute ago"
+    for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
+        if minutes >= size:
+            count = int(minutes // size)
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return ""  # unreachable: minutes >= 1
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else number(value)
+
+
+def _value_cell(value: Any) -> str:
+    return "*(not set)*" if value is UNSET else cell(value)
+
+
+def _rule_cell(rule: Rule) -> str:
+    if set(rule.text) <= _RULE_CHARACTERS:
+        return f"`{rule.text}`"
+    return cell(rule.text)  # cannot happen with the grammar's rules
+
+
+def _link(text: str, url: str) -> str:
+    """A Markdown link to an address the action built (http or https only),
+    or just the text when there is no such address."""
+    label = cell(text)
+    if not url.startswith(("https://", "http://")):
+        return label
+    href = html.escape(url, quote=True).replace("(", "%28").replace(")", "%29").replace(" ", "%20")
+    href = href.replace("|", "%7C").replace("[", "%5B").replace("]", "%5D")
+    return f"[{label}]({href})"
