@@ -184,6 +184,14 @@ CASES = [
     Bad("github-output-is-a-directory", {**T, "dry-run": "true"}, "GITHUB_OUTPUT", "existing directory",
         dirs=("outdir",), env={"GITHUB_OUTPUT": "$WS/outdir"}, reaches_server=True),
 
+    # -- judging: a rule or baseline that cannot work starts nothing ---------
+    Bad("gate-not-a-rule", {**T, "gate": "accuracy is good"}, "Input `gate`: line 1", "METRIC OP VALUE"),
+    Bad("gate-code", {**T, "gate": "__import__('os').system('id') >= 1"}, "Input `gate`: line 1", "METRIC OP VALUE"),
+    Bad("gate-bad-number", {**T, "gate": "f1 >= 0.9.1"}, "Input `gate`: line 1", "METRIC OP VALUE"),
+    Bad("gate-without-wait", {**T, "gate": "f1 >= 0.9", "wait": "false"}, "Input `gate`: needs a finished run", "`wait: true`"),
+    Bad("compare-to-without-wait", {**T, "compare-to": "main", "wait": "false"}, "Input `compare-to`: needs a finished run", "`wait: true`"),
+    Bad("compare-to-bad-stage", {**T, "compare-to": "model:clf@prod"}, "Input `compare-to`", "production"),
+    Bad("compare-to-not-a-branch", {**T, "compare-to": "main..dev"}, "Input `compare-to`", "model:NAME@STAGE"),
 ]
 
 

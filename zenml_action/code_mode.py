@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zenml_action import api, runs
+from zenml_action import api, evaluation, runs
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import (
     ActionError,
@@ -318,19 +318,21 @@ def _run(
         _snapshot_created(inputs, console, report, result)
         return
     finished = api.is_finished(report.status)
-    why = ""
-    if client is not None and inputs.wait and not finished:
-        # A remote orchestrator returns once the run is submitted.
-        outcome = wait_for_run(client, report.run_id, report.status, deadline, inputs.poll_interval, console)
-        report.status, finished = outcome.status, outcome.finished
+    run: dict[str, Any] = {"id": report.run_id}
+    if client is not None:
+        evaluation.attach_context(client, str(result.get("project_id", "")), report.run_id, inputs.github, console)
+        if inputs.wait and not finished:
+            # A remote orchestrator returns once the run is submitted.
+            outcome = wait_for_run(client, report.run_id, report.status, deadline, inputs.poll_interval, console)
+            report.status, finished = outcome.status, outcome.finished
+            report.duration_seconds = time.monotonic() - started
         if finished:
-            report.metadata = runs.read_metadata(client, report.run_id, console)
-            why = runs.explain_failure(client, console, report)
-        report.duration_seconds = time.monotonic() - started
+            run = runs.read_run(client, report.run_id, console)
+            report.metadata = api.run_metadata(run) or report.metadata
     console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
     if report.metadata:
         console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
-    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
+    runs.finish(client, inputs, report, run, finished, console)
 
 
 def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineSource, arguments: dict[str, Any]) -> None:

@@ -102,6 +102,12 @@ class RunFailed(ActionError):
     title = "Pipeline run failed"
 
 
+class GateFailed(ActionError):
+    """A `gate` rule failed: the run completed, the model is not good enough."""
+
+    title = "Quality gate failed"
+
+
 class WaitTimedOut(ActionError):
     title = "Timed out waiting for the pipeline run"
 

@@ -14,13 +14,18 @@ import ssl
 import string
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
+from zenml_action.api import github_context
 from zenml_action.errors import InputError
 from zenml_action.http import proxy_for
+
+if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up time counts
+    from zenml_action.gate import Rule
+    from zenml_action.judge import CompareTo
 
 # name -> default, as in action.yml (a test keeps the two in step).
 DEFAULTS: dict[str, str] = {
@@ -43,6 +48,8 @@ DEFAULTS: dict[str, str] = {
     "stack": "",
     "requirements": "",
     "create-snapshot": "",
+    "compare-to": "",
+    "gate": "",
 }
 
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
@@ -89,6 +96,12 @@ class Inputs:
     # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins over it).
     proxy: str = ""
     environment_ca_bundle: str = ""
+    # Judging the run: the baseline, the gate's rules, and where the run
+    # came from (recorded on it as run metadata).
+    compare_to_text: str = ""
+    compare_to: CompareTo | None = None
+    gate: tuple[Rule, ...] = ()
+    github: dict[str, str] = field(default_factory=dict)
 
     @property
     def cafile(self) -> str | None:
@@ -312,9 +325,9 @@ def parse_run_name(raw: str) -> str:
         fields = [field for _, field, _, _ in string.Formatter().parse(value) if field is not None]
     except ValueError as exc:
         raise InputError("run-name", f"has unbalanced braces ({exc}).", fix) from exc
-    for field in fields:
-        if not field.isidentifier():
-            raise InputError("run-name", f"has the placeholder `{{{field}}}`, which is not a plain name.", fix)
+    for placeholder in fields:
+        if not placeholder.isidentifier():
+            raise InputError("run-name", f"has the placeholder `{{{placeholder}}}`, which is not a plain name.", fix)
     return value
 
 
@@ -334,6 +347,20 @@ def parse_file_path(name: str, raw: str, workspace: Path) -> Path | None:
         return None
     path = Path(raw.strip())
     return path if path.is_absolute() else workspace / path
+
+
+def parse_judging(compare_to: str, gate: str) -> tuple[CompareTo | None, tuple[Rule, ...]]:
+    parsed_compare_to: CompareTo | None = None
+    rules: tuple[Rule, ...] = ()
+    if compare_to.strip():
+        from zenml_action.judge import parse_compare_to
+
+        parsed_compare_to = parse_compare_to(compare_to)
+    if gate.strip():
+        from zenml_action.gate import parse
+
+        rules = parse(gate)
+    return parsed_compare_to, rules
 
 
 def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[str, str], bool]:
@@ -409,6 +436,16 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     if workspace_url and ca_bundle is None and environment_ca_name:
         raw_ca = environ[environment_ca_name].strip()
         environment_ca_bundle = str(parse_ca_bundle(environment_ca_name, raw_ca, Path(raw_ca)))
+    compare_to, rules = parse_judging(raw["compare-to"], raw["gate"])
+    wait = parse_bool("wait", raw["wait"])
+    for name, given in (("gate", bool(rules)), ("compare-to", compare_to is not None)):
+        if given and (not wait or create_snapshot):
+            raise InputError(
+                name,
+                "needs a finished run to judge, and "
+                + ("`wait` is false." if not wait else "`create-snapshot` runs nothing."),
+                f"Set `wait: true`, or leave `{name}` empty.",
+            )
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
@@ -418,7 +455,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         parameters=raw["parameters"],
         config=raw["config"].strip(),
         run_name=parse_run_name(raw["run-name"]),
-        wait=parse_bool("wait", raw["wait"]),
+        wait=wait,
         timeout=parse_duration("timeout", raw["timeout"]),
         poll_interval=parse_duration("poll-interval", raw["poll-interval"]),
         stop_on_cancel=parse_bool("stop-on-cancel", raw["stop-on-cancel"]),
@@ -437,4 +474,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         create_snapshot=create_snapshot,
         proxy=parse_proxy(proxy_for(workspace_url, environ)) if workspace_url else "",
         environment_ca_bundle=environment_ca_bundle,
+        compare_to_text=raw["compare-to"].strip(),
+        compare_to=compare_to,
+        gate=rules,
+        github=github_context(environ),
     )

@@ -21,6 +21,9 @@ class FailureLog:
     note: str = ""  # why no log is shown, with where to find it
 
 
+JUDGED_OUTPUTS = ("metrics", "baseline-run-id", "gate-result", "report", "result")
+
+
 @dataclass
 class Report:
     """Filled in as the action goes, so outputs are written as far as known
@@ -40,6 +43,9 @@ class Report:
     error: str = ""
     notes: list[str] = field(default_factory=list)
     failure_logs: list[FailureLog] = field(default_factory=list)
+    # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
+    # result: evaluation.py), once the run was judged.
+    judged: dict[str, str] = field(default_factory=dict)
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
@@ -53,6 +59,7 @@ class Report:
             "snapshot-id": self.snapshot_id,
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
             "metadata": json.dumps(self.metadata, sort_keys=True, default=str) if self.metadata else "",
+            **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
         }
 
 
@@ -89,8 +96,13 @@ def summary_markdown(report: Report) -> str:
         lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.metadata)]
     if report.error:
         lines += ["", f"**Error:** {cell(report.error)}"]
-    for failure in report.failure_logs:
-        lines += failure_markdown(failure)
+    if report.judged.get("report"):
+        # The results section (metrics, baseline, gate, a failed step's log):
+        # the same Markdown as the `report` output.
+        lines += ["", report.judged["report"]]
+    else:
+        for failure in report.failure_logs:
+            lines += failure_markdown(failure)
     for note in report.notes:
         lines += ["", f"> {cell(note)}"]
     return "\n".join(lines) + "\n\n"

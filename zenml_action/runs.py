@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from zenml_action import api, failures
+from zenml_action import api, evaluation, failures
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import ActionError, RunFailed, WaitTimedOut
+from zenml_action.errors import ActionError, GateFailed, RunFailed, WaitTimedOut
 from zenml_action.github import Console
 from zenml_action.http import Deadline
+from zenml_action.inputs import Inputs
 from zenml_action.report import Report
 
 # The runner kills the step 10 s after a cancel: the stop gets what is left.
@@ -21,16 +22,16 @@ AFTER_RUN_SECONDS = 15.0
 CANCELLED_STATUSES = frozenset({"stopped", "cancelled"})
 
 
-def read_metadata(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
-    """The run's metadata (e.g. metrics the pipeline logged); missing
-    metadata is not worth failing a finished run for."""
+def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
+    """The finished run, hydrated: its metadata (the metrics the pipeline
+    logged) and what finds its baseline. Not being able to read it is not
+    worth failing a finished run for."""
     try:
         body = client.call(api.get_run(run_id, hydrate=True), Deadline(AFTER_RUN_SECONDS))
     except ActionError as exc:
         console.warning(f"Could not read the run's metadata: {exc}")
-        return {}
-    metadata = api.dig(body, "metadata", "run_metadata")
-    return dict(metadata) if isinstance(metadata, dict) else {}
+        return {"id": run_id}
+    return dict(body) if isinstance(body, dict) else {"id": run_id}
 
 
 def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
@@ -55,6 +56,29 @@ def explain_failure(client: ZenMLClient, console: Console, report: Report) -> st
     """Why a finished run failed (its failed steps and their logs, in the log
     and the summary): see `failures.py`."""
     return failures.explain(client, console, report, Deadline(AFTER_RUN_SECONDS))
+
+
+def finish(
+    client: ZenMLClient | None,
+    inputs: Inputs,
+    report: Report,
+    run: dict[str, Any],
+    finished: bool,
+    console: Console,
+) -> None:
+    """For both modes, once waiting is over: why a failed run failed, the
+    judgement (metrics, baseline, gate), then the conclusion; a failed gate
+    fails the step after the conclusion was set (it keeps describing the
+    run)."""
+    why = explain_failure(client, console, report) if finished and client is not None else ""
+    gate_error = ""
+    if inputs.wait:
+        gate_error = evaluation.judge_run(
+            client, report, run, inputs.compare_to, inputs.compare_to_text, inputs.gate, inputs.github, console
+        )
+    conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
+    if gate_error:
+        raise GateFailed(gate_error)
 
 
 def conclude(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from zenml_action import api, runs
+from zenml_action import api, evaluation, runs
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import ActionError, Cancelled, InputError, NotFound, OutOfTime, WaitTimedOut
 from zenml_action.github import Console
@@ -56,6 +56,7 @@ class Progress:
 
     key: RunKey | None = None  # set as the trigger leaves
     forget: Background[None] | None = None
+    context: Background[None] | None = None
 
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
@@ -77,8 +78,9 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     finally:
         if progress.forget is None and progress.key is not None and progress.key.tag:
             progress.forget = Background(forget_tag, client, progress.key, console)
-        if progress.forget is not None:
-            progress.forget.result()
+        for pending in (progress.forget, progress.context):
+            if pending is not None:
+                pending.result()
 
 
 def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:
@@ -184,6 +186,11 @@ def _run(
         raise
     if key.tag:
         progress.forget = Background(forget_tag, client, key, console)
+    # Where the run came from, recorded on it beside the rest of the work.
+    progress.context = Background(
+        evaluation.attach_context, client, str(api.dig(run_body, "body", "project_id") or ""),
+        str(api.dig(run_body, "id") or ""), inputs.github, console,
+    )
     report.run_id = str(api.dig(run_body, "id") or "")
     report.run_name = str(api.dig(run_body, "name") or "")
     report.status = api.decode_status(run_body)
@@ -206,8 +213,8 @@ def _run(
         finally:
             report.duration_seconds = time.monotonic() - started
         report.status, finished = outcome.status, outcome.finished
-    why = ""
+    run = dict(run_body)
     if finished:
-        report.metadata = runs.read_metadata(client, report.run_id, console)
-        why = runs.explain_failure(client, console, report)
-    runs.conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
+        run = runs.read_run(client, report.run_id, console)
+        report.metadata = api.run_metadata(run)
+    runs.finish(client, inputs, report, run, finished, console)

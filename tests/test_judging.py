@@ -1,0 +1,137 @@
+"""Judging a run against the real server: the GitHub context recorded on
+the run, a baseline found by branch, by `previous`, by run ID, and the gate.
+
+The runs are shared: one on `refs/heads/main`, then pull-request runs
+compared with it. Each action run's repository is unique to this module, so
+no other test's run can be taken for a baseline. The test plays the
+orchestrator: it logs the run's metrics and completes it while the action
+waits (tests/support/orchestrator.py).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from conftest import Deployment
+from support.action import ActionResult, ActionRunner
+from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = f"acme/judged-{uuid.uuid4().hex[:8]}"
+MAIN_METRICS = {"accuracy": 0.9, "f1": 0.88}
+
+
+def github_env(ref: str, head_ref: str = "") -> dict[str, str]:
+    return {
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "GITHUB_REF": ref,
+        "GITHUB_HEAD_REF": head_ref,
+        "GITHUB_REF_NAME": ref.rsplit("/", 1)[-1],
+        "GITHUB_EVENT_NAME": "pull_request" if head_ref else "push",
+        "GITHUB_ACTOR": "octocat",
+    }
+
+
+def judged_run(
+    action: ActionRunner, zenml: Deployment, inputs: dict[str, str], env: dict[str, str], metrics: dict[str, float]
+) -> ActionResult:
+    """Trigger, log `metrics` on the run and complete it; the action's result."""
+    name = f"judged-{uuid.uuid4().hex[:10]}"
+    running = action.start({"template": "trainer-prod", "run-name": name, **inputs}, extra_env=env)
+    run = find_run(zenml.server, name)
+    log_run_metadata(zenml.server, run, metrics)
+    complete_run(zenml.server, run)
+    return running.finish(timeout=90)
+
+
+@pytest.fixture(scope="module")
+def main_run(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionResult]:
+    workspace = tmp_path_factory.mktemp("judging")
+    action = ActionRunner(workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"})
+    yield judged_run(action, zenml, {}, github_env("refs/heads/main"), MAIN_METRICS)
+
+
+@pytest.fixture
+def pr(action: ActionRunner, zenml: Deployment) -> Any:
+    def run(inputs: dict[str, str], metrics: dict[str, float]) -> ActionResult:
+        return judged_run(action, zenml, inputs, github_env("refs/pull/7/merge", "feature/better"), metrics)
+
+    return run
+
+
+def test_the_github_context_is_on_the_servers_record_of_the_run(main_run: ActionResult, zenml: Deployment) -> None:
+    assert main_run.returncode == 0, main_run.stdout
+    recorded = run_details(zenml.server, main_run.outputs["run-id"])["metadata"]["run_metadata"]
+    assert recorded["github.repository"] == REPOSITORY
+    assert recorded["github.ref"] == "refs/heads/main"
+    assert recorded["github.branch"] == "main"
+    assert recorded["github.sha"].startswith("0123456789")
+    assert recorded["github.workflow_run_url"] == f"https://github.com/{REPOSITORY}/actions/runs/4242"
+    assert json.loads(main_run.outputs["metrics"]) == MAIN_METRICS
+    assert main_run.outputs["gate-result"] == ""
+
+
+def test_a_pull_request_is_compared_with_main_and_passes_its_gate(main_run: ActionResult, pr: Any) -> None:
+    result = pr({"compare-to": "main", "gate": "accuracy >= 0.85\nf1 >= baseline - 0.01"}, {"accuracy": 0.93, "f1": 0.875})
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == main_run.outputs["run-id"]
+    assert result.outputs["gate-result"] == "passed"
+    report = result.outputs["report"]
+    assert "accuracy" in report and "better" in report
+    assert report in result.summary
+    facts = json.loads(result.outputs["result"])
+    schema = json.loads((ROOT / "schemas" / "result-v1.json").read_text())
+    jsonschema.validate(facts, schema)
+    assert facts["baseline"]["id"] == main_run.outputs["run-id"]
+    assert facts["github"]["github.pull_request"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("gate", "metrics", "in_error"),
+    [
+        ("accuracy >= 0.95", {"accuracy": 0.93, "f1": 0.9}, ["accuracy", "0.93", "0.95"]),
+        ("f1 >= baseline - 0.01", {"accuracy": 0.93, "f1": 0.85}, ["f1", "0.85", "0.88"]),
+        ("precision >= 0.5", {"accuracy": 0.93, "f1": 0.9}, ["precision", "accuracy", "f1"]),
+    ],
+    ids=["number", "baseline-minus-n", "metric-not-logged"],
+)
+def test_a_failed_rule_fails_the_step_with_both_values(
+    main_run: ActionResult, pr: Any, gate: str, metrics: dict[str, float], in_error: list[str]
+) -> None:
+    result = pr({"compare-to": "main", "gate": gate}, metrics)
+
+    assert result.returncode == 1
+    assert result.outputs["gate-result"] == "failed"
+    assert result.outputs["conclusion"] == "success"  # the run itself completed
+    assert len(result.errors) == 1 and "title=Quality gate failed" in result.errors[0], result.stdout
+    assert all(word in result.errors[0] for word in in_error), result.errors[0]
+
+
+def test_previous_and_a_run_id_as_baselines(main_run: ActionResult, pr: Any) -> None:
+    first = pr({"compare-to": "previous"}, {"accuracy": 0.91, "f1": 0.89})
+    assert first.returncode == 0, first.stdout
+    # The newest completed run of this repository, whatever its branch.
+    assert first.outputs["baseline-run-id"] not in ("", first.outputs["run-id"])
+
+    by_id = pr({"compare-to": main_run.outputs["run-id"], "gate": "accuracy >= baseline"}, {"accuracy": 0.95, "f1": 0.9})
+    assert by_id.returncode == 0, by_id.stdout
+    assert by_id.outputs["baseline-run-id"] == main_run.outputs["run-id"]
+    assert by_id.outputs["gate-result"] == "passed"
+
+
+def test_no_baseline_is_not_an_error(pr: Any) -> None:
+    result = pr({"compare-to": "release-1999", "gate": "f1 >= baseline\naccuracy >= 0.5"}, {"accuracy": 0.9, "f1": 0.8})
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == ""
+    assert result.outputs["gate-result"] == "passed"  # the baseline rule was skipped, and says so
+    assert "no baseline" in result.outputs["report"].lower()

@@ -1,0 +1,104 @@
+"""After a run, for both modes: record where it came from (the GitHub
+context, as run metadata), find the baseline `compare-to` names, judge the
+run with the `gate`, and put the result into the report (`judge.py` holds
+the pure rules and the rendering; this module does the requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from zenml_action import api, gate, judge
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import ActionError
+from zenml_action.github import Console
+from zenml_action.http import Deadline
+from zenml_action.report import Report
+
+# Reading the baseline gets its own budget: the run is over by then.
+BASELINE_SECONDS = 20.0
+
+
+def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: Mapping[str, str], console: Console) -> None:
+    """Record the GitHub context on the run, so the dashboard links back to
+    the workflow run and later runs can find this one by branch. A failure
+    costs only that: it is reported, not fatal."""
+    if not context or not run_id:
+        return
+    try:
+        client.call(api.attach_run_metadata(project_id, run_id, dict(context)), Deadline(BASELINE_SECONDS))
+    except ActionError as exc:
+        console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
+
+
+def find_baseline(
+    client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str], base_url: str
+) -> tuple[judge.Baseline | None, str]:
+    """The baseline and, when there is none, why."""
+    if client is None:
+        return None, "no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs"
+    budget = Deadline(BASELINE_SECONDS)
+    run_id = str(run.get("id") or "")
+    pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
+    try:
+        if wanted.kind == "model":
+            version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage), budget))
+            if version is None:
+                return None, f"no baseline: model `{wanted.value}` has no version in stage `{wanted.stage}`"
+            name = f"{wanted.value} version {version.get('name', '?')} ({wanted.stage})"
+            return judge.Baseline("model_version", str(version["id"]), name, "", api.created_at(version),
+                                  judge.numeric_metrics(api.run_metadata(version))), ""
+        if wanted.kind == "run":
+            found: dict[str, Any] | None = client.call(api.get_run(wanted.value, hydrate=True), budget)
+        else:
+            key, value = ("github.ref", wanted.value) if wanted.kind == "branch" else (
+                "github.repository", context.get("github.repository", ""))
+            if not value:
+                return None, "no baseline: the repository is not known (GITHUB_REPOSITORY is not set)"
+            listed = client.call(api.list_runs_by_metadata(key, value, pipeline_id=pipeline_id), budget)
+            found = api.decode_baseline_run(listed, exclude_run_id=run_id, repository=context.get("github.repository", ""))
+    except ActionError as exc:
+        return None, f"no baseline: looking it up failed ({exc})"
+    if not isinstance(found, dict) or not found.get("id"):
+        where = {"branch": f"from `{wanted.value}`", "previous": "from this repository"}.get(wanted.kind, "")
+        return None, f"no baseline: no completed run of this pipeline started by the action {where}".rstrip()
+    baseline_url = api.dashboard_run_url({}, base_url, "", str(found["id"]))
+    return judge.Baseline("run", str(found["id"]), str(found.get("name") or ""), baseline_url, api.created_at(found),
+                          judge.numeric_metrics(api.run_metadata(found))), ""
+
+
+def judge_run(
+    client: ZenMLClient | None,
+    report: Report,
+    run: Mapping[str, Any],
+    wanted: judge.CompareTo | None,
+    compare_to: str,
+    rules: tuple[gate.Rule, ...],
+    context: Mapping[str, str],
+    console: Console,
+) -> str:
+    """Fill in the report's judgement; the gate's error message when a rule
+    failed ("" otherwise). A run that did not complete is not judged."""
+    metrics = judge.numeric_metrics(report.metadata)
+    baseline, note = (None, "")
+    if wanted is not None:
+        baseline, note = find_baseline(client, wanted, run, context, client.base_url if client else "")
+        console.info(f"Baseline: {baseline.name or baseline.id}" if baseline else note[0].upper() + note[1:] + ".")
+    completed = report.status in api.SUCCESS_STATUSES
+    result = gate.evaluate(rules, metrics, dict(baseline.metrics) if baseline else None) if rules and completed else None
+    gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
+    judgement = judge.Judgement(
+        run=judge.RunInfo(report.run_id, report.run_name, report.run_url, report.status, report.pipeline),
+        metrics=metrics,
+        compare_to=compare_to,
+        baseline=baseline,
+        baseline_note=note,
+        rules=rules,
+        gate=result,
+        gate_note=gate_note,
+        failures=tuple(report.failure_logs),
+        github=dict(context),
+    )
+    report.judged = judge.outputs(judgement, datetime.now(UTC))
+    return result.error_message() if result is not None and result.result == "failed" else ""
