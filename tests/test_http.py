@@ -159,93 +159,6 @@ def test_a_back_off_that_would_end_past_the_deadline_is_not_slept() -> None:
         retry.sleep()
 
 
-class _RawServer:
-    """Answers each request with a keep-alive response. With `close_after`
-    it closes the connection anyway, as servers do with idle keep-alive
-    connections (uvicorn after 5 s). Counts the connections it accepted."""
-
-    def __init__(self, close_after: bool) -> None:
-        self.close_after = close_after
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            while self._answer_one(conn) and not self.close_after:
-                pass
-
-    def _answer_one(self, conn: socket.socket) -> bool:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(dict(
-            line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
-        ).get(b"Content-Length", b"0"))
-        while len(body) < length:
-            body += conn.recv(65536)
-        self.requests.append(head.split(b"\r\n")[0])
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-        return True
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def test_a_connection_the_server_closed_is_not_reused() -> None:
-    """The second and third requests find the kept-alive connection closed
-    by the server and open a new one, instead of failing (or, for a POST,
-    leaving it unknown whether the server got it)."""
-    server = _RawServer(close_after=True)
-    transport = Transport(server.url)
-    try:
-        first = send(transport, Request("GET", "/api/v1/info"), None)
-        time.sleep(0.2)  # the server has closed its end by now
-        second = send(transport, Request("GET", "/api/v1/info"), None)
-        time.sleep(0.2)
-        third = send(transport, Request("POST", "/api/v1/runs", json={"a": 1}), "token")
-    finally:
-        server.close()
-
-    assert [first.status, second.status, third.status] == [200, 200, 200]
-    assert server.requests == [b"GET /api/v1/info HTTP/1.1", b"GET /api/v1/info HTTP/1.1", b"POST /api/v1/runs HTTP/1.1"]
-    assert server.connections == 3
-
-
-def test_a_connection_opened_in_one_thread_carries_the_next_request() -> None:
-    """The login runs in a background thread; the lookup and the trigger
-    after it reuse its connection (over TLS, one handshake instead of two)."""
-    server = _RawServer(close_after=False)
-    transport = Transport(server.url)
-    try:
-        login = threading.Thread(target=send, args=(transport, Request("POST", "/api/v1/login", form={"p": "k"}), None))
-        login.start()
-        login.join()
-        send(transport, Request("GET", "/api/v1/pipeline_snapshots"), "token")
-        send(transport, Request("POST", "/api/v1/runs", json={}), "token")
-    finally:
-        server.close()
-
-    assert len(server.requests) == 3
-    assert server.connections == 1
-
-
 def test_a_refused_connection_is_retried_then_explained() -> None:
     """Nothing listens: `send` tries a few times (nothing can have reached a
     server), then says what to check; the request was certainly not sent."""
@@ -471,3 +384,52 @@ def test_a_busy_answer_to_a_trigger_is_returned_not_repeated() -> None:
     with listening(handle) as server:
         response = send(Transport(f"http://127.0.0.1:{server.port}"), Request("POST", "/api/v1/pipeline_snapshots/x/runs", json={}), "t")
     assert response.status == 503 and len(seen) == 1
+
+
+def _keep_alive(close_after_each: bool, requests: list[bytes]) -> Callable[[socket.socket, int], None]:
+    """Answers each request with a keep-alive response; with
+    `close_after_each` it closes the connection anyway, as servers do with
+    idle keep-alive connections (uvicorn after 5 s)."""
+
+    def handle(conn: socket.socket, number: int) -> None:
+        while head := _read_head(conn):
+            requests.append(head.split(b"\r\n")[0])
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            if close_after_each:
+                return
+
+    return handle
+
+
+def test_a_connection_the_server_closed_is_not_reused() -> None:
+    """The second and third requests find the kept-alive connection closed
+    by the server and open a new one, instead of failing (or, for a POST,
+    leaving it unknown whether the server got it)."""
+    requests: list[bytes] = []
+    with listening(_keep_alive(True, requests)) as server:
+        transport = Transport(f"http://127.0.0.1:{server.port}")
+        first = send(transport, Request("GET", "/api/v1/info"), None)
+        time.sleep(0.2)  # the server has closed its end by now
+        second = send(transport, Request("GET", "/api/v1/info"), None)
+        time.sleep(0.2)
+        third = send(transport, Request("POST", "/api/v1/runs", json={"a": 1}), "token")
+
+    assert [first.status, second.status, third.status] == [200, 200, 200]
+    assert requests == [b"GET /api/v1/info HTTP/1.1", b"GET /api/v1/info HTTP/1.1", b"POST /api/v1/runs HTTP/1.1"]
+    assert server.connections == 3
+
+
+def test_a_connection_opened_in_one_thread_carries_the_next_request() -> None:
+    """The login runs in a background thread; the lookup and the trigger
+    after it reuse its connection (over TLS, one handshake instead of two)."""
+    requests: list[bytes] = []
+    with listening(_keep_alive(False, requests)) as server:
+        transport = Transport(f"http://127.0.0.1:{server.port}")
+        login = threading.Thread(target=send, args=(transport, Request("POST", "/api/v1/login", form={"p": "k"}), None))
+        login.start()
+        login.join()
+        send(transport, Request("GET", "/api/v1/pipeline_snapshots"), "token")
+        send(transport, Request("POST", "/api/v1/runs", json={}), "token")
+
+    assert len(requests) == 3
+    assert server.connections == 1
