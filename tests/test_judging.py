@@ -80,7 +80,10 @@ def test_the_github_context_is_on_the_servers_record_of_the_run(main_run: Action
 
 
 def test_a_pull_request_is_compared_with_main_and_passes_its_gate(main_run: ActionResult, pr: Any) -> None:
-    result = pr({"compare-to": "main", "gate": "accuracy >= 0.85\nf1 >= baseline - 0.01"}, {"accuracy": 0.93, "f1": 0.875})
+    result = pr(
+        {"compare-to": "main", "gate": "accuracy >= 0.85\nf1 >= baseline - 0.01", "parameters": "model_type: gradient_boosting"},
+        {"accuracy": 0.93, "f1": 0.875},
+    )
 
     assert result.returncode == 0, result.stdout
     assert result.outputs["baseline-run-id"] == main_run.outputs["run-id"]
@@ -88,6 +91,8 @@ def test_a_pull_request_is_compared_with_main_and_passes_its_gate(main_run: Acti
     report = result.outputs["report"]
     assert "accuracy" in report and "better" in report
     assert report in result.summary
+    # Whether the two runs are comparable: what differs is shown.
+    assert "Parameters that differ from the baseline" in report and "gradient\\_boosting" in report, report
     facts = json.loads(result.outputs["result"])
     schema = json.loads((ROOT / "schemas" / "result-v1.json").read_text())
     jsonschema.validate(facts, schema)

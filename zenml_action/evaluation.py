@@ -32,12 +32,34 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
 
+def parameters_of(client: ZenMLClient, run: Mapping[str, Any], budget: Deadline) -> dict[str, Any]:
+    """A run's parameters, pipeline-level and each step's (from the run's
+    snapshot, where the server has one), for comparing two runs."""
+    snapshot_id = api.dig(run, "resources", "snapshot", "id")
+    snapshot = None
+    if snapshot_id:
+        try:
+            snapshot = client.call(api.get_snapshot(str(snapshot_id)), budget)
+        except ActionError:
+            snapshot = None
+    return api.run_parameters(run, snapshot)
+
+
+def differing_parameters(
+    client: ZenMLClient | None, run: Mapping[str, Any], baseline_run: Mapping[str, Any] | None
+) -> list[judge.ParameterDiff]:
+    if client is None or baseline_run is None:
+        return []
+    budget = Deadline(BASELINE_SECONDS)
+    return judge.differing_parameters(parameters_of(client, run, budget), parameters_of(client, baseline_run, budget))
+
+
 def find_baseline(
     client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str], base_url: str
-) -> tuple[judge.Baseline | None, str]:
-    """The baseline and, when there is none, why."""
+) -> tuple[judge.Baseline | None, str, dict[str, Any] | None]:
+    """The baseline, why there is none, and the baseline run (for a run)."""
     if client is None:
-        return None, "no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs"
+        return None, "no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs", None
     budget = Deadline(BASELINE_SECONDS)
     run_id = str(run.get("id") or "")
     pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
@@ -45,27 +67,27 @@ def find_baseline(
         if wanted.kind == "model":
             version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage), budget))
             if version is None:
-                return None, f"no baseline: model `{wanted.value}` has no version in stage `{wanted.stage}`"
+                return None, f"no baseline: model `{wanted.value}` has no version in stage `{wanted.stage}`", None
             name = f"{wanted.value} version {version.get('name', '?')} ({wanted.stage})"
             return judge.Baseline("model_version", str(version["id"]), name, "", api.created_at(version),
-                                  judge.numeric_metrics(api.run_metadata(version))), ""
+                                  judge.numeric_metrics(api.run_metadata(version))), "", None
         if wanted.kind == "run":
             found: dict[str, Any] | None = client.call(api.get_run(wanted.value, hydrate=True), budget)
         else:
             key, value = ("github.ref", wanted.value) if wanted.kind == "branch" else (
                 "github.repository", context.get("github.repository", ""))
             if not value:
-                return None, "no baseline: the repository is not known (GITHUB_REPOSITORY is not set)"
+                return None, "no baseline: the repository is not known (GITHUB_REPOSITORY is not set)", None
             listed = client.call(api.list_runs_by_metadata(key, value, pipeline_id=pipeline_id), budget)
             found = api.decode_baseline_run(listed, exclude_run_id=run_id, repository=context.get("github.repository", ""))
     except ActionError as exc:
-        return None, f"no baseline: looking it up failed ({exc})"
+        return None, f"no baseline: looking it up failed ({exc})", None
     if not isinstance(found, dict) or not found.get("id"):
         where = {"branch": f"from `{wanted.value}`", "previous": "from this repository"}.get(wanted.kind, "")
-        return None, f"no baseline: no completed run of this pipeline started by the action {where}".rstrip()
+        return None, f"no baseline: no completed run of this pipeline started by the action {where}".rstrip(), None
     baseline_url = api.dashboard_run_url({}, base_url, "", str(found["id"]))
     return judge.Baseline("run", str(found["id"]), str(found.get("name") or ""), baseline_url, api.created_at(found),
-                          judge.numeric_metrics(api.run_metadata(found))), ""
+                          judge.numeric_metrics(api.run_metadata(found))), "", found
 
 
 def judge_run(
@@ -81,9 +103,9 @@ def judge_run(
     """Fill in the report's judgement; the gate's error message when a rule
     failed ("" otherwise). A run that did not complete is not judged."""
     metrics = judge.numeric_metrics(report.metadata)
-    baseline, note = (None, "")
+    baseline, note, baseline_run = None, "", None
     if wanted is not None:
-        baseline, note = find_baseline(client, wanted, run, context, client.base_url if client else "")
+        baseline, note, baseline_run = find_baseline(client, wanted, run, context, client.base_url if client else "")
         console.info(f"Baseline: {baseline.name or baseline.id}" if baseline else note[0].upper() + note[1:] + ".")
     completed = report.status in api.SUCCESS_STATUSES
     result = gate.evaluate(rules, metrics, dict(baseline.metrics) if baseline else None) if rules and completed else None
@@ -94,6 +116,7 @@ def judge_run(
         compare_to=compare_to,
         baseline=baseline,
         baseline_note=note,
+        parameters=differing_parameters(client, run, baseline_run),
         rules=rules,
         gate=result,
         gate_note=gate_note,
