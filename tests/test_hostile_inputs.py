@@ -192,6 +192,11 @@ CASES = [
     Bad("compare-to-without-wait", {**T, "compare-to": "main", "wait": "false"}, "Input `compare-to`: needs a finished run", "`wait: true`"),
     Bad("compare-to-bad-stage", {**T, "compare-to": "model:clf@prod"}, "Input `compare-to`", "production"),
     Bad("compare-to-not-a-branch", {**T, "compare-to": "main..dev"}, "Input `compare-to`", "model:NAME@STAGE"),
+    Bad("yaml-duplicate-key", {**T, "parameters": "model_type: a\nmodel_type: b"}, f"{PARAMS}: is not valid YAML (line 2", "one key per line"),
+    Bad("yaml-duplicate-nested-key", {**T, "parameters": "steps:\n  train_model: {parameters: {a: 1, a: 2}}"}, f"{PARAMS}: is not valid YAML", "one key per line"),
+    Bad("yaml-5000-digit-integer", {**T, "parameters": "model_type: " + "9" * 5000}, f"{PARAMS}: has a value Python cannot read", "Quote very long numbers"),
+    Bad("parameter-5000-element-list", {**T, "parameters": "no_such_parameter: [" + ", ".join(["1"] * 5000) + "]"},
+        "is not a parameter", FIX_PARAMS, reaches_server=True),
 ]
 
 

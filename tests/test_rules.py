@@ -13,11 +13,20 @@ from typing import Any
 
 import pytest
 
-from zenml_action import runs
-from zenml_action.errors import ConnectionFailed, RunFailed, ServerError, ServerRejected, WaitTimedOut
+from zenml_action import api, runs
+from zenml_action.errors import (
+    ConnectionFailed,
+    ParameterError,
+    RunFailed,
+    ServerError,
+    ServerRejected,
+    WaitTimedOut,
+)
 from zenml_action.github import Console
 from zenml_action.http import Deadline, Request, Response, RetryPolicy
+from zenml_action.parameters import _schema_errors
 from zenml_action.report import Report
+from zenml_action.resolve import target_from_snapshot
 from zenml_action.trigger import RunKey, choose_key, classify, generated_run_name, trigger_once
 from zenml_action.waiting import next_interval
 
@@ -264,3 +273,46 @@ def test_the_conclusion_follows_the_status(
         with pytest.raises(error):
             conclude()
     assert report.conclusion == conclusion
+
+
+# -- odd shapes from a server or proxy --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"access_token": "eyJ.a.b"}, "eyJ.a.b"),
+        ({"access_token": "eyJ.a\nb"}, ""),  # would break the header
+        ({"access_token": "eyJ a b"}, ""),
+        ({"access_token": 5}, ""),
+        (["access_token"], ""),
+    ],
+)
+def test_a_token_must_be_usable_in_a_header(body: Any, expected: str) -> None:
+    assert api.decode_token(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "ids"),
+    [
+        ({"items": [{"id": "a"}, {"name": "no id"}, "text", {"id": ""}, {"id": 5}]}, ["a"]),
+        ({"items": "not a list"}, []),
+        ([{"id": "a"}], []),
+    ],
+)
+def test_only_entities_with_an_id_are_listed(body: Any, ids: list[str]) -> None:
+    assert [item["id"] for item in api.items(body)] == ids
+
+
+def test_a_pipeline_spec_of_the_wrong_shape_is_read_as_none() -> None:
+    target = target_from_snapshot({"id": "s", "name": "n", "metadata": {"pipeline_spec": ["not", "a", "mapping"]}})
+    assert target.pipeline_spec == {}
+
+
+def test_a_schema_the_checker_cannot_read_still_checks_the_names() -> None:
+    """A server schema with an unknown type: names are checked, types left
+    to the server."""
+    schema = {"type": "object", "properties": {"model_type": {"type": "enumish"}}, "additionalProperties": False}
+    _schema_errors({"model_type": "svm"}, schema, "step `train_model`", "parameters")  # no error
+    with pytest.raises(ParameterError, match="`model_typ` is not a parameter"):
+        _schema_errors({"model_typ": "svm"}, schema, "step `train_model`", "parameters")

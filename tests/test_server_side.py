@@ -396,3 +396,13 @@ def test_a_workspace_url_with_a_stray_path_is_pointed_at(zenml: Deployment, work
     assert result.returncode == 1
     assert len(result.errors) == 1
     assert "`workspace-url`" in result.errors[0] and "path `/zenml`" in result.errors[0], result.errors[0]
+
+
+@pytest.mark.parametrize("template", ["contains:dynamic", "startswith:trainer", "oneof:[\"trainer-prod\"]"])
+def test_a_name_is_matched_as_it_is_not_as_a_filter(action: ActionRunner, template: str) -> None:
+    """ZenML's list filters read `contains:`... as operators: a template
+    name is matched exactly, so these name nothing that exists."""
+    result = action.run({"template": template, "dry-run": "true"})
+
+    assert result.returncode == 1, result.stdout
+    assert len(result.errors) == 1 and "title=Not found" in result.errors[0], result.errors
