@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo demo-server-side test lint lint-workflows image test-image image-lock bench bench-quick
+.PHONY: venv demo demo-server-side test test-executing lint lint-workflows image test-image image-lock bench bench-quick
 
 $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt requirements-lint.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -30,8 +30,14 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The executing tier (tests/test_executed_runs.py, a server that really runs
+# the sample pipeline) is not part of it yet: under load its runs are not
+# reliable enough to gate on (README, "Executing test tier").
 test: venv lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not executing"
+
+test-executing: venv
+	$(PY) -m pytest -m executing
 
 # The workflow, action and Dockerfile linters (tests/test_workflows.py runs
 # them too, with more checks).
