@@ -318,6 +318,20 @@ def test_a_trickling_answer_ends_at_the_deadline() -> None:
     assert time.monotonic() - started < 6
 
 
+def test_headers_trickled_a_byte_a_second_end_at_the_deadline() -> None:
+    def handle(conn: socket.socket, number: int) -> None:
+        _read_head(conn)
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60:
+            conn.sendall(bytes([byte]))
+            time.sleep(1)
+
+    with listening(handle) as server:
+        started = time.monotonic()
+        with pytest.raises((OutOfTime, ConnectionFailed)):
+            send(Transport(f"http://127.0.0.1:{server.port}", deadline=Deadline(3)), Request("POST", "/api/v1/login", purpose="logging in"), None)
+    assert time.monotonic() - started < 6
+
+
 def test_a_silent_server_is_cut_off_at_the_deadline_not_per_read() -> None:
     def handle(conn: socket.socket, number: int) -> None:
         _read_head(conn)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 import time
@@ -34,8 +35,8 @@ import requests
 import requests.adapters
 import requests.utils
 import urllib3
-from urllib3.connection import HTTPSConnection
-from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -262,7 +263,45 @@ class _Budget(urllib3.Timeout):
 # -- connections -----------------------------------------------------------------
 
 
-class _HTTPSConnection(HTTPSConnection):
+def _sending_deadline() -> Deadline | None:
+    """The deadline of the request this thread is sending (`_Adapter.retrying`)."""
+    retry = getattr(_Adapter._per_thread, "retry", None)
+    return getattr(retry, "deadline", None)
+
+
+def _cut(sock: socket.socket) -> None:
+    """End a connection from another thread: its blocked read returns."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket under TLS too
+    except OSError:
+        pass
+
+
+class _Watched:
+    """Headers that trickle in a byte at a time pass every read timeout: a
+    timer ends the connection when the deadline comes (the body is read
+    within it by `_read_body`)."""
+
+    sock: socket.socket | None
+
+    def getresponse(self) -> Any:
+        deadline, sock = _sending_deadline(), self.sock
+        if deadline is None or sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        timer = threading.Timer(deadline.left(), _cut, args=(sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        finally:
+            timer.cancel()
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
     """Classify what can fail while a TLS connection opens, for `Retry`:
     - a handshake that is reset, cut or silent sent no request: a connection
       that never opened, safe to repeat for any method (urllib3 would count
@@ -285,6 +324,10 @@ class _HTTPSConnection(HTTPSConnection):
 
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
@@ -315,7 +358,7 @@ class _Adapter(requests.adapters.HTTPAdapter):
         super().__init__(pool_connections=1, pool_maxsize=4)
 
     def _use_own_pools(self, manager: Any) -> Any:
-        manager.pool_classes_by_scheme = {**manager.pool_classes_by_scheme, "https": _HTTPSPool}
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         return manager
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
