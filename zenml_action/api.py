@@ -92,10 +92,6 @@ def get_run_template(template_id: UUID | str) -> Request:
     )
 
 
-def get_pipeline(pipeline_id: str) -> Request:
-    return Request("GET", f"{API}/pipelines/{pipeline_id}", purpose="reading the pipeline")
-
-
 def trigger_snapshot(snapshot_id: str, run_configuration: dict[str, Any]) -> Request:
     return Request(
         "POST",
