@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from zenml_action import api, evaluation, runs
+from zenml_action import api
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import ActionError, Cancelled, InputError, NotFound, OutOfTime, WaitTimedOut
 from zenml_action.github import Console
@@ -29,9 +29,10 @@ from zenml_action.parameters import (
 )
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
-from zenml_action.trigger import RunKey, choose_key, find_run, forget_tag, trigger_once
-from zenml_action.versions import NEWEST, ServerVersion, server_version
-from zenml_action.waiting import wait_for_run
+
+if TYPE_CHECKING:
+    from zenml_action.trigger import RunKey
+    from zenml_action.versions import ServerVersion
 
 T = TypeVar("T")
 
@@ -73,10 +74,14 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         if not report.run_id and progress.key is not None:
             _adopt_in_flight(client, progress.key, report, console)
         if report.run_id and inputs.stop_on_cancel and not api.is_finished(report.status):
+            from zenml_action import runs
+
             runs.stop(client, report.run_id, console, why)
         raise
     finally:
         if progress.forget is None and progress.key is not None and progress.key.tag:
+            from zenml_action.trigger import forget_tag
+
             progress.forget = Background(forget_tag, client, progress.key, console)
         for pending in (progress.forget, progress.context):
             if pending is not None:
@@ -86,6 +91,9 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
 def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:
     """The trigger was on its way when the action was interrupted: the run
     may exist. Find it, so it is reported (and stopped)."""
+    from zenml_action import runs
+    from zenml_action.trigger import find_run
+
     try:
         found = find_run(client, key, Deadline(runs.STOP_SECONDS))
     except ActionError as exc:
@@ -124,6 +132,8 @@ class Background(Generic[T]):
 def learn_server_version(info_future: Background[Any], console: Console) -> ServerVersion:
     """The server's version, from the `/info` read beside the login: it
     decides which endpoints and shapes the rest of the run uses."""
+    from zenml_action.versions import NEWEST, server_version
+
     try:
         info = info_future.result()
     except ActionError as exc:
@@ -149,6 +159,13 @@ def _run(
     # public) beside the login.
     login = Background(client.login)
     info_future = Background(client.call, api.server_info())
+    # What the rest of the run needs is imported only now, while the server
+    # works, rather than before the login leaves (about 20 ms of a 1.4 s
+    # trigger: bench/README.md, "Where the time goes").
+    from zenml_action import evaluation, runs
+    from zenml_action.trigger import choose_key, forget_tag, trigger_once
+    from zenml_action.waiting import wait_for_run
+
     prepare_checks(run_configuration)
     login.result()
     server = learn_server_version(info_future, console)
