@@ -274,7 +274,9 @@ def test_timeout_stops_the_run_and_fails(action: ActionRunner, zenml: Deployment
 
 
 def test_timeout_without_stop_leaves_the_run_alone(action: ActionRunner, unique_name: str) -> None:
-    result = action.run({"template": "trainer-prod", "run-name": unique_name, "timeout": "2s", "stop-on-cancel": "false"})
+    # `timeout` covers the login too (0.9 s of bcrypt on an idle server, over
+    # 2 s on a busy one): 5 s leaves the run started before it elapses.
+    result = action.run({"template": "trainer-prod", "run-name": unique_name, "timeout": "5s", "stop-on-cancel": "false"})
 
     assert result.outputs["conclusion"] == "timeout"
     assert not any("stop" in w for w in result.warnings)
