@@ -4,14 +4,21 @@ test server and on a local store, through the action's entrypoint."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Deployment
-from support.action import ActionRunner
+from support.action import ActionResult, ActionRunner
+from support.github_env import SHA, github_env
 from support.orchestrator import run_details
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +44,51 @@ def server_action(zenml: Deployment, checkout: Path) -> ActionRunner:
 
 
 def test_runs_on_a_local_store_inside_the_workspace(local_action: ActionRunner, checkout: Path) -> None:
-    result = local_action.run({"pipeline": SAMPLE, "parameters": "model_type: logistic_regression"}, timeout=300)
+    repository = f"acme/local-{uuid.uuid4().hex[:8]}"
+    result = local_action.run(
+        {"pipeline": SAMPLE, "parameters": "model_type: logistic_regression", "compare-to": "main", "gate": "accuracy >= 0.9"},
+        timeout=300,
+        extra_env=github_env(repository, "refs/pull/7/merge", "feature/better"),
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.outputs["conclusion"] == "success"
     assert result.outputs["status"] == "completed"
-    metrics = json.loads(result.outputs["metadata"])
-    assert set(metrics) >= {"accuracy", "f1", "roc_auc"}
+    metrics = json.loads(result.outputs["metrics"])
+    assert set(metrics) == {"accuracy", "f1", "roc_auc"}
     assert all(0.5 < metrics[name] <= 1 for name in ("accuracy", "f1", "roc_auc"))
     assert (checkout / ".zenml-local").is_dir()
     assert "| accuracy |" in result.summary
+    # Where the run came from is on the store's record of the run too.
+    recorded = local_run_metadata(checkout / ".zenml-local", result.outputs["run-id"])
+    assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
+        "github.repository": repository,
+        "github.sha": SHA,
+        "github.ref": "refs/pull/7/merge",
+        "github.branch": "feature/better",
+        "github.event": "pull_request",
+        "github.pull_request": "7",
+        "github.actor": "octocat",
+        "github.workflow_run_url": f"https://github.com/{repository}/actions/runs/4242",
+    }
+    # A fresh workspace's store has no history: no baseline, and why; the
+    # gate's rules on numbers still hold.
+    assert result.outputs["baseline-run-id"] == ""
+    assert "local ZenML store" in result.outputs["report"]
+    assert result.outputs["gate-result"] == "passed"
+
+
+def local_run_metadata(store: Path, run_id: str) -> dict[str, Any]:
+    """A run's metadata as the local store at `store` has it, read with the
+    ZenML SDK in a process of its own (ZenML's global state stays there)."""
+    reader = "import json, sys\nfrom zenml.client import Client\nprint(json.dumps(dict(Client().get_pipeline_run(sys.argv[1]).run_metadata), default=str))"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ZENML_")}
+    env.update(ZENML_CONFIG_PATH=str(store), ZENML_ANALYTICS_OPT_IN="false")
+    done = subprocess.run(
+        [sys.executable, "-c", reader, run_id], env=env, cwd=store.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.parametrize(("model_type", "named"), [("random_forest", True), ("gradient_boosting", False)])
@@ -181,3 +223,155 @@ def test_a_dry_run_of_the_sample_passes(local_action: ActionRunner, checkout: Pa
     assert result.returncode == 0, result.stdout
     assert result.outputs["conclusion"] == "dry-run"
     assert "imports and takes these arguments" in result.stdout
+
+
+# -- judging: code-mode runs against their baselines --------------------------
+# Each code-mode run takes 20-40 s, so five runs serve every test below: one
+# on `refs/heads/main`, one on a pull request compared with it, then three at
+# once, one for each other kind of baseline. The repositories are unique to
+# this module, so no other test's run can be taken for a baseline; the runs
+# compared with a run ID and a model version come from a second one, so that,
+# finishing beside the `previous` run, neither can become its baseline.
+
+REPOSITORY = f"acme/code-judged-{uuid.uuid4().hex[:8]}"
+OTHER_REPOSITORY = f"acme/code-judged-other-{uuid.uuid4().hex[:8]}"
+MODEL = "breast_cancer_classifier"  # the sample pipeline's model
+# The main run trains the sample's best model (logistic regression); the
+# pull requests train worse ones, so rules on `baseline` can fail.
+PASSING_GATE = "accuracy >= 0.9\nf1 >= baseline - 0.05"
+FAILING_GATE = "accuracy >= 0.99\nroc_auc >= baseline - 0.001\nroc_auc_score >= 0.9\nf1 >= 0.9"
+
+
+@dataclass(frozen=True)
+class JudgedRuns:
+    main: ActionResult
+    pull_request: ActionResult  # `compare-to: main`, PASSING_GATE
+    by_kind: dict[str, ActionResult]  # `previous` (FAILING_GATE), `run-id`, `model`
+    main_model_version: str  # the main run's model version, set to `production`
+
+
+@pytest.fixture(scope="module")
+def judged(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> JudgedRuns:
+    workspace = tmp_path_factory.mktemp("code-judged") / "workspace"
+    shutil.copytree(ROOT / "pipelines", workspace / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    runner = ActionRunner(
+        workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"}
+    )
+
+    def start(model_type: str, env: dict[str, str], **inputs: str) -> Any:
+        return runner.start({"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", **inputs}, extra_env=env)
+
+    main = start("logistic_regression", github_env(REPOSITORY, "refs/heads/main")).finish(timeout=300)
+    assert main.returncode == 0, main.stdout
+    model_version = run_details(zenml.server, main.outputs["run-id"])["resources"]["model_version"]["id"]
+    zenml.server.admin("PUT", f"/api/v1/model_versions/{model_version}", json={"stage": "production", "force": True})
+    pull_request_env = github_env(REPOSITORY, "refs/pull/7/merge", "feature/better")
+    pull_request = start("random_forest", pull_request_env, **{"compare-to": "main", "gate": PASSING_GATE})
+    pull_request_result = pull_request.finish(timeout=300)
+    other_env = github_env(OTHER_REPOSITORY, "refs/pull/8/merge", "feature/other")
+    started = {
+        "previous": start("gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE}),
+        "run-id": start("gradient_boosting", other_env, **{"compare-to": main.outputs["run-id"]}),
+        "model": start("random_forest", other_env, **{"compare-to": f"model:{MODEL}@production", "gate": "accuracy >= baseline - 0.05"}),
+    }
+    return JudgedRuns(
+        main, pull_request_result, {kind: running.finish(timeout=300) for kind, running in started.items()}, model_version
+    )
+
+
+def test_a_code_mode_run_carries_its_github_context_and_metrics(judged: JudgedRuns, zenml: Deployment) -> None:
+    recorded = run_details(zenml.server, judged.main.outputs["run-id"])["metadata"]["run_metadata"]
+
+    assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
+        "github.repository": REPOSITORY,
+        "github.sha": SHA,
+        "github.ref": "refs/heads/main",
+        "github.branch": "main",
+        "github.event": "push",
+        "github.actor": "octocat",
+        "github.workflow_run_url": f"https://github.com/{REPOSITORY}/actions/runs/4242",
+    }
+    # The `metrics` output is the run's numeric metadata, as the server has it.
+    metrics = json.loads(judged.main.outputs["metrics"])
+    assert metrics == pytest.approx({name: recorded[name] for name in ("accuracy", "f1", "roc_auc")})
+    assert judged.main.outputs["baseline-run-id"] == judged.main.outputs["gate-result"] == ""
+
+
+def test_a_pull_request_run_is_compared_with_main_and_passes_its_gate(judged: JudgedRuns) -> None:
+    result = judged.pull_request
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == judged.main.outputs["run-id"]
+    assert result.outputs["gate-result"] == "passed"
+    report = result.outputs["report"]
+    assert report in result.summary
+    this, baseline = json.loads(result.outputs["metrics"]), json.loads(judged.main.outputs["metrics"])
+    # Both rules want a higher value, and random forest scores lower than
+    # the main run's logistic regression: worse, but within the gate.
+    for metric, verdict in (("accuracy", " ⚠️ worse"), ("f1", " ⚠️ worse"), ("roc_auc", "")):
+        change = float(f"{this[metric] - baseline[metric]:.12g}")
+        name = metric.replace("_", "\\_")  # Markdown-escaped
+        assert f"| {name} | {this[metric]:.6g} | {baseline[metric]:.6g} | {change:+.6g}{verdict} |" in report, report
+    assert "| model\\_type | random\\_forest | logistic\\_regression |" in report, report
+    assert "| steps.train\\_model.model\\_type | random\\_forest | logistic\\_regression |" in report, report
+
+
+@pytest.mark.parametrize(
+    ("kind", "baseline"),
+    [
+        # The newest completed run of the repository, whatever its branch:
+        # the pull request's, not the older main run.
+        ("previous", "pull_request"),
+        ("run-id", "main"),
+    ],
+)
+def test_a_run_baseline_by_kind(judged: JudgedRuns, kind: str, baseline: str) -> None:
+    result = judged.by_kind[kind]
+    expected = getattr(judged, baseline).outputs["run-id"]
+
+    assert result.outputs["baseline-run-id"] == expected, result.stdout
+    assert json.loads(result.outputs["result"])["baseline"]["id"] == expected
+
+
+def test_a_model_version_in_a_stage_as_baseline(judged: JudgedRuns) -> None:
+    result = judged.by_kind["model"]
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == ""
+    facts = json.loads(result.outputs["result"])
+    assert (facts["baseline"]["kind"], facts["baseline"]["id"]) == ("model_version", judged.main_model_version)
+    # The model version's metrics are those the main run logged on it.
+    assert facts["baseline"]["metrics"] == pytest.approx(json.loads(judged.main.outputs["metrics"]))
+    assert f"(ID {judged.main_model_version})" in result.outputs["report"]
+    assert result.outputs["gate-result"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("rule", "in_message"),
+    [
+        ("accuracy >= 0.99", ["this run {this[accuracy]}"]),
+        ("roc_auc >= baseline - 0.001", ["this run {this[roc_auc]}", "baseline {baseline[roc_auc]}", "so the threshold is {threshold}"]),
+        ("roc_auc_score >= 0.9", ["logged no metric `roc_auc_score`", "Did you mean `roc_auc`?", "It logged: accuracy, f1, roc_auc"]),
+    ],
+    ids=["number", "baseline-minus-n", "metric-not-logged"],
+)
+def test_a_failed_rule_fails_the_code_mode_step(judged: JudgedRuns, rule: str, in_message: list[str]) -> None:
+    """The `previous` run (gradient boosting) against the pull request's
+    (random forest), with FAILING_GATE: three of its four rules fail."""
+    result = judged.by_kind["previous"]
+    this = json.loads(result.outputs["metrics"])
+    baseline = json.loads(judged.pull_request.outputs["metrics"])
+    values = {
+        "this": {name: f"{value:.6g}" for name, value in this.items()},
+        "baseline": {name: f"{value:.6g}" for name, value in baseline.items()},
+        "threshold": f"{baseline['roc_auc'] - 0.001:.6g}",
+    }
+
+    assert result.returncode == 1
+    assert result.outputs["conclusion"] == "success"  # the run itself completed
+    assert result.outputs["gate-result"] == "failed"
+    assert len(result.errors) == 1 and "title=Quality gate failed" in result.errors[0], result.stdout
+    assert "3 of 4 rules not met" in result.errors[0]
+    assert "`f1 >= 0.9`" not in result.errors[0]  # the rule that was met
+    failed = next(line for line in result.errors[0].split("%0A") if f"`{rule}`" in line)
+    assert all(part.format(**values) in failed for part in in_message), failed
