@@ -3,12 +3,11 @@ test server and on a local store, through the action's entrypoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -79,46 +78,17 @@ def test_runs_on_a_local_store_inside_the_workspace(local_action: ActionRunner, 
 
 
 def local_run_metadata(store: Path, run_id: str) -> dict[str, Any]:
-    """A run's metadata as the local store at `store` has it, read with the
-    ZenML SDK in a process of its own (ZenML's global state stays there)."""
-    reader = "import json, sys\nfrom zenml.client import Client\nprint(json.dumps(dict(Client().get_pipeline_run(sys.argv[1]).run_metadata), default=str))"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ZENML_")}
-    env.update(ZENML_CONFIG_PATH=str(store), ZENML_ANALYTICS_OPT_IN="false")
-    done = subprocess.run(
-        [sys.executable, "-c", reader, run_id], env=env, cwd=store.parent, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-@pytest.mark.parametrize(("model_type", "named"), [("random_forest", True), ("gradient_boosting", False)])
-def test_runs_on_the_server_with_parameters_and_metrics(
-    server_action: ActionRunner, zenml: Deployment, unique_name: str, model_type: str, named: bool, tmp_path: Path
-) -> None:
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    result = server_action.run(
-        {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", "run-name": unique_name if named else ""},
-        timeout=300,
-        extra_env={"TMPDIR": str(temporary)},
-    )
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    # The ZenML client's config and credentials lived in a private directory
-    # of this run, gone when the action ended.
-    assert list(temporary.iterdir()) == []
-    if named:
-        assert result.outputs["run-name"] == unique_name
-    else:
-        assert result.outputs["run-name"].startswith("training_pipeline-")
-    run = run_details(zenml.server, result.outputs["run-id"])
-    assert run["body"]["status"] == "completed"
-    assert run["metadata"]["config"]["parameters"]["model_type"] == model_type
-    recorded = run["metadata"]["run_metadata"]
-    assert json.loads(result.outputs["metadata"]) == pytest.approx(
-        {k: recorded[k] for k in ("accuracy", "f1", "roc_auc")}
-    )
-    assert result.outputs["run-url"] == f"{zenml.url}/projects/default/runs/{run['id']}"
+    """A run's metadata as the local store at `store` holds it: read from
+    its SQLite database directly, independent of the action and of the ZenML
+    client (which takes over 10 s to start)."""
+    database = store / "local_stores" / "default_zen_store" / "zenml.db"
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            "SELECT m.key, m.value FROM run_metadata m JOIN run_metadata_resource r ON r.run_metadata_id = m.id "
+            "WHERE r.resource_type = 'pipeline_run' AND r.resource_id = ?",
+            (uuid.UUID(run_id).hex,),
+        ).fetchall()
+    return {key: json.loads(value) for key, value in rows}
 
 
 @pytest.mark.parametrize(
@@ -137,9 +107,11 @@ def test_runs_on_the_server_with_parameters_and_metrics(
     ids=["bad-data-url", "unknown-model-type", "unknown-parameter", "wrong-type", "missing-file", "unimportable-module", "missing-attribute", "escapes-workspace", "not-a-pipeline"],
 )
 def test_mistakes_end_in_one_clear_error(
-    local_action: ActionRunner, inputs: dict[str, str], title: str, message: str
+    local_action: ActionRunner, checkout: Path, inputs: dict[str, str], title: str, message: str
 ) -> None:
-    result = local_action.run({"pipeline": SAMPLE, **inputs}, timeout=300)
+    result = local_action.run(
+        {"pipeline": SAMPLE, **inputs}, timeout=300, extra_env=github_env("acme/mistakes", "refs/heads/main")
+    )
 
     assert result.returncode == 1
     assert len(result.errors) == 1, result.stdout
@@ -148,6 +120,9 @@ def test_mistakes_end_in_one_clear_error(
     # A failed step's traceback belongs to the pipeline's log, folded in
     # its group; the action itself prints none.
     assert "Traceback" not in outside_pipeline_log(result.stdout)
+    if result.outputs.get("run-id"):  # the run started, then failed
+        recorded = local_run_metadata(checkout / ".zenml-local", result.outputs["run-id"])
+        assert (recorded["github.repository"], recorded["github.ref"]) == ("acme/mistakes", "refs/heads/main")
 
 
 def outside_pipeline_log(stdout: str) -> str:
@@ -225,13 +200,14 @@ def test_a_dry_run_of_the_sample_passes(local_action: ActionRunner, checkout: Pa
     assert "imports and takes these arguments" in result.stdout
 
 
-# -- judging: code-mode runs against their baselines --------------------------
+# -- on the server, judged against baselines ---------------------------------
 # Each code-mode run takes 20-40 s, so five runs serve every test below: one
-# on `refs/heads/main`, one on a pull request compared with it, then three at
-# once, one for each other kind of baseline. The repositories are unique to
-# this module, so no other test's run can be taken for a baseline; the runs
-# compared with a run ID and a model version come from a second one, so that,
-# finishing beside the `previous` run, neither can become its baseline.
+# on `refs/heads/main` (named), one on a pull request compared with it (not
+# named), and one for each other kind of baseline. The
+# repositories are unique to this module, so no other test's run can be taken
+# for a baseline; the runs compared with a run ID and a model version come
+# from a second one, so that, finishing beside the `previous` run, neither
+# can become its baseline.
 
 REPOSITORY = f"acme/code-judged-{uuid.uuid4().hex[:8]}"
 OTHER_REPOSITORY = f"acme/code-judged-other-{uuid.uuid4().hex[:8]}"
@@ -244,10 +220,14 @@ FAILING_GATE = "accuracy >= 0.99\nroc_auc >= baseline - 0.001\nroc_auc_score >= 
 
 @dataclass(frozen=True)
 class JudgedRuns:
-    main: ActionResult
-    pull_request: ActionResult  # `compare-to: main`, PASSING_GATE
+    main: ActionResult  # named MAIN_RUN_NAME
+    pull_request: ActionResult  # `compare-to: main`, PASSING_GATE, no run name
     by_kind: dict[str, ActionResult]  # `previous` (FAILING_GATE), `run-id`, `model`
     main_model_version: str  # the main run's model version, set to `production`
+    temporary: dict[str, Path]  # each run's TMPDIR, by the attribute's name
+
+
+MAIN_RUN_NAME = f"main-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
@@ -258,28 +238,65 @@ def judged(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Judge
         workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"}
     )
 
-    def start(model_type: str, env: dict[str, str], **inputs: str) -> Any:
-        return runner.start({"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", **inputs}, extra_env=env)
+    temporary: dict[str, Path] = {}
 
-    main = start("logistic_regression", github_env(REPOSITORY, "refs/heads/main")).finish(timeout=300)
+    def start(name: str, model_type: str, env: dict[str, str], **inputs: str) -> Any:
+        temporary[name] = workspace.parent / f"tmp-{name}"
+        temporary[name].mkdir()
+        return runner.start(
+            {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", **inputs},
+            extra_env={**env, "TMPDIR": str(temporary[name])},
+        )
+
+    main_env = github_env(REPOSITORY, "refs/heads/main")
+    main = start("main", "logistic_regression", main_env, **{"run-name": MAIN_RUN_NAME}).finish(timeout=300)
     assert main.returncode == 0, main.stdout
     model_version = run_details(zenml.server, main.outputs["run-id"])["resources"]["model_version"]["id"]
     zenml.server.admin("PUT", f"/api/v1/model_versions/{model_version}", json={"stage": "production", "force": True})
     pull_request_env = github_env(REPOSITORY, "refs/pull/7/merge", "feature/better")
-    pull_request = start("random_forest", pull_request_env, **{"compare-to": "main", "gate": PASSING_GATE})
-    pull_request_result = pull_request.finish(timeout=300)
     other_env = github_env(OTHER_REPOSITORY, "refs/pull/8/merge", "feature/other")
-    started = {
-        "previous": start("gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE}),
-        "run-id": start("gradient_boosting", other_env, **{"compare-to": main.outputs["run-id"]}),
-        "model": start("random_forest", other_env, **{"compare-to": f"model:{MODEL}@production", "gate": "accuracy >= baseline - 0.05"}),
-    }
-    return JudgedRuns(
-        main, pull_request_result, {kind: running.finish(timeout=300) for kind, running in started.items()}, model_version
+    # Two at a time (CI has 2 cores): what needs only the main run, then
+    # `previous`, whose baseline is then the pull request's run.
+    pull_request = start("pull_request", "random_forest", pull_request_env, **{"compare-to": "main", "gate": PASSING_GATE})
+    started = {"run-id": start("run-id", "gradient_boosting", other_env, **{"compare-to": main.outputs["run-id"]})}
+    pull_request_result = pull_request.finish(timeout=300)
+    started["previous"] = start(
+        "previous", "gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE}
     )
+    started["model"] = start(
+        "model", "random_forest", other_env, **{"compare-to": f"model:{MODEL}@production", "gate": "accuracy >= baseline - 0.05"}
+    )
+    by_kind = {kind: running.finish(timeout=300) for kind, running in started.items()}
+    return JudgedRuns(main, pull_request_result, by_kind, model_version, temporary)
 
 
-def test_a_code_mode_run_carries_its_github_context_and_metrics(judged: JudgedRuns, zenml: Deployment) -> None:
+@pytest.mark.parametrize(
+    ("run", "model_type", "run_name"),
+    [("main", "logistic_regression", MAIN_RUN_NAME), ("pull_request", "random_forest", "")],
+    ids=["main-named", "pull-request-unnamed"],
+)
+def test_runs_on_the_server_with_parameters_and_metrics(
+    judged: JudgedRuns, zenml: Deployment, run: str, model_type: str, run_name: str
+) -> None:
+    result: ActionResult = getattr(judged, run)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The ZenML client's config and credentials lived in a private directory
+    # of this run, gone when the action ended.
+    assert list(judged.temporary[run].iterdir()) == []
+    if run_name:
+        assert result.outputs["run-name"] == run_name
+    else:
+        assert result.outputs["run-name"].startswith("training_pipeline-")
+    recorded_run = run_details(zenml.server, result.outputs["run-id"])
+    assert recorded_run["body"]["status"] == "completed"
+    assert recorded_run["metadata"]["config"]["parameters"]["model_type"] == model_type
+    recorded = recorded_run["metadata"]["run_metadata"]
+    assert json.loads(result.outputs["metrics"]) == pytest.approx({k: recorded[k] for k in ("accuracy", "f1", "roc_auc")})
+    assert result.outputs["run-url"] == f"{zenml.url}/projects/default/runs/{recorded_run['id']}"
+
+
+def test_a_code_mode_run_carries_its_github_context(judged: JudgedRuns, zenml: Deployment) -> None:
     recorded = run_details(zenml.server, judged.main.outputs["run-id"])["metadata"]["run_metadata"]
 
     assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
@@ -291,9 +308,7 @@ def test_a_code_mode_run_carries_its_github_context_and_metrics(judged: JudgedRu
         "github.actor": "octocat",
         "github.workflow_run_url": f"https://github.com/{REPOSITORY}/actions/runs/4242",
     }
-    # The `metrics` output is the run's numeric metadata, as the server has it.
-    metrics = json.loads(judged.main.outputs["metrics"])
-    assert metrics == pytest.approx({name: recorded[name] for name in ("accuracy", "f1", "roc_auc")})
+    # Nothing asked to judge it: no baseline, no gate.
     assert judged.main.outputs["baseline-run-id"] == judged.main.outputs["gate-result"] == ""
 
 
