@@ -3,15 +3,21 @@ test server and on a local store, through the action's entrypoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
+import sqlite3
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Deployment
-from support.action import ActionRunner
+from support.action import ActionResult, ActionRunner
+from support.github_env import SHA, github_env
 from support.orchestrator import run_details
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,46 +43,52 @@ def server_action(zenml: Deployment, checkout: Path) -> ActionRunner:
 
 
 def test_runs_on_a_local_store_inside_the_workspace(local_action: ActionRunner, checkout: Path) -> None:
-    result = local_action.run({"pipeline": SAMPLE, "parameters": "model_type: logistic_regression"}, timeout=300)
+    repository = f"acme/local-{uuid.uuid4().hex[:8]}"
+    result = local_action.run(
+        {"pipeline": SAMPLE, "parameters": "model_type: logistic_regression", "compare-to": "main", "gate": "accuracy >= 0.9"},
+        timeout=300,
+        extra_env=github_env(repository, "refs/pull/7/merge", "feature/better"),
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.outputs["conclusion"] == "success"
     assert result.outputs["status"] == "completed"
-    metrics = json.loads(result.outputs["metadata"])
-    assert set(metrics) >= {"accuracy", "f1", "roc_auc"}
+    metrics = json.loads(result.outputs["metrics"])
+    assert set(metrics) == {"accuracy", "f1", "roc_auc"}
     assert all(0.5 < metrics[name] <= 1 for name in ("accuracy", "f1", "roc_auc"))
     assert (checkout / ".zenml-local").is_dir()
     assert "| accuracy |" in result.summary
+    # Where the run came from is on the store's record of the run too.
+    recorded = local_run_metadata(checkout / ".zenml-local", result.outputs["run-id"])
+    assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
+        "github.repository": repository,
+        "github.sha": SHA,
+        "github.ref": "refs/pull/7/merge",
+        "github.branch": "feature/better",
+        "github.event": "pull_request",
+        "github.pull_request": "7",
+        "github.actor": "octocat",
+        "github.workflow_run_url": f"https://github.com/{repository}/actions/runs/4242",
+    }
+    # A fresh workspace's store has no history: no baseline, and why; the
+    # gate's rules on numbers still hold.
+    assert result.outputs["baseline-run-id"] == ""
+    assert "local ZenML store" in result.outputs["report"]
+    assert result.outputs["gate-result"] == "passed"
 
 
-@pytest.mark.parametrize(("model_type", "named"), [("random_forest", True), ("gradient_boosting", False)])
-def test_runs_on_the_server_with_parameters_and_metrics(
-    server_action: ActionRunner, zenml: Deployment, unique_name: str, model_type: str, named: bool, tmp_path: Path
-) -> None:
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    result = server_action.run(
-        {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", "run-name": unique_name if named else ""},
-        timeout=300,
-        extra_env={"TMPDIR": str(temporary)},
-    )
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    # The ZenML client's config and credentials lived in a private directory
-    # of this run, gone when the action ended.
-    assert list(temporary.iterdir()) == []
-    if named:
-        assert result.outputs["run-name"] == unique_name
-    else:
-        assert result.outputs["run-name"].startswith("training_pipeline-")
-    run = run_details(zenml.server, result.outputs["run-id"])
-    assert run["body"]["status"] == "completed"
-    assert run["metadata"]["config"]["parameters"]["model_type"] == model_type
-    recorded = run["metadata"]["run_metadata"]
-    assert json.loads(result.outputs["metadata"]) == pytest.approx(
-        {k: recorded[k] for k in ("accuracy", "f1", "roc_auc")}
-    )
-    assert result.outputs["run-url"] == f"{zenml.url}/projects/default/runs/{run['id']}"
+def local_run_metadata(store: Path, run_id: str) -> dict[str, Any]:
+    """A run's metadata as the local store at `store` holds it: read from
+    its SQLite database directly, independent of the action and of the ZenML
+    client (which takes over 10 s to start)."""
+    database = store / "local_stores" / "default_zen_store" / "zenml.db"
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            "SELECT m.key, m.value FROM run_metadata m JOIN run_metadata_resource r ON r.run_metadata_id = m.id "
+            "WHERE r.resource_type = 'pipeline_run' AND r.resource_id = ?",
+            (uuid.UUID(run_id).hex,),
+        ).fetchall()
+    return {key: json.loads(value) for key, value in rows}
 
 
 @pytest.mark.parametrize(
@@ -95,9 +107,11 @@ def test_runs_on_the_server_with_parameters_and_metrics(
     ids=["bad-data-url", "unknown-model-type", "unknown-parameter", "wrong-type", "missing-file", "unimportable-module", "missing-attribute", "escapes-workspace", "not-a-pipeline"],
 )
 def test_mistakes_end_in_one_clear_error(
-    local_action: ActionRunner, inputs: dict[str, str], title: str, message: str
+    local_action: ActionRunner, checkout: Path, inputs: dict[str, str], title: str, message: str
 ) -> None:
-    result = local_action.run({"pipeline": SAMPLE, **inputs}, timeout=300)
+    result = local_action.run(
+        {"pipeline": SAMPLE, **inputs}, timeout=300, extra_env=github_env("acme/mistakes", "refs/heads/main")
+    )
 
     assert result.returncode == 1
     assert len(result.errors) == 1, result.stdout
@@ -106,6 +120,9 @@ def test_mistakes_end_in_one_clear_error(
     # A failed step's traceback belongs to the pipeline's log, folded in
     # its group; the action itself prints none.
     assert "Traceback" not in outside_pipeline_log(result.stdout)
+    if result.outputs.get("run-id"):  # the run started, then failed
+        recorded = local_run_metadata(checkout / ".zenml-local", result.outputs["run-id"])
+        assert (recorded["github.repository"], recorded["github.ref"]) == ("acme/mistakes", "refs/heads/main")
 
 
 def outside_pipeline_log(stdout: str) -> str:
@@ -181,3 +198,195 @@ def test_a_dry_run_of_the_sample_passes(local_action: ActionRunner, checkout: Pa
     assert result.returncode == 0, result.stdout
     assert result.outputs["conclusion"] == "dry-run"
     assert "imports and takes these arguments" in result.stdout
+
+
+# -- on the server, judged against baselines ---------------------------------
+# Each code-mode run takes 20-40 s, so five runs serve every test below: one
+# on `refs/heads/main` (named), one on a pull request compared with it (not
+# named), and one for each other kind of baseline. The
+# repositories are unique to this module, so no other test's run can be taken
+# for a baseline; the runs compared with a run ID and a model version come
+# from a second one, so that, finishing beside the `previous` run, neither
+# can become its baseline.
+
+REPOSITORY = f"acme/code-judged-{uuid.uuid4().hex[:8]}"
+OTHER_REPOSITORY = f"acme/code-judged-other-{uuid.uuid4().hex[:8]}"
+MODEL = "breast_cancer_classifier"  # the sample pipeline's model
+# The main run trains the sample's best model (logistic regression); the
+# pull requests train worse ones, so rules on `baseline` can fail.
+PASSING_GATE = "accuracy >= 0.9\nf1 >= baseline - 0.05"
+FAILING_GATE = "accuracy >= 0.99\nroc_auc >= baseline - 0.001\nroc_auc_score >= 0.9\nf1 >= 0.9"
+
+
+@dataclass(frozen=True)
+class JudgedRuns:
+    main: ActionResult  # named MAIN_RUN_NAME
+    pull_request: ActionResult  # `compare-to: main`, PASSING_GATE, no run name
+    by_kind: dict[str, ActionResult]  # `previous` (FAILING_GATE), `run-id`, `model`
+    main_model_version: str  # the main run's model version, set to `production`
+    temporary: dict[str, Path]  # each run's TMPDIR, by the attribute's name
+
+
+MAIN_RUN_NAME = f"main-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def judged(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> JudgedRuns:
+    workspace = tmp_path_factory.mktemp("code-judged") / "workspace"
+    shutil.copytree(ROOT / "pipelines", workspace / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    runner = ActionRunner(
+        workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"}
+    )
+
+    temporary: dict[str, Path] = {}
+
+    def start(name: str, model_type: str, env: dict[str, str], **inputs: str) -> Any:
+        temporary[name] = workspace.parent / f"tmp-{name}"
+        temporary[name].mkdir()
+        return runner.start(
+            {"pipeline": SAMPLE, "parameters": f"model_type: {model_type}", **inputs},
+            extra_env={**env, "TMPDIR": str(temporary[name])},
+        )
+
+    main_env = github_env(REPOSITORY, "refs/heads/main")
+    main = start("main", "logistic_regression", main_env, **{"run-name": MAIN_RUN_NAME}).finish(timeout=300)
+    assert main.returncode == 0, main.stdout
+    model_version = run_details(zenml.server, main.outputs["run-id"])["resources"]["model_version"]["id"]
+    zenml.server.admin("PUT", f"/api/v1/model_versions/{model_version}", json={"stage": "production", "force": True})
+    pull_request_env = github_env(REPOSITORY, "refs/pull/7/merge", "feature/better")
+    other_env = github_env(OTHER_REPOSITORY, "refs/pull/8/merge", "feature/other")
+    # Two at a time (CI has 2 cores): what needs only the main run, then
+    # `previous`, whose baseline is then the pull request's run.
+    pull_request = start("pull_request", "random_forest", pull_request_env, **{"compare-to": "main", "gate": PASSING_GATE})
+    started = {"run-id": start("run-id", "gradient_boosting", other_env, **{"compare-to": main.outputs["run-id"]})}
+    pull_request_result = pull_request.finish(timeout=300)
+    started["previous"] = start(
+        "previous", "gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE}
+    )
+    started["model"] = start(
+        "model", "random_forest", other_env, **{"compare-to": f"model:{MODEL}@production", "gate": "accuracy >= baseline - 0.05"}
+    )
+    by_kind = {kind: running.finish(timeout=300) for kind, running in started.items()}
+    return JudgedRuns(main, pull_request_result, by_kind, model_version, temporary)
+
+
+@pytest.mark.parametrize(
+    ("run", "model_type", "run_name"),
+    [("main", "logistic_regression", MAIN_RUN_NAME), ("pull_request", "random_forest", "")],
+    ids=["main-named", "pull-request-unnamed"],
+)
+def test_runs_on_the_server_with_parameters_and_metrics(
+    judged: JudgedRuns, zenml: Deployment, run: str, model_type: str, run_name: str
+) -> None:
+    result: ActionResult = getattr(judged, run)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The ZenML client's config and credentials lived in a private directory
+    # of this run, gone when the action ended.
+    assert list(judged.temporary[run].iterdir()) == []
+    if run_name:
+        assert result.outputs["run-name"] == run_name
+    else:
+        assert result.outputs["run-name"].startswith("training_pipeline-")
+    recorded_run = run_details(zenml.server, result.outputs["run-id"])
+    assert recorded_run["body"]["status"] == "completed"
+    assert recorded_run["metadata"]["config"]["parameters"]["model_type"] == model_type
+    recorded = recorded_run["metadata"]["run_metadata"]
+    assert json.loads(result.outputs["metrics"]) == pytest.approx({k: recorded[k] for k in ("accuracy", "f1", "roc_auc")})
+    assert result.outputs["run-url"] == f"{zenml.url}/projects/default/runs/{recorded_run['id']}"
+
+
+def test_a_code_mode_run_carries_its_github_context(judged: JudgedRuns, zenml: Deployment) -> None:
+    recorded = run_details(zenml.server, judged.main.outputs["run-id"])["metadata"]["run_metadata"]
+
+    assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
+        "github.repository": REPOSITORY,
+        "github.sha": SHA,
+        "github.ref": "refs/heads/main",
+        "github.branch": "main",
+        "github.event": "push",
+        "github.actor": "octocat",
+        "github.workflow_run_url": f"https://github.com/{REPOSITORY}/actions/runs/4242",
+    }
+    # Nothing asked to judge it: no baseline, no gate.
+    assert judged.main.outputs["baseline-run-id"] == judged.main.outputs["gate-result"] == ""
+
+
+def test_a_pull_request_run_is_compared_with_main_and_passes_its_gate(judged: JudgedRuns) -> None:
+    result = judged.pull_request
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == judged.main.outputs["run-id"]
+    assert result.outputs["gate-result"] == "passed"
+    report = result.outputs["report"]
+    assert report in result.summary
+    this, baseline = json.loads(result.outputs["metrics"]), json.loads(judged.main.outputs["metrics"])
+    # Both rules want a higher value, and random forest scores lower than
+    # the main run's logistic regression: worse, but within the gate.
+    for metric, verdict in (("accuracy", " ⚠️ worse"), ("f1", " ⚠️ worse"), ("roc_auc", "")):
+        change = float(f"{this[metric] - baseline[metric]:.12g}")
+        name = metric.replace("_", "\\_")  # Markdown-escaped
+        assert f"| {name} | {this[metric]:.6g} | {baseline[metric]:.6g} | {change:+.6g}{verdict} |" in report, report
+    assert "| model\\_type | random\\_forest | logistic\\_regression |" in report, report
+    assert "| steps.train\\_model.model\\_type | random\\_forest | logistic\\_regression |" in report, report
+
+
+@pytest.mark.parametrize(
+    ("kind", "baseline"),
+    [
+        # The newest completed run of the repository, whatever its branch:
+        # the pull request's, not the older main run.
+        ("previous", "pull_request"),
+        ("run-id", "main"),
+    ],
+)
+def test_a_run_baseline_by_kind(judged: JudgedRuns, kind: str, baseline: str) -> None:
+    result = judged.by_kind[kind]
+    expected = getattr(judged, baseline).outputs["run-id"]
+
+    assert result.outputs["baseline-run-id"] == expected, result.stdout
+    assert json.loads(result.outputs["result"])["baseline"]["id"] == expected
+
+
+def test_a_model_version_in_a_stage_as_baseline(judged: JudgedRuns) -> None:
+    result = judged.by_kind["model"]
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == ""
+    facts = json.loads(result.outputs["result"])
+    assert (facts["baseline"]["kind"], facts["baseline"]["id"]) == ("model_version", judged.main_model_version)
+    # The model version's metrics are those the main run logged on it.
+    assert facts["baseline"]["metrics"] == pytest.approx(json.loads(judged.main.outputs["metrics"]))
+    assert f"(ID {judged.main_model_version})" in result.outputs["report"]
+    assert result.outputs["gate-result"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("rule", "in_message"),
+    [
+        ("accuracy >= 0.99", ["this run {this[accuracy]}"]),
+        ("roc_auc >= baseline - 0.001", ["this run {this[roc_auc]}", "baseline {baseline[roc_auc]}", "so the threshold is {threshold}"]),
+        ("roc_auc_score >= 0.9", ["logged no metric `roc_auc_score`", "Did you mean `roc_auc`?", "It logged: accuracy, f1, roc_auc"]),
+    ],
+    ids=["number", "baseline-minus-n", "metric-not-logged"],
+)
+def test_a_failed_rule_fails_the_code_mode_step(judged: JudgedRuns, rule: str, in_message: list[str]) -> None:
+    """The `previous` run (gradient boosting) against the pull request's
+    (random forest), with FAILING_GATE: three of its four rules fail."""
+    result = judged.by_kind["previous"]
+    this = json.loads(result.outputs["metrics"])
+    baseline = json.loads(judged.pull_request.outputs["metrics"])
+    values = {
+        "this": {name: f"{value:.6g}" for name, value in this.items()},
+        "baseline": {name: f"{value:.6g}" for name, value in baseline.items()},
+        "threshold": f"{baseline['roc_auc'] - 0.001:.6g}",
+    }
+
+    assert result.returncode == 1
+    assert result.outputs["conclusion"] == "success"  # the run itself completed
+    assert result.outputs["gate-result"] == "failed"
+    assert len(result.errors) == 1 and "title=Quality gate failed" in result.errors[0], result.stdout
+    assert "3 of 4 rules not met" in result.errors[0]
+    assert "`f1 >= 0.9`" not in result.errors[0]  # the rule that was met
+    failed = next(line for line in result.errors[0].split("%0A") if f"`{rule}`" in line)
+    assert all(part.format(**values) in failed for part in in_message), failed

@@ -52,6 +52,7 @@ class Bad:
 
 
 T = {"template": "trainer-prod"}
+CODE = {"pipeline": "pipelines/training.py:training_pipeline"}
 PARAMS = "Input `parameters`"
 URL = "Input `workspace-url`"
 KEY = "Input `api-key`"
@@ -192,6 +193,9 @@ CASES = [
     Bad("compare-to-without-wait", {**T, "compare-to": "main", "wait": "false"}, "Input `compare-to`: needs a finished run", "`wait: true`"),
     Bad("compare-to-bad-stage", {**T, "compare-to": "model:clf@prod"}, "Input `compare-to`", "production"),
     Bad("compare-to-not-a-branch", {**T, "compare-to": "main..dev"}, "Input `compare-to`", "model:NAME@STAGE"),
+    # The same in code mode (the pipeline runs from the repository's code).
+    Bad("code-mode-gate-malformed", {**CODE, "gate": "accuracy >= 0.9\nf1 => baseline"}, "Input `gate`: line 2 (`f1 => baseline`): `=>` is not an operator", "METRIC OP VALUE"),
+    Bad("code-mode-gate-with-create-snapshot", {**CODE, "gate": "f1 >= 0.9", "create-snapshot": "nightly"}, "Input `gate`: needs a finished run", "`create-snapshot` runs nothing"),
     Bad("yaml-duplicate-key", {**T, "parameters": "model_type: a\nmodel_type: b"}, f"{PARAMS}: is not valid YAML (line 2", "one key per line"),
     Bad("yaml-duplicate-nested-key", {**T, "parameters": "steps:\n  train_model: {parameters: {a: 1, a: 2}}"}, f"{PARAMS}: is not valid YAML", "one key per line"),
     Bad("yaml-5000-digit-integer", {**T, "parameters": "model_type: " + "9" * 5000}, f"{PARAMS}: has a value Python cannot read", "Quote very long numbers"),

@@ -20,24 +20,12 @@ import jsonschema
 import pytest
 from conftest import Deployment
 from support.action import ActionResult, ActionRunner
+from support.github_env import github_env
 from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = f"acme/judged-{uuid.uuid4().hex[:8]}"
 MAIN_METRICS = {"accuracy": 0.9, "f1": 0.88}
-
-
-def github_env(ref: str, head_ref: str = "") -> dict[str, str]:
-    return {
-        "GITHUB_REPOSITORY": REPOSITORY,
-        "GITHUB_SERVER_URL": "https://github.com",
-        "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
-        "GITHUB_REF": ref,
-        "GITHUB_HEAD_REF": head_ref,
-        "GITHUB_REF_NAME": ref.rsplit("/", 1)[-1],
-        "GITHUB_EVENT_NAME": "pull_request" if head_ref else "push",
-        "GITHUB_ACTOR": "octocat",
-    }
 
 
 def judged_run(
@@ -56,13 +44,13 @@ def judged_run(
 def main_run(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionResult]:
     workspace = tmp_path_factory.mktemp("judging")
     action = ActionRunner(workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key, "poll-interval": "1s"})
-    yield judged_run(action, zenml, {}, github_env("refs/heads/main"), MAIN_METRICS)
+    yield judged_run(action, zenml, {}, github_env(REPOSITORY, "refs/heads/main"), MAIN_METRICS)
 
 
 @pytest.fixture
 def pr(action: ActionRunner, zenml: Deployment) -> Any:
     def run(inputs: dict[str, str], metrics: dict[str, float]) -> ActionResult:
-        return judged_run(action, zenml, inputs, github_env("refs/pull/7/merge", "feature/better"), metrics)
+        return judged_run(action, zenml, inputs, github_env(REPOSITORY, "refs/pull/7/merge", "feature/better"), metrics)
 
     return run
 

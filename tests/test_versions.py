@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from conftest import Deployment
 from support import version_servers
-from support.action import ActionRunner
-from support.orchestrator import complete_run, find_run, run_details
+from support.action import ActionResult, ActionRunner
+from support.github_env import github_env
+from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
 from support.server import ZenMLServer
 from support.zenml_versions import MAIN_VERSION, VERSIONS
 
@@ -308,6 +309,66 @@ def test_server_without_workload_manager(
     assert result.returncode == 1
     assert "title=This ZenML server cannot run snapshots" in result.errors[0]
     assert "workload manager" in result.errors[0]
+
+
+# -- where a run came from, and its baseline ----------------------------------
+
+
+def judged_run(
+    versioned: Versioned, action: ActionRunner, inputs: dict[str, str], env: dict[str, str], metrics: dict[str, float]
+) -> ActionResult:
+    """Trigger `trainer-prod`, then, as its orchestrator, log `metrics` on
+    the run and complete it; the action's result."""
+    name = f"judged-{uuid.uuid4().hex[:10]}"
+    running = action.start({"template": "trainer-prod", "run-name": name, "timeout": "60s", **inputs}, extra_env=env)
+    run = find_run(versioned.server, name)
+    log_run_metadata(versioned.server, run, metrics)
+    complete_run(versioned.server, run)
+    return running.finish(timeout=90)
+
+
+# The newest server is judged in depth by test_judging.py; the oldest one
+# must record the GitHub context and find a run by it (`run_metadata`
+# filter) just the same.
+@pytest.mark.parametrize("versioned", [VERSIONS[0]], indirect=True)
+def test_a_pull_request_finds_its_main_branch_baseline_on_the_oldest_server(
+    versioned: Versioned, action: ActionRunner
+) -> None:
+    repository = f"acme/oldest-{uuid.uuid4().hex[:8]}"
+    main = judged_run(versioned, action, {}, github_env(repository, "refs/heads/main"), {"accuracy": 0.9, "f1": 0.88})
+    # Newer than the main run, same pipeline and repository, another
+    # branch: taken for the baseline if the server ignored the filter.
+    other_branch = judged_run(versioned, action, {}, github_env(repository, "refs/heads/dev"), {"f1": 0.5})
+    pull_request = judged_run(
+        versioned,
+        action,
+        {"compare-to": "main", "gate": "f1 >= baseline - 0.01"},
+        github_env(repository, "refs/pull/7/merge", "feature/better"),
+        {"accuracy": 0.91, "f1": 0.875},
+    )
+
+    assert main.returncode == other_branch.returncode == 0, main.stdout + other_branch.stdout
+    recorded = run_details(versioned.server, main.outputs["run-id"])["metadata"]["run_metadata"]
+    assert {key: value for key, value in recorded.items() if key.startswith("github.")} == {
+        "github.repository": repository,
+        "github.sha": "0123456789abcdef0123456789abcdef01234567",
+        "github.ref": "refs/heads/main",
+        "github.branch": "main",
+        "github.event": "push",
+        "github.actor": "octocat",
+        "github.workflow_run_url": f"https://github.com/{repository}/actions/runs/4242",
+    }
+    assert pull_request.returncode == 0, pull_request.stdout
+    assert pull_request.outputs["baseline-run-id"] == main.outputs["run-id"]
+    assert pull_request.outputs["gate-result"] == "passed"
+    assert json.loads(pull_request.outputs["metrics"]) == {"accuracy": 0.91, "f1": 0.875}
+    assert "| f1 | 0.875 | 0.88 | -0.005 ⚠️ worse |" in pull_request.outputs["report"], pull_request.outputs["report"]
+    recorded = run_details(versioned.server, pull_request.outputs["run-id"])["metadata"]["run_metadata"]
+    assert (recorded["github.ref"], recorded["github.branch"], recorded["github.pull_request"]) == (
+        "refs/pull/7/merge",
+        "feature/better",
+        "7",
+    )
 
 
 # -- code mode ----------------------------------------------------------------

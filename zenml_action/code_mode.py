@@ -306,9 +306,15 @@ def _run(
         "create_snapshot": inputs.create_snapshot,
         "run_name": key.run_name,
         "tag": key.tag,
+        # With a server, the GitHub context is attached over REST once the
+        # run exists (`evaluation.attach_context`); a local store can only
+        # be written by the SDK, in the child.
+        "github_context": inputs.github if client is None else {},
     }
     started = time.monotonic()
     result = _run_child(inputs, console, report, spec, client, key, deadline, private_dir, python)
+    if result.get("warning"):
+        console.warning(str(result["warning"]))
     _fill_report(report, result, info, client)
     report.duration_seconds = time.monotonic() - started
     if "error" in result:

@@ -134,6 +134,21 @@ def step_failures(run: Any) -> str:
     return "; ".join(failures)
 
 
+def record_context(run: Any, context: dict[str, str]) -> dict[str, str]:
+    """Record where the run came from (the `github.*` keys) on the run, as
+    the parent does over REST when there is a server. A failure costs only
+    that: a warning in the result, not the run's outcome."""
+    if not context:
+        return {}
+    from zenml import log_metadata
+
+    try:
+        log_metadata(metadata=dict(context), run_id_name_or_prefix=run.id)
+    except Exception as exc:
+        return {"warning": f"Could not record the GitHub context on run {run.id}: {type(exc).__name__}: {exc}"}
+    return {}
+
+
 def started_run(spec: dict[str, Any]) -> Any:
     """The run this process started, by the key the action gave it: the run
     name it chose, or its one-off tag."""
@@ -182,10 +197,15 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         run = started_run(spec)
         message = step_failures(run) if run is not None else ""
         message = message or f"{type(exc).__name__}: {exc}"
-        return {"error": {"kind": "run_failed", "message": message}, **(run_info(run) if run else {})}
+        if run is None:
+            return {"error": {"kind": "run_failed", "message": message}}
+        recorded = record_context(run, spec.get("github_context") or {})
+        return {"error": {"kind": "run_failed", "message": message}, **recorded, **run_info(run)}
     if run is None:
         run = started_run(spec)
-    return run_info(run) if run is not None else {"error": {"kind": "internal", "message": "the run was not found"}}
+    if run is None:
+        return {"error": {"kind": "internal", "message": "the run was not found"}}
+    return {**record_context(run, spec.get("github_context") or {}), **run_info(run)}
 
 
 def main(argv: list[str]) -> int:
