@@ -113,6 +113,46 @@ def judged(result: ActionResult) -> dict[str, Any]:
     return facts
 
 
+# The held runs' tests come first: their actions end at their timeouts, and
+# the held run released here completes beside the runs that go to their end.
+
+
+def test_a_timeout_while_provisioning_leaves_a_run_the_server_cannot_stop_yet(
+    started: dict[str, Started], executing: ExecutingDeployment
+) -> None:
+    result = finish(started, "provisioning", executing)
+
+    assert result.returncode == 1
+    assert result.outputs["conclusion"] == "timeout"
+    assert result.outputs["status"] == "provisioning", f"{result.stdout}\n{executing.evidence()}"
+    [error] = result.errors
+    assert f"was still `provisioning` after {PROVISIONING_TIMEOUT}s" in error
+    # The run has no orchestrator run id until a step starts: the server
+    # refuses the stop, and the action says so in the server's words.
+    assert any("Cannot stop a pipeline run that has no orchestrator run id yet" in w for w in result.warnings), result.stdout
+    # Released, the run goes on to completion: nothing stopped it.
+    executing.release()
+    assert final_status(executing, result.outputs["run-id"]) == "completed"
+
+
+def test_a_timeout_while_running_stops_the_run(started: dict[str, Started], executing: ExecutingDeployment) -> None:
+    result = finish(started, "running", executing)
+
+    assert result.returncode == 1, result.stdout
+    assert result.outputs["conclusion"] == "timeout", f"{result.stdout}\n{executing.evidence()}"
+    assert result.outputs["status"] == "running", f"{result.stdout}\n{executing.evidence()}"
+    [error] = result.errors
+    assert f"was still `running` after {RUNNING_TIMEOUT}s" in error
+    run_id = result.outputs["run-id"]
+    # The SSH orchestrator cannot stop containers (the server answers 501)
+    # but the server marks the run `stopping`; its step then ends.
+    assert executing.server.admin("GET", f"/api/v1/runs/{run_id}/status") in ("stopping", "stopped")
+    gate = started["running"].gate
+    assert gate is not None
+    gate.touch()
+    assert final_status(executing, run_id) == "stopped"
+
+
 def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
     started: dict[str, Started], executing: ExecutingDeployment
 ) -> None:
@@ -197,39 +237,3 @@ def test_a_dynamic_pipeline_runs_the_steps_it_decides_on_and_reports_what_they_l
     run_id = result.outputs["run-id"]
     steps = executing.server.admin("GET", "/api/v1/steps", params={"pipeline_run_id": run_id, "size": "20"})["items"]
     assert sorted(step["body"]["status"] for step in steps) == ["completed"] * 3
-
-
-def test_a_timeout_while_provisioning_leaves_a_run_the_server_cannot_stop_yet(
-    started: dict[str, Started], executing: ExecutingDeployment
-) -> None:
-    result = finish(started, "provisioning", executing)
-
-    assert result.returncode == 1
-    assert result.outputs["conclusion"] == "timeout"
-    assert result.outputs["status"] == "provisioning", f"{result.stdout}\n{executing.evidence()}"
-    [error] = result.errors
-    assert f"was still `provisioning` after {PROVISIONING_TIMEOUT}s" in error
-    # The run has no orchestrator run id until a step starts: the server
-    # refuses the stop, and the action says so in the server's words.
-    assert any("Cannot stop a pipeline run that has no orchestrator run id yet" in w for w in result.warnings), result.stdout
-    # Released, the run goes on to completion: nothing stopped it.
-    executing.release()
-    assert final_status(executing, result.outputs["run-id"]) == "completed"
-
-
-def test_a_timeout_while_running_stops_the_run(started: dict[str, Started], executing: ExecutingDeployment) -> None:
-    result = finish(started, "running", executing)
-
-    assert result.returncode == 1, result.stdout
-    assert result.outputs["conclusion"] == "timeout", f"{result.stdout}\n{executing.evidence()}"
-    assert result.outputs["status"] == "running", f"{result.stdout}\n{executing.evidence()}"
-    [error] = result.errors
-    assert f"was still `running` after {RUNNING_TIMEOUT}s" in error
-    run_id = result.outputs["run-id"]
-    # The SSH orchestrator cannot stop containers (the server answers 501)
-    # but the server marks the run `stopping`; its step then ends.
-    assert executing.server.admin("GET", f"/api/v1/runs/{run_id}/status") in ("stopping", "stopped")
-    gate = started["running"].gate
-    assert gate is not None
-    gate.touch()
-    assert final_status(executing, run_id) == "stopped"
