@@ -33,12 +33,13 @@ from support.executing_server import ExecutingDeployment
 
 pytestmark = pytest.mark.executing
 
-# A run reaches `provisioning` once its runner submitted it (10-50 s on 2
-# busy cores) and `running` once its step process started (20-70 s): the
-# held runs' timeouts leave a wide margin for that, and the held runs never
-# leave those states by themselves.
-PROVISIONING_TIMEOUT = 90
-RUNNING_TIMEOUT = 120
+# A run reaches `provisioning` once its runner submitted it and `running`
+# once its step process started: with five runs at once on 2 busy cores,
+# 70-80 s after the trigger. The held runs' timeouts leave a wide margin for
+# that (the held runs never leave those states by themselves) and still end
+# before the training runs do, about 165 s after the trigger.
+PROVISIONING_TIMEOUT = 120
+RUNNING_TIMEOUT = 150
 # The runs that go to their end: the action's own bound, and the test's.
 RUN_TIMEOUT = "5m"
 FINISH_WITHIN = 360
