@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support.action import SECRETS, ActionRunner
 from support.executing_server import ExecutingDeployment, executing_fixture
 from support.fault_proxy import Recorder
-from support.server import ZenMLServer
+from support.server import Deployment, ZenMLServer
 from support.tls import https_recorder
 
-
-@dataclass
-class Deployment:
-    """The running test server with the snapshots seeded on it."""
-
-    server: ZenMLServer
-    snapshots: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def api_key(self) -> str:
-        return self.server.api_key
+__all__ = ["Deployment"]  # the tests' type of the `zenml` fixture
 
 
 @pytest.fixture(scope="session")

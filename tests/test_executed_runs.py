@@ -3,35 +3,47 @@
 No test here plays the orchestrator: the runs are executed by ZenML's `ssh`
 orchestrator, each step a real process running the project's code
 (`tests/support/executing_server.py` says how, and what stands in for
-Docker). The four runs start in two pairs, because each takes tens of
-seconds (the stock workload manager dispatches two runs at a time), and
-each test then reads its own: what the action printed and wrote, and the
-run as the server recorded it.
+Docker). All five runs start at once (the server dispatches them together)
+and each test then reads its own: what the action printed and wrote, and
+the run as the server recorded it.
 
-Run this tier alone with `pytest -m executing`.
+Nothing races the clock: the held runs cannot leave their state on their
+own (an image "pull" held by a file, a step waiting for a file), so the
+action's timeout finds them where the test put them; the other waits are
+generous bounds that only a broken run reaches, and their failure messages
+carry the steps' logs.
+
+Run this tier alone with `make test-executing` (`pytest -m executing`).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
-from support.action import ActionResult, ActionRunner, RunningAction
+from support.action import ROOT, ActionResult, ActionRunner, RunningAction
 from support.executing_server import ExecutingDeployment
 
 pytestmark = pytest.mark.executing
 
-# The held runs are stopped or released only after the action gave up; a
-# run needs about 20-40 s to reach `provisioning`/`running` on 2 busy cores,
-# so these leave a wide margin without racing the clock: the run cannot
-# leave the held state on its own.
-PROVISIONING_TIMEOUT = 60
-RUNNING_TIMEOUT = 90
-FINISH_WITHIN = 300
+# A run reaches `provisioning` once its runner submitted it and `running`
+# once its step process started: with five runs at once on 2 busy cores,
+# 70-80 s after the trigger. The held runs' timeouts leave a wide margin for
+# that (the held runs never leave those states by themselves) and still end
+# before the training runs do, about 165 s after the trigger.
+PROVISIONING_TIMEOUT = 120
+RUNNING_TIMEOUT = 150
+# The runs that go to their end: the action's own bound, and the test's.
+RUN_TIMEOUT = "5m"
+FINISH_WITHIN = 360
+RESULT_SCHEMA = json.loads((ROOT / "schemas" / "result-v1.json").read_text())
 
 
 @dataclass
@@ -40,16 +52,47 @@ class Started:
     gate: Path | None = None
 
 
-def wait_dispatched(executing: ExecutingDeployment, count: int, within: float = 120) -> None:
-    """Wait until `count` runs left `initializing`: their runners are done,
-    so the server's two dispatch slots are free again."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        runs = executing.server.admin("GET", "/api/v1/runs", params={"size": "50"})["items"]
-        if sum(run["body"]["status"] != "initializing" for run in runs) >= count:
-            return
-        time.sleep(1)
-    raise AssertionError(f"fewer than {count} runs dispatched within {within}s")
+@pytest.fixture(scope="module")
+def started(executing: ExecutingDeployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Started]]:
+    """All five actions, started at once; each test finishes its own."""
+    workspace = tmp_path_factory.mktemp("executed-workspace")
+    runner = ActionRunner(
+        workspace,
+        base_inputs={"workspace-url": executing.url, "api-key": executing.api_key, "poll-interval": "1s"},
+    )
+    running_gate = executing.gate("running")
+    executing.hold()
+    inputs = {
+        "completed": {"template": "training-executed", "parameters": "model_type: logistic_regression", "timeout": RUN_TIMEOUT},
+        "failed": {"template": "training-executed", "parameters": "model_type: svm_deluxe", "timeout": RUN_TIMEOUT},
+        "provisioning": {"template": "held-executed", "timeout": f"{PROVISIONING_TIMEOUT}s"},
+        "running": {"template": "gated-executed", "parameters": f"gate: {running_gate}", "timeout": f"{RUNNING_TIMEOUT}s"},
+        "dynamic": {"template": "dynamic-executed", "parameters": "width: 3", "timeout": RUN_TIMEOUT},
+    }
+    runs = {name: Started(runner.start(given), gate=running_gate if name == "running" else None) for name, given in inputs.items()}
+    try:
+        yield runs
+    finally:
+        executing.release()
+        running_gate.touch()
+        for run in runs.values():
+            if run.action.process.poll() is None:
+                run.action.process.kill()
+                run.action.process.wait()
+
+
+def finish(started: dict[str, Started], name: str, executing: ExecutingDeployment) -> ActionResult:
+    """The action's end, or a failure that shows what the steps did."""
+    action = started[name].action
+    try:
+        result = action.finish(timeout=FINISH_WITHIN)
+    except subprocess.TimeoutExpired as exc:
+        action.process.kill()
+        raise AssertionError(
+            f"the `{name}` action did not end within {FINISH_WITHIN}s:\n{exc.output}\n{executing.evidence()}"
+        ) from None
+    assert result.stderr == "", result.stderr
+    return result
 
 
 def final_status(executing: ExecutingDeployment, run_id: str, within: float = FINISH_WITHIN) -> str:
@@ -61,102 +104,18 @@ def final_status(executing: ExecutingDeployment, run_id: str, within: float = FI
         if status in ("completed", "failed", "stopped", "cancelled"):
             return status
         time.sleep(1)
-    raise AssertionError(f"run {run_id} still `{status}` after {within}s\n{executing.container_logs()[-4000:]}")
+    raise AssertionError(f"run {run_id} still `{status}` after {within}s\n{executing.evidence()}")
 
 
-@pytest.fixture(scope="module")
-def started(executing: ExecutingDeployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Started]]:
-    """All four actions, started at once; each test finishes its own."""
-    workspace = tmp_path_factory.mktemp("executed-workspace")
-    runner = ActionRunner(
-        workspace,
-        base_inputs={"workspace-url": executing.url, "api-key": executing.api_key, "poll-interval": "1s"},
-    )
-    running_gate = executing.gate("running")
-    runs: dict[str, Started] = {}
-    executing.hold()
-    try:
-        runs |= {
-            "completed": Started(
-                runner.start({"template": "training-executed", "parameters": "model_type: logistic_regression", "timeout": "10m"})
-            ),
-            "failed": Started(
-                runner.start({"template": "training-executed", "parameters": "model_type: svm_deluxe", "timeout": "10m"})
-            ),
-        }
-        wait_dispatched(executing, 2)
-        runs |= {
-            "provisioning": Started(
-                runner.start({"template": "held-executed", "timeout": f"{PROVISIONING_TIMEOUT}s"})
-            ),
-            "running": Started(
-                runner.start(
-                    {"template": "gated-executed", "parameters": f"gate: {running_gate}", "timeout": f"{RUNNING_TIMEOUT}s"}
-                ),
-                gate=running_gate,
-            ),
-        }
-        yield runs
-    finally:
-        executing.release()
-        running_gate.touch()
-        for run in runs.values():
-            if run.action.process.poll() is None:
-                run.action.process.kill()
+def judged(result: ActionResult) -> dict[str, Any]:
+    """The `result` output, checked against its published schema."""
+    facts: dict[str, Any] = json.loads(result.outputs["result"])
+    jsonschema.validate(facts, RESULT_SCHEMA)
+    return facts
 
 
-def finish(started: dict[str, Started], name: str, executing: ExecutingDeployment) -> ActionResult:
-    result = started[name].action.finish(timeout=FINISH_WITHIN)
-    assert result.stderr == "", result.stderr
-    if result.returncode != 0 and name == "completed":
-        raise AssertionError(f"{result.stdout}\n{executing.container_logs()[-6000:]}")
-    return result
-
-
-def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
-    started: dict[str, Started], executing: ExecutingDeployment
-) -> None:
-    result = finish(started, "completed", executing)
-
-    assert result.returncode == 0, result.stdout
-    assert result.errors == []
-    assert result.outputs["conclusion"] == "success"
-    assert result.outputs["status"] == "completed"
-    for status in ("initializing", "running", "completed"):
-        assert f"Run status: {status}" in result.stdout
-    metadata = json.loads(result.outputs["metadata"])
-    # What the sample's `evaluate` step computed with logistic regression
-    # on scikit-learn's breast-cancer data (seeded: the same every run).
-    assert set(metadata) >= {"accuracy", "f1", "roc_auc"}
-    assert 0.9 < metadata["accuracy"] <= 1.0
-    run = executing.server.admin("GET", f"/api/v1/runs/{result.outputs['run-id']}", params={"hydrate": "true"})
-    assert run["body"]["status"] == "completed"
-    assert run["metadata"]["run_metadata"]["accuracy"] == metadata["accuracy"]
-    assert "accuracy" in result.summary and "Failed:" not in result.summary
-
-
-def test_a_failed_step_is_named_with_its_own_error_in_the_log_and_summary(
-    started: dict[str, Started], executing: ExecutingDeployment
-) -> None:
-    result = finish(started, "failed", executing)
-
-    assert result.returncode == 1
-    assert result.outputs["conclusion"] == "failure"
-    assert result.outputs["status"] == "failed"
-    [error] = result.errors
-    assert "ended `failed`: step `train_model` failed: ValueError: Unknown model_type 'svm_deluxe'" in error
-    assert ".. See its logs" not in error
-    # The step's own log, folded, ending with the exception the step raised.
-    assert "::group::Log of failed step `train_model`" in result.stdout
-    group = result.stdout.split("::group::Log of failed step `train_model`", 1)[1].split("::endgroup::", 1)[0]
-    assert "Unknown model_type 'svm_deluxe': choose one of random_forest" in group
-    assert len(group.splitlines()) <= 62
-    # Only the step that failed: the steps before it succeeded, the one
-    # after it never ran.
-    assert "step `load_data`" not in result.stdout and "step `evaluate`" not in result.stdout
-    assert "Failed: step \\`train\\_model\\`" in result.summary
-    assert "Unknown model\\_type" in result.summary
-    assert final_status(executing, result.outputs["run-id"]) == "failed"
+# The held runs' tests come first: their actions end at their timeouts, and
+# the held run released here completes beside the runs that go to their end.
 
 
 def test_a_timeout_while_provisioning_leaves_a_run_the_server_cannot_stop_yet(
@@ -166,7 +125,7 @@ def test_a_timeout_while_provisioning_leaves_a_run_the_server_cannot_stop_yet(
 
     assert result.returncode == 1
     assert result.outputs["conclusion"] == "timeout"
-    assert result.outputs["status"] == "provisioning"
+    assert result.outputs["status"] == "provisioning", f"{result.stdout}\n{executing.evidence()}"
     [error] = result.errors
     assert f"was still `provisioning` after {PROVISIONING_TIMEOUT}s" in error
     # The run has no orchestrator run id until a step starts: the server
@@ -181,10 +140,8 @@ def test_a_timeout_while_running_stops_the_run(started: dict[str, Started], exec
     result = finish(started, "running", executing)
 
     assert result.returncode == 1, result.stdout
-    assert result.outputs, result.stdout
-    assert result.outputs["conclusion"] == "timeout", result.stdout + executing.container_logs()[-5000:]
-    assert result.outputs["conclusion"] == "timeout"
-    assert result.outputs["status"] == "running"
+    assert result.outputs["conclusion"] == "timeout", f"{result.stdout}\n{executing.evidence()}"
+    assert result.outputs["status"] == "running", f"{result.stdout}\n{executing.evidence()}"
     [error] = result.errors
     assert f"was still `running` after {RUNNING_TIMEOUT}s" in error
     run_id = result.outputs["run-id"]
@@ -195,3 +152,89 @@ def test_a_timeout_while_running_stops_the_run(started: dict[str, Started], exec
     assert gate is not None
     gate.touch()
     assert final_status(executing, run_id) == "stopped"
+
+
+def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
+    started: dict[str, Started], executing: ExecutingDeployment
+) -> None:
+    result = finish(started, "completed", executing)
+
+    assert result.returncode == 0, f"{result.stdout}\n{executing.evidence()}"
+    assert result.errors == []
+    assert result.outputs["conclusion"] == "success"
+    assert result.outputs["status"] == "completed"
+    for status in ("initializing", "running", "completed"):
+        assert f"Run status: {status}" in result.stdout
+    # What the sample's `evaluate` step computed with logistic regression
+    # on scikit-learn's breast-cancer data (seeded: the same every run),
+    # as the server recorded it on the run.
+    run = executing.server.admin("GET", f"/api/v1/runs/{result.outputs['run-id']}", params={"hydrate": "true"})
+    assert run["body"]["status"] == "completed"
+    logged = run["metadata"]["run_metadata"]
+    metadata = json.loads(result.outputs["metadata"])
+    assert {name: metadata[name] for name in ("accuracy", "f1", "roc_auc")} == {
+        name: logged[name] for name in ("accuracy", "f1", "roc_auc")
+    }
+    assert 0.9 < metadata["accuracy"] <= 1.0
+    # `metrics`: the numeric metadata alone, flat.
+    metrics = json.loads(result.outputs["metrics"])
+    assert metrics == {name: logged[name] for name in ("accuracy", "f1", "roc_auc")}
+    facts = judged(result)
+    assert facts["run"]["status"] == "completed"
+    assert facts["metrics"] == metrics
+    assert facts["failures"] == []
+    assert "| accuracy | 0.986" in result.outputs["report"]
+    assert result.outputs["report"] in result.summary
+    assert "Failed:" not in result.summary
+
+
+def test_a_failed_step_is_named_with_its_own_error_in_the_log_summary_and_report(
+    started: dict[str, Started], executing: ExecutingDeployment
+) -> None:
+    result = finish(started, "failed", executing)
+
+    assert result.returncode == 1, f"{result.stdout}\n{executing.evidence()}"
+    assert result.outputs["conclusion"] == "failure", f"{result.stdout}\n{executing.evidence()}"
+    assert result.outputs["status"] == "failed"
+    [error] = result.errors
+    assert "ended `failed`: step `train_model` failed: ValueError: Unknown model_type 'svm_deluxe'" in error
+    assert ".. See its logs" not in error
+    # The step's own log, folded, ending with the exception the step raised.
+    assert "::group::Log of failed step `train_model`" in result.stdout
+    group = result.stdout.split("::group::Log of failed step `train_model`", 1)[1].split("::endgroup::", 1)[0]
+    assert "Unknown model_type 'svm_deluxe': choose one of random_forest" in group
+    assert len(group.splitlines()) <= 62
+    # Only the step that failed: the steps before it succeeded, the one
+    # after it never ran.
+    assert "step `load_data`" not in result.stdout and "step `evaluate`" not in result.stdout
+    assert "Failed: step \\`train\\_model\\`" in result.summary
+    assert "Unknown model\\_type" in result.summary
+    # The same facts in the `result` and `report` outputs: the failed step,
+    # its error and the end of its log; no metrics, no gate.
+    facts = judged(result)
+    [failure] = facts["failures"]
+    assert failure["where"] == "step `train_model`"
+    assert "ValueError: Unknown model_type 'svm_deluxe'" in failure["error"]
+    assert any("Unknown model_type 'svm_deluxe'" in line for line in failure["last_lines"][-5:])
+    assert facts["run"]["status"] == "failed" and facts["metrics"] == {}
+    assert result.outputs["metrics"] == "{}"
+    report = result.outputs["report"].rstrip().splitlines()
+    assert "**Failed: step \\`train\\_model\\`** ValueError: Unknown model\\_type" in "\n".join(report)
+    assert "| Last lines of its log |" in report
+    assert report[-1].startswith("| ValueError: Unknown model\\_type &\\#x27;svm\\_deluxe&\\#x27;: choose one of")
+    assert final_status(executing, result.outputs["run-id"]) == "failed"
+
+
+def test_a_dynamic_pipeline_runs_the_steps_it_decides_on_and_reports_what_they_logged(
+    started: dict[str, Started], executing: ExecutingDeployment
+) -> None:
+    result = finish(started, "dynamic", executing)
+
+    assert result.returncode == 0, f"{result.stdout}\n{executing.evidence()}"
+    assert result.outputs["conclusion"] == "success"
+    assert result.outputs["status"] == "completed"
+    # `width: 3` made three steps, each logging its square on the run.
+    assert json.loads(result.outputs["metrics"]) == {"square_of_1": 1.0, "square_of_2": 4.0, "square_of_3": 9.0}
+    run_id = result.outputs["run-id"]
+    steps = executing.server.admin("GET", "/api/v1/steps", params={"pipeline_run_id": run_id, "size": "20"})["items"]
+    assert sorted(step["body"]["status"] for step in steps) == ["completed"] * 3

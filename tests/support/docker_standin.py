@@ -7,10 +7,20 @@ orchestrator runs every step through the Docker CLI on its SSH host. This
 script implements exactly the three invocations that orchestrator makes
 (`zenml/integrations/ssh/`), and runs each "container" as what the image
 would run: its entrypoint and command, as a local process with the pipeline
-environment's python, in an empty working directory of its own (as a fresh
-container starts in an empty `/app`), with only the container's environment.
-So each step downloads the project's code from the artifact store and talks
-to the server exactly as it would inside a container.
+environment's python, with only the container's environment and an empty
+`/app` of its own (the image's working directory: ZenML's entrypoints change
+into `/app` and download and unpack the code there). So each step downloads
+the project's code from the artifact store and talks to the server exactly as
+it would inside a container.
+
+Each "container" gets its own `/app` through a private mount namespace
+(`unshare --mount`, its directory bind-mounted on `/app`): processes on one
+host otherwise share one `/app`, and two steps starting at the same moment
+then overwrite and delete each other's code archive (seen under load: a step
+failing in the code download with "Compressed file ended before the
+end-of-stream marker was reached", leaving its run `provisioning` or
+`running` for ever, since nothing tells ZenML a step died before it started).
+The mount point `/app` must exist (the fixture makes it).
 
 - `docker --version`: the orchestrator's pre-flight check.
 - `docker compose up -d` (static pipelines): reads `docker-compose.yml` in
@@ -42,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 VERSION = "Docker version 27.0.0-standin, build local-processes"
+# The working directory of ZenML's images, where its entrypoints download the
+# code (zenml/entrypoints/base_entrypoint_configuration.py).
+APP = "/app"
 
 
 def root() -> Path:
@@ -80,7 +93,7 @@ def start_container(name: str, image: str, argv: list[str], env: dict[str, str])
         argv = [python(), *argv[1:]]
     log = open(home / "container.log", "ab")  # the child owns it
     process = subprocess.Popen(
-        argv,
+        [*private_app(workdir), *argv],
         cwd=workdir,
         env=container_env(env, home),
         stdin=subprocess.DEVNULL,
@@ -90,6 +103,15 @@ def start_container(name: str, image: str, argv: list[str], env: dict[str, str])
     )
     record_pid(process.pid)
     return process
+
+
+def private_app(workdir: Path) -> list[str]:
+    """The command prefix that runs a command with `workdir` as its `/app`,
+    in a mount namespace of its own (the mount ends with the process)."""
+    # Without root, a user namespace maps this user to root inside it.
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    mount = f'mount --bind "$0" {APP} && cd {APP} && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", *user, "--", "sh", "-c", mount, str(workdir)]
 
 
 def record_pid(pid: int) -> None:

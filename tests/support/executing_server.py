@@ -24,8 +24,13 @@ The runner subprocess gets only a few `ZENML_*` variables and no HOME, so
 ZenML would write its client config under the home directory of whatever
 user it resolves. The server therefore runs on an "overlay" interpreter: a
 venv in the temporary directory that adds the project venv's packages and,
-through a `.pth` line, gives every process of it without a HOME its own
-ZENML_CONFIG_PATH in the temporary directory.
+through a `.pth` line, gives every process of it without a HOME a
+ZENML_CONFIG_PATH of its own in the temporary directory. Of its own, one per
+process: in a real deployment each runner is a container with its own home,
+and runners that share a config overwrite each other's API token, which is
+scoped to one run (seen with three runs dispatched at once: "Unable to scope
+API token to pipeline run A. The token used to authorize this request is
+already scoped to pipeline run B.", and the runner failed).
 
 Every process started here (server and runners, sshd, moto, containers) is
 stopped on exit, also when a test fails.
@@ -54,8 +59,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from support import docker_standin
 from support.action import SECRETS
-from support.server import TESTS_DIR, ZenMLServer, free_port
+from support.server import TESTS_DIR, Deployment, ZenMLServer, free_port, stop_process_group
 
 ROOT = TESTS_DIR.parent
 IN_MEMORY_WORKLOAD_MANAGER = (
@@ -67,6 +73,8 @@ GATED_IMAGE = "registry.invalid/zenml/gated:standin"
 # A second build of the gated pipeline, whose "image pull" a test holds.
 HELD_IMAGE = "registry.invalid/zenml/gated-held:standin"
 NO_PROXY = "127.0.0.1,localhost"
+# Runs the server dispatches at once: all of the tier's.
+CONCURRENT_RUNS = 5
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
@@ -78,23 +86,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeou
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
-
-
-def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """Stop a process started in its own session, and everything it started
-    in that session (the server's runner subprocesses, sshd's sessions)."""
-    if process is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(5)
 
 
 # -- sshd ---------------------------------------------------------------------
@@ -205,7 +196,7 @@ class Sshd:
         wait_for_port(self.port, self.process, "sshd")
 
     def stop(self) -> None:
-        stop_group(self.process)
+        stop_process_group(self.process)
 
 
 # -- S3 on moto ----------------------------------------------------------------
@@ -240,7 +231,7 @@ class MotoS3:
         response.raise_for_status()
 
     def stop(self) -> None:
-        stop_group(self.process)
+        stop_process_group(self.process)
 
 
 # -- the server's interpreter ----------------------------------------------------
@@ -248,8 +239,8 @@ class MotoS3:
 
 def overlay_python(root: Path) -> Path:
     """A venv in `root` that sees the project venv's packages, and whose
-    processes without a HOME (the server's runner) keep their ZenML client
-    config in `root`."""
+    processes without a HOME (the server's runners) keep their ZenML client
+    config in `root`, each in a directory of its own."""
     builder = venv.EnvBuilder(symlinks=True, with_pip=False, clear=True)
     builder.create(root)
     site_packages = Path(
@@ -259,69 +250,19 @@ def overlay_python(root: Path) -> Path:
     config_path = root / "runner-config"
     (site_packages / "_executing_tier.pth").write_text(
         f"import site; site.addsitedir({project_site!r})\n"
-        f"import os; os.environ.get('HOME') or os.environ.setdefault('ZENML_CONFIG_PATH', {str(config_path)!r})\n"
+        f"import os; os.environ.get('HOME') or os.environ.setdefault('ZENML_CONFIG_PATH', {str(config_path)!r} + '/' + str(os.getpid()))\n"
     )
     return root / "bin" / "python"
-
-
-@dataclass
-class ExecutingZenMLServer(ZenMLServer):
-    """The test server, run by the overlay interpreter in its own session
-    (so that stopping it stops the runners it started)."""
-
-    python: str = sys.executable
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env.update(NO_PROXY=NO_PROXY, no_proxy=NO_PROXY)
-        return env
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "server.log", "ab")  # closed when the process ends
-        self.process = subprocess.Popen(
-            [
-                self.python,
-                "-m",
-                "uvicorn",
-                "zenml.zen_server.zen_server_api:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.wait_healthy()
-
-    def stop(self) -> None:
-        stop_group(self.process)
 
 
 # -- the whole deployment ----------------------------------------------------------
 
 
 @dataclass
-class ExecutingDeployment:
-    root: Path
-    server: ExecutingZenMLServer
-    snapshots: dict[str, str]
-    standin_root: Path
+class ExecutingDeployment(Deployment):
+    root: Path = Path()
+    standin_root: Path = Path()
     setup_seconds: float = 0.0
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def api_key(self) -> str:
-        return self.server.api_key
 
     def gate(self, name: str) -> Path:
         """A path for `gated_pipeline`'s step to wait for (create it to open)."""
@@ -341,10 +282,19 @@ class ExecutingDeployment:
     def release(self, image: str = HELD_IMAGE) -> None:
         self._hold_file(image).unlink(missing_ok=True)
 
-    def container_logs(self) -> str:
-        """Everything the "containers" printed, for a failing test's message."""
-        logs = sorted((self.standin_root / "containers").glob("*/container.log"))
-        return "\n".join(f"--- {p.parent.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+    def evidence(self) -> str:
+        """What the "containers" printed and the stand-in and the server
+        logged, for a failing test's message (the ends of each)."""
+        parts = [
+            f"--- {path.relative_to(self.root)}\n{path.read_text(errors='replace')[-3000:]}"
+            for path in [
+                *sorted((self.standin_root / "containers").glob("*/container.log")),
+                *sorted((self.standin_root / "logs").glob("*.log")),
+                self.server.root / "server.log",
+            ]
+            if path.exists()
+        ]
+        return "\n".join(parts)
 
     def stop_containers(self) -> None:
         pids = self.standin_root / "pids"
@@ -360,28 +310,24 @@ def write_docker_shim(bin_dir: Path, python: Path) -> None:
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def register(server: ZenMLServer, root: Path, config: dict[str, object]) -> dict[str, str]:
-    env = server.env()
-    env.pop("ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE", None)
-    env.update(
-        ZENML_STORE_URL=server.url,
-        ZENML_STORE_API_KEY=server.api_key,
-        ZENML_CONFIG_PATH=str(root / "client-config"),
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS_DIR)]),
-        NO_PROXY=NO_PROXY,
-        no_proxy=NO_PROXY,
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "support.register_executing", json.dumps(config)],
-        env=env,
-        cwd=TESTS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"registering the executing stack failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+@contextlib.contextmanager
+def app_mount_point() -> Iterator[None]:
+    """`/app`, where the docker stand-in mounts each container's own
+    directory (docker_standin.py says why); removed again if made here and
+    still empty."""
+    app = Path(docker_standin.APP)
+    made = not app.exists()
+    if made:
+        try:
+            app.mkdir()
+        except PermissionError:
+            raise RuntimeError(f"the executing tier needs {app} as a mount point: run it as root or create it") from None
+    try:
+        yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                app.rmdir()
 
 
 @contextlib.contextmanager
@@ -402,42 +348,55 @@ def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
             "DOCKER_STANDIN_PYTHON": str(python),
         },
     )
-    server = ExecutingZenMLServer(
-        root / "server", workload_manager=IN_MEMORY_WORKLOAD_MANAGER, python=str(python)
+    server = ZenMLServer(
+        root / "server",
+        workload_manager=IN_MEMORY_WORKLOAD_MANAGER,
+        python=str(python),
+        extra_env={
+            "NO_PROXY": NO_PROXY,
+            "no_proxy": NO_PROXY,
+            # The tier's five runs are dispatched at once (ZenML's default
+            # is 2; more answer 429 until a runner has submitted its run).
+            "ZENML_SERVER_MAX_CONCURRENT_SNAPSHOT_RUNS": str(CONCURRENT_RUNS),
+        },
     )
-    deployment = ExecutingDeployment(root, server, {}, standin_root)
-    try:
+    deployment = ExecutingDeployment(server, {}, root=root, standin_root=standin_root)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(app_mount_point())
+        cleanup.callback(moto.stop)
+        cleanup.callback(sshd.stop)
+        cleanup.callback(deployment.stop_containers)
+        cleanup.callback(server.stop)
+        cleanup.callback(deployment.stop_containers)
         moto.start()
         sshd.start()
         server.start()
         server.activate()
-        deployment.snapshots = register(
-            server,
-            root,
-            {
-                "source_root": str(ROOT),
-                "bucket": moto.bucket,
-                "s3_key": moto.key,
-                "s3_secret": moto.secret,
-                "s3_endpoint": moto.endpoint,
-                "ssh_port": sshd.port,
-                "ssh_user": sshd.user,
-                "ssh_key_path": str(sshd.client_key),
-                "known_hosts_path": str(sshd.known_hosts),
-                "remote_workdir": str(root / "remote"),
-                "image": TRAINING_IMAGE,
-                "gated_image": GATED_IMAGE,
-                "held_image": HELD_IMAGE,
-            },
-        )
+        config = {
+            "source_root": str(ROOT),
+            "bucket": moto.bucket,
+            "s3_key": moto.key,
+            "s3_secret": moto.secret,
+            "s3_endpoint": moto.endpoint,
+            "ssh_port": sshd.port,
+            "ssh_user": sshd.user,
+            "ssh_key_path": str(sshd.client_key),
+            "known_hosts_path": str(sshd.known_hosts),
+            "remote_workdir": str(root / "remote"),
+            "image": TRAINING_IMAGE,
+            "gated_image": GATED_IMAGE,
+            "held_image": HELD_IMAGE,
+        }
+        deployment.snapshots = {
+            name: str(value)
+            for name, value in server.run_client(
+                "support.register_executing",
+                json.dumps(config),
+                pythonpath=os.pathsep.join([str(ROOT), str(TESTS_DIR)]),
+            ).items()
+        }
         deployment.setup_seconds = time.monotonic() - started
         yield deployment
-    finally:
-        deployment.stop_containers()
-        server.stop()
-        sshd.stop()
-        moto.stop()
-        deployment.stop_containers()
 
 
 def executing_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:

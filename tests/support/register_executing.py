@@ -10,7 +10,9 @@ a `default` container registry (never contacted: images are "pulled" by the
 docker stand-in) and the `local` image builder. The build is registered, not
 built (no Docker here): its image name is what the stand-in "runs". The
 snapshots are compiled on that stack from the project's own code, which
-ZenML uploads to the artifact store; the steps download it from there.
+ZenML uploads to the artifact store; the steps download it from there: the
+sample training pipeline, the gated test pipeline (twice: once on a build
+whose image a test holds) and a dynamic pipeline.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def main() -> None:
     client.activate_stack(stack_id)
 
     from pipelines.training import training_pipeline
+    from tests.support.dynamic_pipeline import dynamic_pipeline
     from tests.support.gated_pipeline import gated_pipeline
 
     out: dict[str, str] = {"stack": str(stack_id)}
@@ -98,6 +101,9 @@ def main() -> None:
     held_build = register_build(client, stack_id, config["held_image"])
     held = gated_pipeline.with_options(build=held_build).create_snapshot(name="held-executed")
     out["held"] = str(held.id)
+    # Its one container (the orchestrator's) runs the gated image's build.
+    dynamic = dynamic_pipeline.with_options(build=gated_build).create_snapshot(name="dynamic-executed")
+    out["dynamic"] = str(dynamic.id)
     print(json.dumps(out))
 
 

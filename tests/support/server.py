@@ -8,9 +8,11 @@ runs) a workload manager.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -32,9 +34,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process_group(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop a process started in a session of its own, and everything it
+    started in that session (a server's runner subprocesses, sshd's
+    sessions): SIGTERM, then SIGKILL after `timeout` seconds."""
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+@dataclass
+class Deployment:
+    """A running test server and the snapshots registered on it."""
+
+    server: ZenMLServer
+    snapshots: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api_key(self) -> str:
+        return self.server.api_key
+
+
 @dataclass
 class ZenMLServer:
-    """One uvicorn process serving ZenML from a sqlite file in `root`."""
+    """One uvicorn process serving ZenML from a sqlite file in `root`, in a
+    session of its own: stopping it stops whatever it started too (the
+    runners of a server that executes runs)."""
 
     root: Path
     workload_manager: str | None = "support.workload_managers.NoopWorkloadManager"
@@ -101,7 +137,10 @@ class ZenMLServer:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
+        log.close()  # the server holds its own copy
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -121,13 +160,7 @@ class ZenMLServer:
         raise RuntimeError(f"ZenML server on {self.url} not healthy in {timeout}s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process_group(self.process)
 
     def restart(self) -> None:
         """Stop and start again on the same port, database and JWT secret."""
@@ -182,17 +215,24 @@ class ZenMLServer:
         return response.json() if response.content else None
 
     def seed(self) -> dict[str, Any]:
-        """Register the test pipelines' snapshots (see `seed_snapshots.py`),
-        in a subprocess so this process never holds ZenML client state."""
+        """Register the test pipelines' snapshots (see `seed_snapshots.py`)."""
+        return self.run_client("support.seed_snapshots")
+
+    def run_client(self, module: str, *args: str, pythonpath: str = str(TESTS_DIR)) -> dict[str, Any]:
+        """Run `python -m module args` (from the tests directory) as a ZenML
+        client of this server, with the API key, in a subprocess so that
+        this process never holds ZenML client state; the JSON object on the
+        last line it printed."""
         env = self.env()
         env.update(
             ZENML_STORE_URL=self.url,
             ZENML_STORE_API_KEY=self.api_key,
             ZENML_CONFIG_PATH=str(self.root / "client-config"),
+            PYTHONPATH=pythonpath,
         )
         env.pop("ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE", None)
         result = subprocess.run(
-            [self.python, "-m", "support.seed_snapshots"],
+            [self.python, "-m", module, *args],
             env=env,
             cwd=TESTS_DIR,
             capture_output=True,
@@ -200,5 +240,5 @@ class ZenMLServer:
             timeout=300,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"seeding failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(f"{module} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         return dict(json.loads(result.stdout.strip().splitlines()[-1]))
