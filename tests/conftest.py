@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support import executing_server
 from support.action import SECRETS, ActionRunner
-from support.executing_server import ExecutingDeployment, executing_fixture
+from support.executing_server import ExecutingDeployment
 from support.fault_proxy import Recorder
 from support.server import Deployment, ZenMLServer
 from support.tls import https_recorder
@@ -93,14 +94,23 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def executing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:
-    """A server that really executes runs (tests/support/executing_server.py)."""
-    yield from executing_fixture(tmp_path_factory)
+def executing() -> ExecutingDeployment:
+    """A server that really executes runs (tests/support/executing_server.py),
+    set up in the background since collection ended."""
+    return executing_server.tier().deployment
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The executing tier's tests last: their runs go on in the background
+    while the rest of the suite runs (`executing_server.Tier`)."""
+    items.sort(key=lambda item: item.get_closest_marker("executing") is not None)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start setting up the old ZenML versions' servers the selected tests
-    need (tests/test_versions.py), beside the tests that run before them."""
+    """Start setting up what the selected tests need and takes minutes, in
+    the background, beside the tests that run before them: the old ZenML
+    versions' servers (tests/test_versions.py) and the executing tier with
+    its runs (tests/test_executed_runs.py)."""
     from support import version_servers
 
     version_servers.start(
@@ -108,9 +118,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for item in session.items
         if hasattr(item, "callspec") and "versioned" in item.callspec.params
     )
+    executing = [item for item in session.items if item.get_closest_marker("executing")]
+    if executing:
+        # The tier's module says which actions its tests read.
+        executing_server.start_tier(executing[0].module.started_actions)  # type: ignore[attr-defined]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from support import version_servers
 
     version_servers.close()
+    executing_server.close_tier()

@@ -50,13 +50,16 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import venv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import pytest
 import requests
 
 from support import docker_standin
@@ -399,9 +402,67 @@ def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
         yield deployment
 
 
-def executing_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutingDeployment]:
-    """Session fixture body (conftest's `executing`): one deployment for the
-    whole tier, torn down whatever the tests did."""
-    with executing_deployment(tmp_path_factory.mktemp("executing")) as deployment:
+StartActions = Callable[[ExecutingDeployment, Path], AbstractContextManager[Any]]
+
+
+class Tier:
+    """The tier, prepared in a background thread from the moment the session
+    knows it has tests for it (conftest's `pytest_collection_finish`): the
+    deployment's set-up (about 40 s) and the minutes its runs take overlap
+    the rest of the suite, which keeps 2 cores only about half busy (most
+    of its tests wait on servers); the tier's tests run last
+    (`pytest_collection_modifyitems`) and read what their runs did.
+    `start_actions` (the test module's) starts the actions in a workspace
+    and stops what is left of them on exit."""
+
+    def __init__(self, start_actions: StartActions) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="zenml-executing-"))
+        self._cleanup = contextlib.ExitStack()
+        self._executor = ThreadPoolExecutor(max_workers=1)
+        self._ready = self._executor.submit(self._prepare, start_actions)
+
+    def _prepare(self, start_actions: StartActions) -> tuple[ExecutingDeployment, Any]:
+        deployment = self._cleanup.enter_context(executing_deployment(self.root / "deployment"))
         SECRETS.add(deployment.api_key)
-        yield deployment
+        workspace = self.root / "workspace"
+        workspace.mkdir()
+        actions = self._cleanup.enter_context(start_actions(deployment, workspace))
+        return deployment, actions
+
+    @property
+    def deployment(self) -> ExecutingDeployment:
+        return self._ready.result()[0]
+
+    @property
+    def actions(self) -> Any:
+        return self._ready.result()[1]
+
+    def close(self) -> None:
+        """Stop every process the tier started and remove its directory."""
+        with contextlib.suppress(BaseException):
+            self._ready.result()  # its outcome was the tests' to report
+        self._executor.shutdown()
+        self._cleanup.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_tier: Tier | None = None
+
+
+def start_tier(start_actions: StartActions) -> None:
+    global _tier
+    if _tier is None:
+        _tier = Tier(start_actions)
+
+
+def tier() -> Tier:
+    if _tier is None:
+        raise RuntimeError("the executing tier was not started: conftest's pytest_collection_finish starts it")
+    return _tier
+
+
+def close_tier() -> None:
+    global _tier
+    if _tier is not None:
+        _tier.close()
+        _tier = None
