@@ -48,6 +48,9 @@ CONTENDERS = {
     "floor": ("floor (stdlib client)", rf"({UUID})\s*$"),
     "action": ("**action**, template by name", rf"^run-id=({UUID})$"),
     "action-uuid": ("**action**, template by UUID", rf"^run-id=({UUID})$"),
+    # Not a target: the action by name outside a workflow (no GitHub context
+    # to record), to show what that request costs.
+    "action-bare": ("action by name, no GitHub context (not a target)", rf"^run-id=({UUID})$"),
     "curl": ("curl + jq", rf"({UUID})\s*$"),
     "sdk": ("ZenML SDK (`Client().trigger_pipeline`)", rf"({UUID})\s*$"),
     "cli": ("ZenML CLI (`zenml pipeline snapshot run`)", rf"Started snapshot run `({UUID})`"),
@@ -106,12 +109,12 @@ def invocation(key: str, url: str, api_key: str, snapshot_id: str, work: Path, b
     list[str], dict[str, str]
 ]:
     """The command line and environment of one contender's run."""
-    if key in ("action", "action-uuid"):
+    if key in ("action", "action-uuid", "action-bare"):
         env = dict(base, **{
             "INPUT_WORKSPACE-URL": url, "INPUT_API-KEY": api_key, "INPUT_WAIT": "false",
             "INPUT_TEMPLATE": snapshot_id if key == "action-uuid" else SNAPSHOT,
             "INPUT_PARAMETERS": "model_type: gradient_boosting\n",  # flat: the action finds the step
-        }, **GITHUB_CONTEXT)
+        }, **({} if key == "action-bare" else GITHUB_CONTEXT))
         return [sys.executable, str(ROOT / "entrypoint.py")], env
     env = dict(base, ZENML_STORE_URL=url, ZENML_STORE_API_KEY=api_key)
     if key == "floor":
