@@ -113,6 +113,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     its runs (tests/test_executed_runs.py)."""
     from support import version_servers
 
+    if session.config.option.collectonly:
+        return  # nothing will run
     version_servers.start(
         item.callspec.params["versioned"]
         for item in session.items
