@@ -31,6 +31,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.fault_proxy import FaultProxy  # noqa: E402
+from support.github_env import github_env  # noqa: E402
 from support.orchestrator import step_parameters  # noqa: E402
 from support.server import ZenMLServer  # noqa: E402
 
@@ -98,11 +99,7 @@ def log(message: str) -> None:
 
 # What a workflow run gives every step: the action records it on the run
 # (one more request after the trigger), so the benchmark pays for it too.
-GITHUB_CONTEXT = {
-    "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/models", "GITHUB_RUN_ID": "4242",
-    "GITHUB_RUN_ATTEMPT": "1", "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
-    "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main", "GITHUB_EVENT_NAME": "push", "GITHUB_ACTOR": "bench",
-}
+GITHUB_CONTEXT = {**github_env("acme/models", "refs/heads/main"), "GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "1"}
 
 
 def invocation(key: str, url: str, api_key: str, snapshot_id: str, work: Path, base: dict[str, str]) -> tuple[

@@ -265,7 +265,6 @@ def overlay_python(root: Path) -> Path:
 class ExecutingDeployment(Deployment):
     root: Path = Path()
     standin_root: Path = Path()
-    setup_seconds: float = 0.0
 
     def gate(self, name: str) -> Path:
         """A path for `gated_pipeline`'s step to wait for (create it to open)."""
@@ -336,7 +335,6 @@ def app_mount_point() -> Iterator[None]:
 @contextlib.contextmanager
 def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
     """Start everything in `root`; stop everything on exit, whatever happens."""
-    started = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
     python = overlay_python(root / "python")
     standin_root = root / "docker"
@@ -398,7 +396,6 @@ def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
                 pythonpath=os.pathsep.join([str(ROOT), str(TESTS_DIR)]),
             ).items()
         }
-        deployment.setup_seconds = time.monotonic() - started
         yield deployment
 
 
