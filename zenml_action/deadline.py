@@ -1,0 +1,150 @@
+"""The action's one deadline, and the runner's cancel, as exceptions.
+
+`timeout` is one point in time, set once in `main`. A cancel is a signal
+(the runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL at 10 s). Both
+become an exception raised in the main thread wherever it is: the deadline
+is a SIGALRM timer, and a signal interrupts any blocking call (a socket
+read, a back-off sleep, the wait for a child process: PEP 475) to run the
+handler, which raises. So no phase can overrun `timeout`, whatever the
+network does, and no timeout has to be threaded through the code.
+
+Both are `BaseException`s, like `KeyboardInterrupt`: no `except ActionError`
+or `except Exception` can swallow them, and nothing after them looks a
+baseline up or judges. What the user must still get (the stop of a run
+that should not go on, the outputs, the summary) runs in `grace()`, once,
+bounded by GRACE_SECONDS; a second signal then cuts the grace short.
+
+Limit: a host name lookup blocks in C (getaddrinfo) and does not return to
+Python until the resolver gives up; a signal is handled as soon as it does.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import ClassVar
+
+# After a timeout or a cancel: stopping the run, then writing the outputs
+# and the summary. The runner sends SIGTERM 7.5 s after SIGINT; the README
+# promises the action ends within 5 s of a cancel.
+GRACE_SECONDS = 4.0
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """The deadline passed or the workflow was cancelled."""
+
+    title: ClassVar[str] = "Interrupted"
+    conclusion: ClassVar[str] = "cancelled"
+
+
+class Cancelled(Interrupted):
+    title = "Cancelled"
+    conclusion = "cancelled"
+
+
+class TimedOut(Interrupted):
+    title = "Timed out"
+    conclusion = "timeout"
+
+
+class _Clock:
+    """What the handlers need: one per process, since signals are."""
+
+    seconds: float = math.inf
+    at: float = math.inf
+    phase: str = "starting"
+    pending: list[int]
+
+    def __init__(self) -> None:
+        self.pending = []
+
+
+_clock = _Clock()
+
+
+def entering(phase: str) -> None:
+    """Name what the action does now ("waiting for the run"): the message
+    says where the time ran out or the cancel came."""
+    _clock.phase = phase
+
+
+def phase() -> str:
+    return _clock.phase
+
+
+def left() -> float:
+    """Seconds until the deadline (infinite without one)."""
+    return max(0.0, _clock.at - time.monotonic())
+
+
+def _timed_out() -> TimedOut:
+    return TimedOut(
+        f"`timeout` ({_clock.seconds:g}s) ran out while {_clock.phase}. Raise `timeout`, "
+        "or set `wait: false` to return as soon as the run starts."
+    )
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise _timed_out()
+
+
+def _on_cancel(signum: int, frame: FrameType | None) -> None:
+    raise Cancelled(
+        f"The workflow was cancelled ({signal.Signals(signum).name}) while {_clock.phase}."
+    )
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    _clock.pending.append(signum)
+
+
+def _arm(seconds: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001) if math.isfinite(seconds) else 0.0)
+
+
+@contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Within the block, a cancel raises `Cancelled` and, `seconds` from
+    now, `TimedOut` is raised (`math.inf`: no deadline). Main thread only."""
+    _clock.seconds, _clock.at, _clock.phase = seconds, time.monotonic() + seconds, "starting"
+    _clock.pending = []
+    previous = {sig: signal.signal(sig, _on_cancel) for sig in _SIGNALS}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
+    _arm(seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def grace() -> Iterator[None]:
+    """The one grace period after a timeout or cancel: the block gets
+    GRACE_SECONDS (then `TimedOut`); a further cancel raises `Cancelled` at
+    once. What the block raises is the caller's to handle."""
+    _arm(GRACE_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@contextmanager
+def deferred() -> Iterator[list[int]]:
+    """Signals arriving within the block are noted, not raised: writing the
+    outputs and the summary is not cut in half. The list says which came."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    previous = {sig: signal.signal(sig, _note) for sig in (*_SIGNALS, signal.SIGALRM)}
+    try:
+        yield _clock.pending
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
