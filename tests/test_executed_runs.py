@@ -137,7 +137,7 @@ def test_a_timeout_while_provisioning_leaves_a_run_the_server_cannot_stop_yet(
     assert result.outputs["conclusion"] == "timeout"
     assert result.outputs["status"] == "provisioning", f"{result.stdout}\n{executing.evidence()}"
     [error] = result.errors
-    assert f"was still `provisioning` after {PROVISIONING_TIMEOUT}s" in error
+    assert f"`timeout` ({PROVISIONING_TIMEOUT}s) ran out while waiting for run" in error and "(still `provisioning`)" in error
     # The run has no orchestrator run id until a step starts: the server
     # refuses the stop, and the action says so in the server's words.
     assert any("Cannot stop a pipeline run that has no orchestrator run id yet" in w for w in result.warnings), result.stdout
@@ -153,7 +153,7 @@ def test_a_timeout_while_running_stops_the_run(started: dict[str, RunningAction]
     assert result.outputs["conclusion"] == "timeout", f"{result.stdout}\n{executing.evidence()}"
     assert result.outputs["status"] == "running", f"{result.stdout}\n{executing.evidence()}"
     [error] = result.errors
-    assert f"was still `running` after {RUNNING_TIMEOUT}s" in error
+    assert f"`timeout` ({RUNNING_TIMEOUT}s) ran out while waiting for run" in error and "(still `running`)" in error
     run_id = result.outputs["run-id"]
     # The SSH orchestrator cannot stop containers (the server answers 501)
     # but the server marks the run `stopping`; its step then ends.

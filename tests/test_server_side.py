@@ -260,19 +260,6 @@ def test_a_failed_run_fails_the_step_unless_told_not_to(
         assert "ended `failed`" in result.errors[0]
 
 
-def test_timeout_stops_the_run_and_fails(action: ActionRunner, zenml: Deployment, unique_name: str) -> None:
-    result = action.run({"template": "trainer-prod", "run-name": unique_name, "timeout": "3s"})
-
-    assert result.returncode == 1
-    assert result.outputs["conclusion"] == "timeout"
-    assert result.outputs["status"] == "initializing"
-    assert result.outputs["run-id"] == find_run(zenml.server, unique_name)["id"]
-    assert "title=Timed out waiting for the pipeline run" in result.errors[0]
-    # The test stack's orchestrator (SSH, not installed on the server) cannot
-    # stop runs: the server's refusal proves the stop was asked for.
-    assert any("refused to stop run" in w for w in result.warnings), result.stdout
-
-
 def test_timeout_without_stop_leaves_the_run_alone(action: ActionRunner, unique_name: str) -> None:
     # `timeout` covers the login too (0.9 s of bcrypt on an idle server, over
     # 2 s on a busy one): 5 s leaves the run started before it elapses.
@@ -280,25 +267,6 @@ def test_timeout_without_stop_leaves_the_run_alone(action: ActionRunner, unique_
 
     assert result.outputs["conclusion"] == "timeout"
     assert not any("stop" in w for w in result.warnings)
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cancel_while_waiting_stops_the_run_and_writes_outputs(
-    action: ActionRunner, zenml: Deployment, unique_name: str, signum: int
-) -> None:
-    running = action.start({"template": "trainer-prod", "run-name": unique_name})
-    run = find_run(zenml.server, unique_name)
-    time.sleep(1)
-    sent = time.monotonic()
-    running.signal(signum)
-    result = running.finish(timeout=30)
-
-    assert time.monotonic() - sent < 7
-    assert result.returncode == 1
-    assert result.outputs["conclusion"] == "cancelled"
-    assert result.outputs["run-id"] == run["id"]
-    assert "title=Cancelled" in result.errors[0]
-    assert any("refused to stop run" in w for w in result.warnings), result.stdout
 
 
 # -- server and credential problems -----------------------------------------
@@ -350,7 +318,7 @@ def test_outside_github_outputs_are_printed(action: ActionRunner) -> None:
     assert "::add-mask::" not in result.stdout
 
 
-@pytest.mark.parametrize("named", [True, False], ids=["tag-key", "name-key"])
+@pytest.mark.parametrize("named", [False], ids=["name-key"])  # the tag key: test_deadline.py
 def test_cancel_while_the_trigger_answer_is_on_its_way(zenml: Deployment, workspace: Path, named: bool) -> None:
     """The server has created the run, its answer is held up in a proxy, and
     the workflow is cancelled: the action finds the run, reports it, and

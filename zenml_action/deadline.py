@@ -108,19 +108,26 @@ def _arm(seconds: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001) if math.isfinite(seconds) else 0.0)
 
 
+def start(seconds: float) -> None:
+    """Set the deadline `seconds` from now (`math.inf`: none), within
+    `bounded`."""
+    _clock.seconds, _clock.at = seconds, time.monotonic() + seconds
+    _arm(seconds)
+
+
 @contextmanager
-def bounded(seconds: float) -> Iterator[None]:
+def bounded(seconds: float = math.inf) -> Iterator[None]:
     """Within the block, a cancel raises `Cancelled` and, `seconds` from
-    now, `TimedOut` is raised (`math.inf`: no deadline). Main thread only."""
-    _clock.seconds, _clock.at, _clock.phase = seconds, time.monotonic() + seconds, "starting"
-    _clock.pending = []
+    now (or from `start`), `TimedOut` is raised. Main thread only."""
+    _clock.phase, _clock.pending = "starting", []
     previous = {sig: signal.signal(sig, _on_cancel) for sig in _SIGNALS}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
-    _arm(seconds)
+    start(seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        _clock.at = math.inf
         for sig, old in previous.items():
             signal.signal(sig, old)
 

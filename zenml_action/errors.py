@@ -108,14 +108,6 @@ class GateFailed(ActionError):
     title = "Quality gate failed"
 
 
-class WaitTimedOut(ActionError):
-    title = "Timed out waiting for the pipeline run"
-
-
-class Cancelled(ActionError):
-    title = "Cancelled"
-
-
 class UnsupportedServer(ActionError):
     """The server's ZenML version is older than any this action supports."""
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zenml_action import api, gate, judge
+from zenml_action import api, deadline, gate, judge
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError
 from zenml_action.github import Console
-from zenml_action.http import Deadline
-from zenml_action.report import Report
 
-# Reading the baseline gets its own budget: the run is over by then.
-BASELINE_SECONDS = 20.0
+if TYPE_CHECKING:
+    from zenml_action.runs import Action
 
 
 def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: Mapping[str, str], console: Console) -> None:
@@ -27,19 +25,19 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
     if not context or not run_id:
         return
     try:
-        client.call(api.attach_run_metadata(project_id, run_id, dict(context)), Deadline(BASELINE_SECONDS))
+        client.call(api.attach_run_metadata(project_id, run_id, dict(context)))
     except ActionError as exc:
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
 
-def parameters_of(client: ZenMLClient, run: Mapping[str, Any], budget: Deadline) -> dict[str, Any]:
+def parameters_of(client: ZenMLClient, run: Mapping[str, Any]) -> dict[str, Any]:
     """A run's parameters, pipeline-level and each step's (from the run's
     snapshot, where the server has one), for comparing two runs."""
     snapshot_id = api.dig(run, "resources", "snapshot", "id")
     snapshot = None
     if snapshot_id:
         try:
-            snapshot = client.call(api.get_snapshot(str(snapshot_id)), budget)
+            snapshot = client.call(api.get_snapshot(str(snapshot_id)))
         except ActionError:
             snapshot = None
     return api.run_parameters(run, snapshot)
@@ -50,8 +48,8 @@ def differing_parameters(
 ) -> list[judge.ParameterDiff]:
     if client is None or baseline_run is None:
         return []
-    budget = Deadline(BASELINE_SECONDS)
-    return judge.differing_parameters(parameters_of(client, run, budget), parameters_of(client, baseline_run, budget))
+    deadline.entering("comparing the run's parameters with the baseline's")
+    return judge.differing_parameters(parameters_of(client, run), parameters_of(client, baseline_run))
 
 
 def find_baseline(
@@ -60,25 +58,25 @@ def find_baseline(
     """The baseline, why there is none, and the baseline run (for a run)."""
     if client is None:
         return None, "no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs", None
-    budget = Deadline(BASELINE_SECONDS)
+    deadline.entering("looking the baseline up")
     run_id = str(run.get("id") or "")
     pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
     try:
         if wanted.kind == "model":
-            version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage), budget))
+            version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage)))
             if version is None:
                 return None, f"no baseline: model `{wanted.value}` has no version in stage `{wanted.stage}`", None
             name = f"{wanted.value} version {version.get('name', '?')} ({wanted.stage})"
             return judge.Baseline("model_version", str(version["id"]), name, "", api.created_at(version),
                                   judge.numeric_metrics(api.run_metadata(version))), "", None
         if wanted.kind == "run":
-            found: dict[str, Any] | None = client.call(api.get_run(wanted.value, hydrate=True), budget)
+            found: dict[str, Any] | None = client.call(api.get_run(wanted.value, hydrate=True))
         else:
             key, value = ("github.ref", wanted.value) if wanted.kind == "branch" else (
                 "github.repository", context.get("github.repository", ""))
             if not value:
                 return None, "no baseline: the repository is not known (GITHUB_REPOSITORY is not set)", None
-            listed = client.call(api.list_runs_by_metadata(key, value, pipeline_id=pipeline_id), budget)
+            listed = client.call(api.list_runs_by_metadata(key, value, pipeline_id=pipeline_id))
             found = api.decode_baseline_run(listed, exclude_run_id=run_id, repository=context.get("github.repository", ""))
     except ActionError as exc:
         return None, f"no baseline: looking it up failed ({exc})", None
@@ -90,18 +88,12 @@ def find_baseline(
                           judge.numeric_metrics(api.run_metadata(found))), "", found
 
 
-def judge_run(
-    client: ZenMLClient | None,
-    report: Report,
-    run: Mapping[str, Any],
-    wanted: judge.CompareTo | None,
-    compare_to: str,
-    rules: tuple[gate.Rule, ...],
-    context: Mapping[str, str],
-    console: Console,
-) -> str:
+def judge_run(action: Action, run: Mapping[str, Any]) -> str:
     """Fill in the report's judgement; the gate's error message when a rule
     failed ("" otherwise). A run that did not complete is not judged."""
+    client, report, console = action.client, action.report, action.console
+    wanted, compare_to, rules = action.inputs.compare_to, action.inputs.compare_to_text, action.inputs.gate
+    context = action.inputs.github
     metrics = judge.numeric_metrics(report.metadata)
     baseline, note, baseline_run = None, "", None
     if wanted is not None:

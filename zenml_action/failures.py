@@ -15,11 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from zenml_action import api
+from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError
 from zenml_action.github import Console
-from zenml_action.http import Deadline
 from zenml_action.report import FailureLog, Report
 
 # The folded group in the log: the end of the log, where the error is.
@@ -152,29 +151,30 @@ def _print_tail(console: Console, where: str, lines: list[str]) -> None:
     console.endgroup()
 
 
-def _log(client: ZenMLClient, request: Any, budget: Deadline) -> tuple[list[str], str]:
+def _log(client: ZenMLClient, request: Any) -> tuple[list[str], str]:
     """The log's lines, or why the server could not serve them."""
     try:
-        return decode_log(client.call(request, budget)), ""
+        return decode_log(client.call(request)), ""
     except ActionError as exc:
         return [], str(exc)
 
 
-def explain(client: ZenMLClient, console: Console, report: Report, budget: Deadline) -> str:
+def explain(client: ZenMLClient, console: Console, report: Report) -> str:
     """For a failed run: print each failed step's log tail in a folded
     group, record them in the report's summary, and return the reason for
     the `::error` ("" when the server told nothing)."""
     if report.status != "failed" or not report.run_id:
         return ""
+    deadline.entering("listing the run's failed steps")
     try:
-        steps = decode_failed_steps(client.call(api.list_failed_steps(report.run_id), budget))
+        steps = decode_failed_steps(client.call(api.list_failed_steps(report.run_id)))
     except ActionError as exc:
         console.info(f"Could not list the run's failed steps: {exc}")
         steps = []
     failures: list[FailureLog] = []
     for step in steps:
         where = f"step `{step.name}`"
-        lines, problem = _log(client, api.step_logs(step.id), budget)
+        lines, problem = _log(client, api.step_logs(step.id))
         if problem or not lines:
             link = step_url(report.run_url, step.id)
             note = (
@@ -189,7 +189,7 @@ def explain(client: ZenMLClient, console: Console, report: Report, budget: Deadl
         failures.append(FailureLog(where, step.error or error_line(lines), summary_lines(lines)))
     if not any(failure.last_lines for failure in failures):
         # Failed before any step ran (or no step has a log): the run's own.
-        lines, problem = _log(client, api.run_logs(report.run_id), budget)
+        lines, problem = _log(client, api.run_logs(report.run_id))
         if lines:
             _print_tail(console, "the run", lines)
             failures.append(FailureLog("the run", error_line(lines), summary_lines(lines)))

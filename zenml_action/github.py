@@ -8,17 +8,12 @@ from __future__ import annotations
 import html
 import json
 import secrets
-import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 from urllib.parse import quote, quote_plus
-
-from zenml_action.errors import Cancelled
 
 
 def escape_data(value: str) -> str:
@@ -213,25 +208,3 @@ def append_summary(markdown: str, summary_file: Path | None) -> None:
         return
     with summary_file.open("a", encoding="utf-8") as handle:
         handle.write(markdown)
-
-
-@contextmanager
-def cancellable() -> Iterator[None]:
-    """Turn the runner's cancel (SIGINT, then SIGTERM 7.5 s later) into a
-    `Cancelled` exception, raised even inside a blocking socket read."""
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if received:
-            return  # already cancelling: let the clean-up finish
-        received.append(signum)
-        raise Cancelled(
-            f"The workflow was cancelled ({signal.Signals(signum).name}) while the action was running."
-        )
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

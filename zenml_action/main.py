@@ -11,8 +11,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from zenml_action import deadline
 from zenml_action.errors import ActionError
-from zenml_action.github import Console, append_summary, cancellable, write_outputs
+from zenml_action.github import Console, append_summary, write_outputs
 from zenml_action.inputs import read_inputs
 from zenml_action.report import Report, summary_markdown
 
@@ -38,32 +39,42 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     report = Report()
     output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
     summary_file = Path(environ["GITHUB_STEP_SUMMARY"]) if environ.get("GITHUB_STEP_SUMMARY") else None
-    with cancellable():
+    with deadline.bounded():
         exit_code = _run(argv, environ, console, report)
-        # Redaction comes last, on everything written: a key in a parameter
-        # or a run name must not reach an output or the summary either.
-        outputs = {name: console.redact(value) for name, value in report.outputs().items()}
-        try:
-            write_outputs(outputs, output_file, console)
-            append_summary(console.redact(summary_markdown(report)), summary_file)
-        except OSError as exc:
-            console.error(
-                f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
-                "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
-                "outside GitHub, unset them.",
-                title="Cannot write outputs",
-            )
-            exit_code = 1
+        # Signals that come now are noted, not raised: the outputs and the
+        # summary are written whole, then the action ends at once.
+        with deadline.deferred():
+            exit_code = _write(report, output_file, summary_file, console) or exit_code
     return exit_code
+
+
+def _write(report: Report, output_file: Path | None, summary_file: Path | None, console: Console) -> int:
+    """The outputs and the summary; 1 if they could not be written."""
+    # Redaction comes last, on everything written: a key in a parameter
+    # or a run name must not reach an output or the summary either.
+    outputs = {name: console.redact(value) for name, value in report.outputs().items()}
+    try:
+        write_outputs(outputs, output_file, console)
+        append_summary(console.redact(summary_markdown(report)), summary_file)
+    except OSError as exc:
+        console.error(
+            f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
+            "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
+            "outside GitHub, unset them.",
+            title="Cannot write outputs",
+        )
+        return 1
+    return 0
 
 
 def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, report: Report) -> int:
     """Run the mode the inputs ask for; the exit code, with the error (if
-    any) written as the one `::error::` annotation."""
-    exit_code = 0
+    any) written as the one `::error::` annotation. The modes stop what
+    they started when interrupted (`runs.interrupted`), then re-raise."""
     try:
         inputs = read_inputs(environ, argv)
         console.debug_enabled = inputs.debug
+        deadline.start(inputs.timeout)
         if inputs.code_mode:
             from zenml_action import code_mode
 
@@ -72,25 +83,30 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
             from zenml_action import server_side
 
             server_side.run(inputs, console, report)
+    except deadline.Interrupted as stop:
+        report.conclusion = stop.conclusion
+        return _failed(report, console, str(stop), stop.title)
     except ActionError as exc:
-        report.error = console.redact(str(exc))
-        if report.run_id and not report.conclusion:
-            report.conclusion = "failure"
-        console.error(str(exc), title=exc.title)
-        exit_code = exc.exit_code
+        return _failed(report, console, str(exc), exc.title, exc.exit_code)
     except Exception as exc:  # a bug: say so without a traceback, unless debugging
-        report.error = f"internal error: {type(exc).__name__}"
-        if report.run_id and not report.conclusion:
-            report.conclusion = "failure"
         if console.debug_enabled:
             import traceback
 
             console.debug(traceback.format_exc())
-        console.error(
+        return _failed(
+            report,
+            console,
             f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "
-            "action: please report it with the step's log (re-run with debug logging "
-            "for details).",
-            title="Internal error",
+            "action: please report it with the step's log (re-run with debug logging for details).",
+            "Internal error",
+            summary_error=f"internal error: {type(exc).__name__}",
         )
-        exit_code = 1
+    return 0
+
+
+def _failed(report: Report, console: Console, message: str, title: str, exit_code: int = 1, summary_error: str = "") -> int:
+    report.error = summary_error or console.redact(message)
+    if report.run_id and not report.conclusion:
+        report.conclusion = "failure"
+    console.error(message, title=title)
     return exit_code

@@ -12,12 +12,15 @@ import copy
 import datetime
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from zenml_action.errors import InputError, ParameterError
 from zenml_action.resolve import Target
+
+if TYPE_CHECKING:
+    from zenml_action.inputs import Inputs
 
 MAX_YAML_BYTES = 256 * 1024
 MAX_YAML_NODES = 20_000
@@ -248,13 +251,16 @@ def is_fragment(parameters: dict[str, Any]) -> bool:
     return "steps" in parameters or "parameters" in parameters
 
 
-def build_run_configuration(
-    config: dict[str, Any], parameters: dict[str, Any], run_name: str
-) -> dict[str, Any]:
+def read_run_configuration(inputs: Inputs) -> dict[str, Any]:
+    """`config` and `parameters` as one run configuration, the pipeline's
+    arguments under `parameters:`, for both modes; read before any request,
+    so input mistakes fail fast and offline."""
+    config = read_yaml_file("config", inputs.config, inputs.workspace) if inputs.config else {}
+    parameters = load_parameters(inputs.parameters, inputs.workspace)
     fragment = parameters if is_fragment(parameters) else ({"parameters": parameters} if parameters else {})
     run_configuration = deep_merge(config, fragment)
-    if run_name:
-        run_configuration["run_name"] = run_name
+    if inputs.run_name:
+        run_configuration["run_name"] = inputs.run_name
     return run_configuration
 
 

@@ -1,44 +1,168 @@
-"""What both modes do to a run that exists: read it, stop it, read its
-metadata, and turn its outcome into the conclusion and the exit code."""
+"""Everything after a run exists, for both modes: adopt it into the report,
+follow it (record the GitHub context, wait, read, explain a failure, judge,
+conclude), and, when the deadline passes or the workflow is cancelled, stop
+it within the grace period.
+
+Server-side mode gets the run from the trigger, code mode from its child
+process; from there on both call `adopt`, then `follow`, and `interrupted`
+on a timeout or cancel.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from zenml_action import api, evaluation, failures
+from zenml_action import api, deadline, evaluation, failures
+from zenml_action.background import Background
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import ActionError, GateFailed, RunFailed, WaitTimedOut
+from zenml_action.errors import ActionError, GateFailed, RunFailed
 from zenml_action.github import Console
-from zenml_action.http import Deadline
 from zenml_action.inputs import Inputs
 from zenml_action.report import Report
-
-# The runner kills the step 10 s after a cancel: the stop gets what is left.
-STOP_SECONDS = 6.0
-# Reading a finished run's details gets its own short budget, so a run that
-# finished just before `timeout` is still reported in full.
-AFTER_RUN_SECONDS = 15.0
+from zenml_action.trigger import RunKey, find_run, forget_tag
+from zenml_action.waiting import wait_for_run
 
 CANCELLED_STATUSES = frozenset({"stopped", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Action:
+    """What every phase after the trigger works with. `client` is None for
+    code mode on a local store (no server)."""
+
+    inputs: Inputs
+    console: Console
+    report: Report
+    client: ZenMLClient | None
+
+
+def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
+    """The run's identity and status into the report (a run body as the
+    server answers it, or as code mode's child describes it)."""
+    report.run_id = str(api.dig(run, "id") or "")
+    report.run_name = str(api.dig(run, "name") or "")
+    report.status = api.decode_status(run)
+    report.run_url = run_url
+
+
+def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None) -> None:
+    """From a run that exists (adopted) to the conclusion: the GitHub
+    context recorded on it and the trigger's one-off tag deleted (beside
+    the rest), the wait, the finished run read, a failure explained, the
+    judgement, the conclusion. `started` (monotonic) is when the run was
+    asked for."""
+    inputs, console, report, client = action.inputs, action.console, action.report, action.client
+    beside: list[Background[None]] = []
+    if client is not None and key is not None and key.tag:
+        beside.append(Background(forget_tag, client, key, console))
+    if client is not None and inputs.github and report.run_id:
+        project_id = str(api.dig(run, "body", "project_id") or "")
+        beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
+    finished = api.is_finished(report.status)
+    if inputs.wait and not finished and client is not None:
+        try:
+            report.status = wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console)
+        finally:
+            report.duration_seconds = time.monotonic() - started
+        finished = True
+    if finished and client is not None:
+        run = read_run(client, report.run_id, console)
+        report.metadata = api.run_metadata(run) or report.metadata
+    why = failures.explain(client, console, report) if finished and client is not None else ""
+    gate_error = ""
+    if inputs.wait:
+        deadline.entering("judging the run")
+        gate_error = evaluation.judge_run(action, run)
+    deadline.entering("recording the GitHub context on the run")
+    for work in beside:
+        work.result()
+    conclude(report, finished, inputs.fail_on_run_failure, console, why)
+    if gate_error:
+        raise GateFailed(gate_error)
 
 
 def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
     """The finished run, hydrated: its metadata (the metrics the pipeline
     logged) and what finds its baseline. Not being able to read it is not
     worth failing a finished run for."""
+    deadline.entering("reading the finished run")
     try:
-        body = client.call(api.get_run(run_id, hydrate=True), Deadline(AFTER_RUN_SECONDS))
+        body = client.call(api.get_run(run_id, hydrate=True))
     except ActionError as exc:
         console.warning(f"Could not read the run's metadata: {exc}")
         return {"id": run_id}
     return dict(body) if isinstance(body, dict) else {"id": run_id}
 
 
-def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
+def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console: Console, why: str = "") -> None:
+    """The conclusion from the run's status, and the error that fails the
+    step. `why` says why a failed run failed."""
+    if not finished:
+        report.conclusion = "triggered"
+        return
+    if report.status in api.SUCCESS_STATUSES:
+        report.conclusion = "success"
+        return
+    report.conclusion = "cancelled" if report.status in CANCELLED_STATUSES else "failure"
+    ended = f"Run `{report.run_name}` ended `{report.status}`" + (f": {why.rstrip('.')}" if why else "")
+    where = f" See its logs in the dashboard: {report.run_url}" if report.run_url else ""
+    if fail_on_run_failure:
+        raise RunFailed(f"{ended}.{where}")
+    console.warning(f"{ended} (fail-on-run-failure is false).")
+
+
+def interrupted(
+    action: Action, key: RunKey | None, stop: deadline.Interrupted, end_child: Callable[[], None] | None = None
+) -> None:
+    """After a timeout or cancel, within the one grace period: the child
+    ended (code mode), the run the trigger may have started found, stopped
+    unless it finished or `stop-on-cancel` is false, and the one-off tag
+    deleted. A second cancel, or the grace running out, cuts this short."""
+    report, console, client = action.report, action.console, action.client
+    report.conclusion = stop.conclusion
+    why = "cancelled" if isinstance(stop, deadline.Cancelled) else "timed out"
+    try:
+        with deadline.grace():
+            if end_child is not None:
+                end_child()
+            if client is None:
+                return
+            if not report.run_id and key is not None:
+                _adopt_in_flight(client, key, report, console)
+            # A run not waited for (`wait: false`) was handed off: only a
+            # cancel stops it, not the action's own time running out.
+            waited = action.inputs.wait or isinstance(stop, deadline.Cancelled)
+            if report.run_id and waited and action.inputs.stop_on_cancel and not api.is_finished(report.status):
+                _stop(client, report.run_id, console, why)
+            if key is not None:
+                forget_tag(client, key, console)
+    except deadline.Interrupted as again:
+        console.warning(
+            f"Clean-up after the run {why} was cut short ({again.title.lower()}): "
+            + (f"check in the dashboard that run {report.run_id} was stopped." if report.run_id else "check the dashboard.")
+        )
+
+
+def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:
+    """The trigger was on its way when the action was interrupted: the run
+    may exist. Find it, so it is reported (and stopped)."""
+    try:
+        found = find_run(client, key)
+    except ActionError as exc:
+        console.warning(f"Could not check whether the interrupted trigger started a run ({exc}).")
+        return
+    if found is not None:
+        adopt(report, found, report.run_url)
+
+
+def _stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     """Ask the server to stop the run; a refusal is reported, not fatal."""
     request = api.stop_run(run_id)
     try:
-        response = client.send(request, client.token, Deadline(STOP_SECONDS))
+        response = client.response(request)
     except ActionError as exc:
         console.warning(f"Could not ask the server to stop run {run_id} ({why}): {exc}")
         return
@@ -50,63 +174,3 @@ def stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
         f"The server refused to stop run {run_id} ({why}): {said}. Stop it from the dashboard "
         "if it is still running."
     )
-
-
-def explain_failure(client: ZenMLClient, console: Console, report: Report) -> str:
-    """Why a finished run failed (its failed steps and their logs, in the log
-    and the summary): see `failures.py`."""
-    return failures.explain(client, console, report, Deadline(AFTER_RUN_SECONDS))
-
-
-def finish(
-    client: ZenMLClient | None,
-    inputs: Inputs,
-    report: Report,
-    run: dict[str, Any],
-    finished: bool,
-    console: Console,
-) -> None:
-    """For both modes, once waiting is over: why a failed run failed, the
-    judgement (metrics, baseline, gate), then the conclusion; a failed gate
-    fails the step after the conclusion was set (it keeps describing the
-    run)."""
-    why = explain_failure(client, console, report) if finished and client is not None else ""
-    gate_error = ""
-    if inputs.wait:
-        gate_error = evaluation.judge_run(
-            client, report, run, inputs.compare_to, inputs.compare_to_text, inputs.gate, inputs.github, console
-        )
-    conclude(report, finished, inputs.wait, inputs.timeout, inputs.fail_on_run_failure, console, why)
-    if gate_error:
-        raise GateFailed(gate_error)
-
-
-def conclude(
-    report: Report,
-    finished: bool,
-    wait: bool,
-    timeout: float,
-    fail_on_run_failure: bool,
-    console: Console,
-    why: str = "",
-) -> None:
-    """The conclusion from the run's status, and the error that fails the
-    step, for both modes. `why` says why a failed run failed."""
-    if not finished:
-        if not wait:
-            report.conclusion = "triggered"
-            return
-        report.conclusion = "timeout"
-        raise WaitTimedOut(
-            f"Run {report.run_id} was still `{report.status}` after {timeout:g}s. Raise `timeout`, "
-            "or set `wait: false` to return as soon as the run starts."
-        )
-    if report.status in api.SUCCESS_STATUSES:
-        report.conclusion = "success"
-        return
-    report.conclusion = "cancelled" if report.status in CANCELLED_STATUSES else "failure"
-    ended = f"Run `{report.run_name}` ended `{report.status}`" + (f": {why.rstrip('.')}" if why else "")
-    where = f" See its logs in the dashboard: {report.run_url}" if report.run_url else ""
-    if fail_on_run_failure:
-        raise RunFailed(f"{ended}.{where}")
-    console.warning(f"{ended} (fail-on-run-failure is false).")

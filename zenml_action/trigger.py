@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from zenml_action import api
+from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient, translate
 from zenml_action.errors import ActionError, ConnectionFailed, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Deadline, Request, Response, RetryPolicy
+from zenml_action.http import Request, Response, RetryPolicy
 
 MAX_TRIGGERS = 4
 # A busy server (ZenML's 429) is waited out this long at most (and never
@@ -123,7 +123,6 @@ def trigger_once(
     request: Request,
     key: RunKey,
     console: Console,
-    deadline: Deadline,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
@@ -164,7 +163,7 @@ def trigger_once(
                 continue
         ambiguous = True
         console.warning(f"The trigger may or may not have reached the server ({last_error}); checking.")
-        run = _settle(client, key, deadline, sleep, clock)
+        run = _settle(client, key, sleep, clock)
         if run is not None:
             console.info(f"The server had created the run; using it ({key.run_name or key.tag}).")
             return run
@@ -173,9 +172,9 @@ def trigger_once(
 
 
 def _settle(
-    client: ZenMLClient, key: RunKey, deadline: Deadline, sleep: Callable[[float], None], clock: Callable[[], float]
+    client: ZenMLClient, key: RunKey, sleep: Callable[[float], None], clock: Callable[[], float]
 ) -> dict[str, Any] | None:
-    """Look the key up for a while (within the deadline)."""
+    """Look the key up for a while (the deadline interrupts it)."""
     until = clock() + min(SETTLE_SECONDS_BY_NAME if key.run_name else SETTLE_SECONDS, deadline.left())
     pause = 0.5
     while True:
@@ -188,8 +187,8 @@ def _settle(
         pause = min(pause * 2, 5.0)
 
 
-def find_run(client: ZenMLClient, key: RunKey, deadline: Deadline | None = None) -> dict[str, Any] | None:
-    found = api.items(client.call(key.lookup(), deadline))
+def find_run(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
+    found = api.items(client.call(key.lookup()))
     return next((run for run in found if key.matches(run)), None)
 
 
@@ -218,10 +217,9 @@ def forget_tag(client: ZenMLClient, key: RunKey, console: Console) -> None:
     server-wide entity that would otherwise stay in the dashboard's lists."""
     if not key.tag:
         return
-    budget = Deadline(15)
     try:
-        for tag in api.items(client.call(api.list_tags(key.tag), budget)):
+        for tag in api.items(client.call(api.list_tags(key.tag))):
             if tag.get("name") == key.tag and tag.get("id"):
-                client.call(api.delete_tag(str(tag["id"])), budget)
+                client.call(api.delete_tag(str(tag["id"])))
     except ActionError as exc:
         console.warning(f"Could not delete the action's one-off tag `{key.tag}` ({exc}); delete it from the dashboard.")

@@ -1,0 +1,226 @@
+"""`timeout` and a cancel end the action within the bound the README states,
+in every phase.
+
+One table of phases; for each, the fault proxy in front of the real server
+holds the request that phase is waiting on (a server or network gone
+silent), and the action is either left to run into its `timeout` or
+cancelled while it waits. Either way it must end within the bound, say
+where it was, write its outputs, and ask the server to stop a run that is
+still going (and only then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import Deployment
+from support.action import ActionRunner
+from support.fault_proxy import DELAY, FaultProxy, Rule
+from support.github_env import github_env
+from support.orchestrator import complete_run, fail_run, find_run
+
+from zenml_action.deadline import GRACE_SECONDS
+
+TIMEOUT = 8.0
+# A process start and the imports before `main` sets the deadline.
+START_SLACK = 1.5
+CANCEL_BOUND = 5.0
+HELD = 60.0  # longer than any bound: a server gone silent
+
+
+@dataclass(frozen=True)
+class Phase:
+    method: str
+    path: str  # the request the proxy holds (regular expression)
+    inputs: dict[str, str] = field(default_factory=dict)
+    held_from_start: bool = False  # else from when the run exists
+    forward: bool = True  # the server did the work, its answer is held
+    orchestrator: str = ""  # what the run does once the hold is in place: complete, fail
+    run_going: bool = True  # the run is still going when the action is interrupted
+    run_exists: bool = True
+
+
+PHASES = {
+    "login": Phase("POST", r"^/api/v1/login$", held_from_start=True, forward=False, run_going=False, run_exists=False),
+    "trigger": Phase("POST", r"^/api/v1/pipeline_snapshots/[^/]+/runs$", held_from_start=True),
+    "wait": Phase("GET", r"^/api/v1/runs/[^/]+/status$"),
+    "context": Phase("POST", r"^/api/v1/run-metadata$", {"wait": "false"}, held_from_start=True, forward=False),
+    "read": Phase("GET", r"^/api/v1/runs/[^/]+$", orchestrator="complete", run_going=False),
+    "baseline": Phase("GET", r"^/api/v1/runs$", {"compare-to": "main"}, orchestrator="complete", run_going=False),
+    "parameters": Phase(
+        "GET", r"^/api/v1/pipeline_snapshots/[^/]+$", {"compare-to": "{baseline}"},
+        orchestrator="complete", run_going=False,
+    ),
+    "failed steps": Phase("GET", r"^/api/v1/steps$", orchestrator="fail", run_going=False),
+}
+
+
+@pytest.fixture(scope="module")
+def baseline_run(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A completed run to compare with (the parameters phase reads its snapshot)."""
+    workspace = tmp_path_factory.mktemp("baseline") / "ws"
+    workspace.mkdir()
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": zenml.url, "api-key": zenml.api_key})
+    name = f"deadline-baseline-{time.monotonic_ns()}"
+    running = runner.start({"template": "trainer-prod", "run-name": name})
+    run = find_run(zenml.server, name)
+    complete_run(zenml.server, run)
+    assert running.finish(timeout=60).returncode == 0
+    return str(run["id"])
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+@pytest.mark.parametrize("phase_name", list(PHASES))
+def test_timeout_and_cancel_end_the_action_in_every_phase(
+    zenml: Deployment, workspace: Path, baseline_run: str, unique_name: str, phase_name: str, how: str
+) -> None:
+    phase = PHASES[phase_name]
+    inputs = {"template": "trainer-prod", "run-name": unique_name, "timeout": f"{TIMEOUT:g}s" if how == "timeout" else "1h"}
+    inputs.update({k: v.format(baseline=baseline_run) for k, v in phase.inputs.items()})
+    with FaultProxy(zenml.url) as proxy:
+        hold = Rule(phase.method, phase.path, DELAY, delay=HELD, forward=phase.forward)
+        if phase.held_from_start:
+            proxy.add(hold)
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})
+        started = time.monotonic()
+        running = runner.start(inputs, extra_env=github_env(f"acme/{unique_name}", "refs/heads/main"))
+        run = find_run(zenml.server, unique_name) if phase.run_exists else None
+        if not phase.held_from_start:
+            proxy.add(hold)
+            if phase.orchestrator == "complete":
+                complete_run(zenml.server, run)
+            elif phase.orchestrator == "fail":
+                fail_run(zenml.server, run)
+        while not hold.applied:
+            assert running.process.poll() is None, running.finish().stdout
+            assert time.monotonic() - started < TIMEOUT, f"the action never reached the {phase_name} phase"
+            time.sleep(0.05)
+        if how == "cancel":
+            time.sleep(0.3)  # in the held request, not before it
+            cancelled = time.monotonic()
+            running.signal(signal.SIGINT)
+        result = running.finish(timeout=60)
+        ended = time.monotonic()
+        stops = proxy.count("POST", r"/stop$")
+
+    if how == "cancel":
+        assert ended - cancelled < CANCEL_BOUND, f"{ended - cancelled:.1f}s after the cancel"
+    else:
+        assert ended - started < TIMEOUT + GRACE_SECONDS + START_SLACK, f"{ended - started:.1f}s for `timeout: {TIMEOUT:g}s`"
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.errors) == 1, result.stdout
+    assert result.outputs["conclusion"] == ("cancelled" if how == "cancel" else "timeout")
+    assert ("title=Cancelled" if how == "cancel" else "title=Timed out") in result.errors[0]
+    if run is not None:
+        assert result.outputs["run-id"] == run["id"], result.stdout
+    # Only a run still going is stopped, and a run not waited for only on a cancel.
+    waited = phase.inputs.get("wait") != "false" or how == "cancel"
+    assert stops == (1 if phase.run_going and waited else 0), result.stdout
+    # Nothing is judged after the interruption.
+    assert result.outputs.get("gate-result", "") == ""
+    assert re.search(r"while [a-z]", result.errors[0]), result.errors[0]
+
+
+# -- code mode: the parts that are not requests ------------------------------------
+
+SLOW_PIPELINE = '''
+import os
+import time
+from pathlib import Path
+
+from zenml import pipeline, step
+
+
+@step
+def hold(marker: str) -> None:
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pipeline(enable_cache=False)
+def slow(marker: str) -> None:
+    hold(marker=marker)
+'''
+
+
+@contextlib.contextmanager
+def silent_index() -> Iterator[str]:
+    """A package index that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/simple"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_a_stalled_requirements_install_ends_by_the_deadline(workspace: Path, how: str) -> None:
+    (workspace / "slow.py").write_text(SLOW_PIPELINE)
+    with silent_index() as index:
+        (workspace / "requirements.txt").write_text(f"--index-url {index}\nzenml-action-never-published==1.0\n")
+        started = time.monotonic()
+        running = ActionRunner(workspace).start({
+            "pipeline": "slow.py:slow", "requirements": "requirements.txt",
+            "timeout": "5s" if how == "timeout" else "1h",
+        })
+        if how == "cancel":
+            time.sleep(3)
+            cancelled = time.monotonic()
+            running.signal(signal.SIGINT)
+        result = running.finish(timeout=120)
+        ended = time.monotonic()
+
+    if how == "cancel":
+        assert ended - cancelled < CANCEL_BOUND
+    else:
+        assert ended - started < 5 + GRACE_SECONDS + START_SLACK
+    assert result.returncode == 1 and len(result.errors) == 1, result.stdout
+    assert "while installing `requirements.txt`" in result.errors[0], result.errors[0]
+    assert result.outputs["conclusion"] == ("cancelled" if how == "cancel" else "timeout")
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_the_pipeline_child_is_ended_by_the_deadline(workspace: Path, how: str) -> None:
+    """On a local store the run is the child process: it ends with the action."""
+    (workspace / "slow.py").write_text(SLOW_PIPELINE)
+    marker = workspace / "held.pid"
+    timeout = 40.0  # zenml's import and a new local store come first
+    started = time.monotonic()
+    running = ActionRunner(workspace).start({
+        "pipeline": "slow.py:slow", "parameters": f"marker: {marker}", "timeout": f"{timeout:g}s" if how == "timeout" else "1h",
+    })
+    while not marker.exists():
+        assert running.process.poll() is None, running.finish().stdout
+        assert time.monotonic() - started < timeout, "the step never started"
+        time.sleep(0.1)
+    if how == "cancel":
+        cancelled = time.monotonic()
+        running.signal(signal.SIGINT)
+    result = running.finish(timeout=120)
+    ended = time.monotonic()
+
+    if how == "cancel":
+        assert ended - cancelled < CANCEL_BOUND
+    else:
+        assert ended - started < timeout + GRACE_SECONDS + START_SLACK
+    assert result.returncode == 1 and len(result.errors) == 1, result.stdout
+    assert "while running the pipeline" in result.errors[0], result.errors[0]
+    assert result.outputs["conclusion"] == ("cancelled" if how == "cancel" else "timeout")
+    assert not alive(int(marker.read_text()))
