@@ -34,7 +34,7 @@ test: venv lint
 	$(PY) -m pytest
 
 # The executing tier alone (tests/test_executed_runs.py: a server that really
-# runs the sample pipeline; README, "Executing test tier").
+# runs the sample pipeline; CONTRIBUTING.md, "Executing test tier").
 test-executing: venv
 	$(PY) -m pytest -m executing
 

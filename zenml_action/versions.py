@@ -16,7 +16,7 @@ from zenml_action.errors import UnsupportedServer
 Release = tuple[int, int, int]
 
 MINIMUM: Release = (0, 85, 0)
-# The newest release series the tests run against (README "Server versions").
+# The newest release series the tests run against (docs/versions.md).
 NEWEST_TESTED: Release = (0, 98, 0)
 
 SNAPSHOTS_FROM: Release = (0, 90, 0)  # before: run templates made from deployments
