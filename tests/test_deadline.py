@@ -84,7 +84,8 @@ def test_timeout_and_cancel_end_the_action_in_every_phase(
     zenml: Deployment, workspace: Path, baseline_run: str, unique_name: str, phase_name: str, how: str
 ) -> None:
     phase = PHASES[phase_name]
-    inputs = {"template": "trainer-prod", "run-name": unique_name, "timeout": f"{TIMEOUT:g}s" if how == "timeout" else "1h"}
+    inputs = {"template": "trainer-prod", "run-name": unique_name, "poll-interval": "1s",
+              "timeout": f"{TIMEOUT:g}s" if how == "timeout" else "1h"}
     inputs.update({k: v.format(baseline=baseline_run) for k, v in phase.inputs.items()})
     with FaultProxy(zenml.url) as proxy:
         hold = Rule(phase.method, phase.path, DELAY, delay=HELD, forward=phase.forward)
@@ -129,6 +130,31 @@ def test_timeout_and_cancel_end_the_action_in_every_phase(
     # Nothing is judged after the interruption.
     assert result.outputs.get("gate-result", "") == ""
     assert re.search(r"while [a-z]", result.errors[0]), result.errors[0]
+
+
+
+def test_a_second_signal_cuts_the_clean_up_short(zenml: Deployment, workspace: Path, unique_name: str) -> None:
+    """The runner's SIGTERM (7.5 s after its SIGINT) is never ignored: with
+    the stop held up, the action ends at once, outputs written, and says the
+    stop may not have been sent."""
+    with FaultProxy(zenml.url) as proxy:
+        runner = ActionRunner(workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})
+        running = runner.start({"template": "trainer-prod", "run-name": unique_name, "poll-interval": "1s"})
+        run = find_run(zenml.server, unique_name)
+        stop = proxy.add(Rule("POST", r"/stop$", DELAY, delay=HELD, forward=False))
+        time.sleep(0.5)
+        running.signal(signal.SIGINT)
+        while not stop.applied:
+            assert running.process.poll() is None, running.finish().stdout
+            time.sleep(0.05)
+        terminated = time.monotonic()
+        running.signal(signal.SIGTERM)
+        result = running.finish(timeout=30)
+
+    assert time.monotonic() - terminated < 1.5
+    assert result.returncode == 1 and len(result.errors) == 1
+    assert result.outputs["conclusion"] == "cancelled" and result.outputs["run-id"] == run["id"]
+    assert any("cut short" in w and run["id"] in w for w in result.warnings), result.stdout
 
 
 # -- code mode: the parts that are not requests ------------------------------------

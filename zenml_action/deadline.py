@@ -29,7 +29,7 @@ from types import FrameType
 from typing import ClassVar
 
 # After a timeout or a cancel: stopping the run, then writing the outputs
-# and the summary. The runner sends SIGTERM 7.5 s after SIGINT; the README
+# and the summary. The runner sends SIGTERM 7.5 s after SIGINT; docs/reliability.md
 # promises the action ends within 5 s of a cancel.
 GRACE_SECONDS = 4.0
 
