@@ -26,10 +26,9 @@ from zenml_action.http import (
     RetryPolicy,
     Transport,
     encode,
-    normalise_no_proxy,
-    proxy_for,
     send,
 )
+from zenml_action.proxies import normalise_no_proxy, proxy_for
 
 PROXY = "http://proxy.corp:3128"
 

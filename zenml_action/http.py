@@ -12,20 +12,19 @@ What is adapted to the action, each for a reason given where it is done:
   is read with a size cap and a total time cap (`_read_body`);
 - a TLS handshake that breaks counts as a connection that never opened (it
   sent nothing), not as a read error (`_HTTPSConnection`);
-- proxies and CA bundles are decided once from the environment, as requests
-  reads them (`proxy_for`, with NO_PROXY entries normalised first), and
-  passed explicitly: `trust_env` is off so `.netrc` is never read.
+- proxies and CA bundles are decided once from the environment
+  (`proxies.proxy_for`) and passed explicitly: `trust_env` is off so
+  `.netrc` is never read.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
-import requests.utils
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -108,58 +106,6 @@ class Deadline:
 
     def left(self) -> float:
         return max(0.0, self.at - self._clock())
-
-
-# -- proxies ------------------------------------------------------------------
-
-
-def normalise_no_proxy(no_proxy: str, url: str) -> str:
-    """NO_PROXY entries that requests' matcher reads as curl does: it
-    compares `host:port` only with an explicit port in the URL, knows no
-    `[::1]` brackets and only IPv4 networks. An entry that covers this URL
-    is rewritten to its host name; the others are kept."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    entries = []
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        name, entry_port = entry, ""
-        if entry.startswith("["):
-            name, _, rest = entry[1:].partition("]")
-            entry_port = rest.removeprefix(":")
-        elif entry.count(":") == 1:
-            name, entry_port = entry.split(":")
-        if entry_port and entry_port != str(port):
-            entries.append(entry)
-            continue
-        if _in_network(host, name):
-            name = host
-        entries.append(name)
-    return ",".join(entries)
-
-
-def _in_network(host: str, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False
-
-
-def proxy_for(url: str, environ: Mapping[str, str]) -> str:
-    """The proxy to reach `url` through ("" for none): `https_proxy`,
-    `http_proxy` or `all_proxy` (the lowercase name winning, as in
-    urllib), unless `no_proxy` covers the URL."""
-    variables: dict[str, str] = {}
-    for name in sorted(environ, key=lambda n: n.islower()):  # lowercase last: it wins
-        if name.lower().endswith("_proxy") and environ[name].strip():
-            variables[name.lower().removesuffix("_proxy")] = environ[name].strip()
-    no_proxy = normalise_no_proxy(variables.pop("no", ""), url)
-    if no_proxy and requests.utils.should_bypass_proxies(url, no_proxy=no_proxy):
-        return ""
-    return requests.utils.select_proxy(url, variables) or ""
 
 
 # -- retries and time ---------------------------------------------------------
