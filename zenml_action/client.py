@@ -17,7 +17,7 @@ from zenml_action.errors import (
     ServerRejected,
 )
 from zenml_action.github import Console
-from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Deadline, Request, Response, Transport, send
+from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, Transport, send
 from zenml_action.inputs import Inputs
 
 
@@ -115,9 +115,9 @@ class ZenMLClient:
         self._console.mask(token)
         self.token = token
 
-    def send(self, request: Request, token: str | None, deadline: Deadline | None = None) -> Response:
+    def send(self, request: Request, token: str | None) -> Response:
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
-        response = send(self.transport, request, token, self.timeout, deadline)
+        response = send(self.transport, request, token, self.timeout)
         self._console.debug(f"-> HTTP {response.status}")
         if 300 <= response.status < 400:
             raise ServerError(
@@ -128,21 +128,21 @@ class ZenMLClient:
             )
         return response
 
-    def response(self, request: Request, deadline: Deadline | None = None) -> Response:
+    def response(self, request: Request) -> Response:
         """Send with the token; log in again once if the token was refused
         (it can expire during a long wait)."""
         if self.token is None and request.authenticated:
             self.login()
-        response = self.send(request, self.token, deadline)
+        response = self.send(request, self.token)
         if response.status == 401 and request.authenticated:
             self._console.debug("token refused; logging in again")
             self.login()
-            response = self.send(request, self.token, deadline)
+            response = self.send(request, self.token)
         return response
 
-    def call(self, request: Request, deadline: Deadline | None = None) -> Any:
+    def call(self, request: Request) -> Any:
         """The decoded JSON of a successful response; raises otherwise."""
-        response = self.response(request, deadline)
+        response = self.response(request)
         if not response.ok:
             raise translate(response, request)
         body = response.json()
@@ -155,8 +155,8 @@ class ZenMLClient:
         return body
 
 
-def connect(inputs: Inputs, console: Console, deadline: Deadline | None = None) -> ZenMLClient:
-    """A client for `workspace-url` (nothing is sent yet). Every request it
-    sends, retries and back-offs included, ends by `deadline`."""
-    transport = Transport(inputs.workspace_url, inputs.cafile, inputs.proxy, deadline=deadline, log=console.debug)
+def connect(inputs: Inputs, console: Console) -> ZenMLClient:
+    """A client for `workspace-url` (nothing is sent yet). Time is bounded
+    by the action's one deadline (`deadline.bounded`), not here."""
+    transport = Transport(inputs.workspace_url, inputs.cafile, inputs.proxy)
     return ZenMLClient(transport, inputs.api_key, console, inputs.read_timeout)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from zenml_action.api import github_context
 from zenml_action.errors import InputError
-from zenml_action.http import proxy_for
+from zenml_action.proxies import proxy_for
 
 if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up time counts
     from zenml_action.gate import Rule
