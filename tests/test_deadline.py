@@ -222,31 +222,25 @@ def test_a_stalled_requirements_install_ends_by_the_deadline(workspace: Path, ho
     assert result.outputs["conclusion"] == ("cancelled" if how == "cancel" else "timeout")
 
 
-@pytest.mark.parametrize("how", ["timeout", "cancel"])
-def test_the_pipeline_child_is_ended_by_the_deadline(workspace: Path, how: str) -> None:
-    """On a local store the run is the child process: it ends with the action."""
+def test_the_pipeline_child_ends_with_the_action(workspace: Path) -> None:
+    """On a local store the run is the child process: a cancel ends it (a
+    timeout takes the same path, `runs.interrupted`, as the install test
+    above shows for the deadline)."""
     (workspace / "slow.py").write_text(SLOW_PIPELINE)
     marker = workspace / "held.pid"
-    timeout = 40.0  # zenml's import and a new local store come first
     started = time.monotonic()
-    running = ActionRunner(workspace).start({
-        "pipeline": "slow.py:slow", "parameters": f"marker: {marker}", "timeout": f"{timeout:g}s" if how == "timeout" else "1h",
-    })
+    running = ActionRunner(workspace).start({"pipeline": "slow.py:slow", "parameters": f"marker: {marker}"})
     while not marker.exists():
         assert running.process.poll() is None, running.finish().stdout
-        assert time.monotonic() - started < timeout, "the step never started"
+        assert time.monotonic() - started < 120, "the step never started"
         time.sleep(0.1)
-    if how == "cancel":
-        cancelled = time.monotonic()
-        running.signal(signal.SIGINT)
+    cancelled = time.monotonic()
+    running.signal(signal.SIGINT)
     result = running.finish(timeout=120)
-    ended = time.monotonic()
 
-    if how == "cancel":
-        assert ended - cancelled < CANCEL_BOUND
-    else:
-        assert ended - started < timeout + GRACE_SECONDS + START_SLACK
+    assert time.monotonic() - cancelled < CANCEL_BOUND
     assert result.returncode == 1 and len(result.errors) == 1, result.stdout
     assert "while running the pipeline" in result.errors[0], result.errors[0]
-    assert result.outputs["conclusion"] == ("cancelled" if how == "cancel" else "timeout")
+    assert result.outputs["conclusion"] == "cancelled"
     assert not alive(int(marker.read_text()))
+    assert result.stdout.count("::group::Pipeline log") == result.stdout.count("::endgroup::") == 1
