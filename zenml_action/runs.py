@@ -134,8 +134,10 @@ def interrupted(
                 _adopt_in_flight(client, key, report, console)
             # A run not waited for (`wait: false`) was handed off: only a
             # cancel stops it, not the action's own time running out.
+            # A paused run (waiting for a person's answer) holds no compute.
             waited = action.inputs.wait or isinstance(stop, deadline.Cancelled)
-            if report.run_id and waited and action.inputs.stop_on_cancel and not api.is_finished(report.status):
+            going = not api.is_finished(report.status) and report.status != "paused"
+            if report.run_id and waited and going and action.inputs.stop_on_cancel:
                 _stop(client, report.run_id, console, why)
             if key is not None:
                 forget_tag(client, key, console)
