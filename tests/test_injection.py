@@ -253,7 +253,6 @@ def test_summary_with_hostile_values_everywhere_stays_inert() -> None:
         sent={evil: evil, "steps": {evil: {"parameters": {"p": [evil, {"k": evil}]}}}},
         metadata={evil: {"nested": evil}, "number": 1.5},
         error=evil,
-        notes=[evil, "note\n# heading\n<script>x</script>"],
     )
 
     summary = summary_markdown(report)

@@ -16,38 +16,27 @@ from zenml_action.versions import parse_release, server_version
 
 
 @pytest.mark.parametrize(
-    ("raw", "release", "snapshots", "input_schema", "dynamic", "step_types", "notice"),
+    ("raw", "release", "snapshots", "notice"),
     [
-        ("0.85.0", (0, 85, 0), False, False, False, False, ""),
-        ("0.90.0", (0, 90, 0), True, True, False, False, ""),
-        ("0.93.1.dev20260129", (0, 93, 1), True, True, True, False, ""),
-        ("0.94.0", (0, 94, 0), True, True, True, False, ""),
-        ("0.94.1", (0, 94, 1), True, True, True, True, ""),
-        ("0.98.0rc1", (0, 98, 0), True, True, True, True, ""),
-        ("0.91.2+pro.7", (0, 91, 2), True, True, False, False, ""),
-        ("v0.97", (0, 97, 0), True, True, True, True, ""),
+        ("0.85.0", (0, 85, 0), False, ""),
+        ("0.90.0", (0, 90, 0), True, ""),
+        ("0.93.1.dev20260129", (0, 93, 1), True, ""),
+        ("0.98.0rc1", (0, 98, 0), True, ""),
+        ("0.91.2+pro.7", (0, 91, 2), True, ""),
+        ("v0.97", (0, 97, 0), True, ""),
         # Newer than the newest tested: used as 0.98, with one notice.
-        ("0.99.1", (0, 98, 0), True, True, True, True, "newer than the newest version this action is tested with (0.98)"),
-        ("1.2.0", (0, 98, 0), True, True, True, True, "it is used as 0.98"),
+        ("0.99.1", (0, 98, 0), True, "newer than the newest version this action is tested with (0.98)"),
+        ("1.2.0", (0, 98, 0), True, "it is used as 0.98"),
         # Unreadable: the newest tested, said so.
-        ("pro-build", (0, 98, 0), True, True, True, True, "`pro-build` could not be read"),
-        ("", (0, 98, 0), True, True, True, True, "is not stated"),
+        ("pro-build", (0, 98, 0), True, "`pro-build` could not be read"),
+        ("", (0, 98, 0), True, "is not stated"),
     ],
 )
-def test_what_each_version_offers(
-    raw: str,
-    release: tuple[int, int, int],
-    snapshots: bool,
-    input_schema: bool,
-    dynamic: bool,
-    step_types: bool,
-    notice: str,
-) -> None:
+def test_what_each_version_offers(raw: str, release: tuple[int, int, int], snapshots: bool, notice: str) -> None:
     version, said = server_version({"version": raw})
 
     assert version.release == release
-    assert (version.has_snapshots, version.has_input_schema) == (snapshots, input_schema)
-    assert (version.has_dynamic_pipelines, version.has_step_parameter_types) == (dynamic, step_types)
+    assert version.has_snapshots == snapshots
     assert (notice in said) if notice else said == ""
 
 

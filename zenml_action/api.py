@@ -7,7 +7,9 @@ Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -192,12 +194,6 @@ def items(body: Any) -> list[dict[str, Any]]:
     return []
 
 
-def total(body: Any) -> int:
-    if isinstance(body, dict) and isinstance(body.get("total"), int):
-        return int(body["total"])
-    return len(items(body))
-
-
 def dig(obj: Any, *keys: str) -> Any:
     """obj[k1][k2]... or None when any level is missing."""
     for key in keys:
@@ -283,22 +279,7 @@ def run_logs(run_id: str) -> Request:
 # The action tags nothing: it attaches the GitHub context as run metadata
 # (one request) and finds runs again with the `run_metadata` filter, which
 # every server version the action supports (0.85 on) has.
-# (This section's imports are here, not at the top: it was appended while
-# others were editing the rest of the module.)
 
-from collections.abc import Mapping  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-GITHUB_KEYS = (
-    "github.repository",
-    "github.sha",
-    "github.ref",
-    "github.branch",
-    "github.event",
-    "github.pull_request",
-    "github.actor",
-    "github.workflow_run_url",
-)
 _PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 
 
@@ -331,13 +312,6 @@ def github_context(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in values.items() if value}
 
 
-def branch_ref(branch: str) -> str:
-    """The ref that runs started from a branch carry as `github.ref`:
-    only pushes (and manual or scheduled runs) on the branch itself, never
-    pull requests whose head has the same name."""
-    return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
-
-
 def metadata_filter(key: str, value: str) -> str:
     """A `run_metadata` filter for key == value. The server splits it at
     the first `:` and reads a leading `OP:` of the value as an operator, so
@@ -347,9 +321,8 @@ def metadata_filter(key: str, value: str) -> str:
     return f"{key}:equals:{value}" if ":" in value else f"{key}:{value}"
 
 
-def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str | int | float | bool]) -> Request:
-    """Attach `values` to the run (the server answers `null`)."""
-    types = {key: _METADATA_TYPES[type(value)] for key, value in values.items()}
+def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str]) -> Request:
+    """Attach text `values` to the run (the server answers `null`)."""
     return Request(
         "POST",
         f"{API}/run-metadata",
@@ -357,35 +330,18 @@ def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str |
             "project": project_id,
             "resources": [{"id": run_id, "type": "pipeline_run"}],
             "values": dict(values),
-            "types": types,
+            "types": dict.fromkeys(values, "str"),
         },
         purpose="attaching the GitHub context to the run",
     )
 
 
-_METADATA_TYPES: dict[type, str] = {str: "str", int: "int", float: "float", bool: "bool"}
-
-
-def list_runs_by_metadata(
-    key: str,
-    value: str,
-    *,
-    pipeline_id: str = "",
-    project: str = "",
-    status: str = "completed",
-    size: int = 5,
-) -> Request:
-    """The newest runs whose metadata has key == value. Hydrated: each run
-    comes with its metadata (the baseline's metrics, its `github.*`), which
-    saves reading the one chosen again. A few more than one, as the run
-    being judged may be among them (`decode_baseline_run`)."""
-    params = _newest_first(
-        size,
-        run_metadata=metadata_filter(key, value),
-        pipeline_id=pipeline_id,
-        project=project,
-        status=status,
-    )
+def list_runs_by_metadata(key: str, value: str, *, pipeline_id: str = "") -> Request:
+    """The newest completed runs whose metadata has key == value. Hydrated:
+    each run comes with its metadata (the baseline's metrics, its
+    `github.*`), which saves reading the one chosen again. A few more than
+    one, as the run being judged may be among them (`decode_baseline_run`)."""
+    params = _newest_first(5, run_metadata=metadata_filter(key, value), pipeline_id=pipeline_id, status="completed")
     params["hydrate"] = "true"
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
 
@@ -404,10 +360,10 @@ def decode_baseline_run(body: Any, *, exclude_run_id: str = "", repository: str 
     return None
 
 
-def model_version_in_stage(model: str, stage: str, *, project: str = "") -> Request:
+def model_version_in_stage(model: str, stage: str) -> Request:
     """The newest version of `model` in `stage` (production, staging, ...),
     hydrated: its metadata carries the metrics logged on it."""
-    params = _newest_first(1, model=_literal(model), stage=stage, project=project)
+    params = _newest_first(1, model=_literal(model), stage=stage)
     params["hydrate"] = "true"
     return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")
 

@@ -268,8 +268,6 @@ def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     return message
 
 
-def number(value: float | None) -> str:
+def number(value: float) -> str:
     """A metric as people read it: six significant digits."""
-    if value is None:
-        return ""
     return f"{value:.6g}"

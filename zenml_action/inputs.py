@@ -80,7 +80,6 @@ class Inputs:
     fail_on_run_failure: bool
     dry_run: bool
     ca_bundle: Path | None
-    allow_insecure_http: bool
     workspace: Path
     debug: bool
     github_run_id: str
@@ -342,7 +341,7 @@ def parse_template(raw: str) -> str:
     return value
 
 
-def parse_file_path(name: str, raw: str, workspace: Path) -> Path | None:
+def parse_file_path(raw: str, workspace: Path) -> Path | None:
     if not raw.strip():
         return None
     path = Path(raw.strip())
@@ -426,7 +425,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
             "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on.",
             "Set both, and a remote `stack` so that the snapshot can be run by the server.",
         )
-    ca_bundle = parse_file_path("ca-bundle", raw["ca-bundle"], workspace)
+    ca_bundle = parse_file_path(raw["ca-bundle"], workspace)
     if ca_bundle is not None:
         parse_ca_bundle("ca-bundle", raw["ca-bundle"], ca_bundle)
     # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE;
@@ -462,7 +461,6 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         fail_on_run_failure=parse_bool("fail-on-run-failure", raw["fail-on-run-failure"]),
         dry_run=parse_bool("dry-run", raw["dry-run"]),
         ca_bundle=ca_bundle,
-        allow_insecure_http=allow_http,
         workspace=workspace,
         debug=debug or environ.get("RUNNER_DEBUG") == "1",
         github_run_id=environ.get("GITHUB_RUN_ID", ""),

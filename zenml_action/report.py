@@ -41,7 +41,6 @@ class Report:
     sent: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-    notes: list[str] = field(default_factory=list)
     failure_logs: list[FailureLog] = field(default_factory=list)
     # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
     # result: evaluation.py), once the run was judged.
@@ -103,8 +102,6 @@ def summary_markdown(report: Report) -> str:
     else:
         for failure in report.failure_logs:
             lines += failure_markdown(failure)
-    for note in report.notes:
-        lines += ["", f"> {cell(note)}"]
     return "\n".join(lines) + "\n\n"
 
 

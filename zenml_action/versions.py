@@ -20,9 +20,6 @@ MINIMUM: Release = (0, 85, 0)
 NEWEST_TESTED: Release = (0, 98, 0)
 
 SNAPSHOTS_FROM: Release = (0, 90, 0)  # before: run templates made from deployments
-INPUT_SCHEMA_FROM: Release = (0, 90, 0)  # pipeline_spec.input_schema
-DYNAMIC_PIPELINES_FROM: Release = (0, 92, 0)
-STEP_PARAMETER_TYPES_FROM: Release = (0, 94, 1)  # pipeline_spec.steps[*].parameter_spec
 
 # "0.93.1.dev20260129", "0.98.0rc1", "v0.98.0", a Pro build's "0.91.2+pro.7":
 # the leading release numbers are what counts.
@@ -55,18 +52,6 @@ class ServerVersion:
     @property
     def has_snapshots(self) -> bool:
         return self.release >= SNAPSHOTS_FROM
-
-    @property
-    def has_input_schema(self) -> bool:
-        return self.release >= INPUT_SCHEMA_FROM
-
-    @property
-    def has_dynamic_pipelines(self) -> bool:
-        return self.release >= DYNAMIC_PIPELINES_FROM
-
-    @property
-    def has_step_parameter_types(self) -> bool:
-        return self.release >= STEP_PARAMETER_TYPES_FROM
 
 
 NEWEST = ServerVersion(show(NEWEST_TESTED), NEWEST_TESTED)
