@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
+from zenml_action.github import shorten
 from zenml_action.http import Request, Response
 
 API = "/api/v1"
@@ -172,9 +173,7 @@ def decode_error(response: Response) -> ServerMessage:
         message = f"HTTP {response.status} with no explanation"
         if body is None and response.body:
             message += " (the answer was not JSON: a proxy or load balancer may be in the way)"
-    if len(message) > 600:
-        message = message[:600] + "..."
-    return ServerMessage(name, message)
+    return ServerMessage(name, shorten(message, 600))
 
 
 def decode_token(body: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError
-from zenml_action.github import Console
+from zenml_action.github import Console, shorten
 from zenml_action.report import FailureLog, Report
 
 # The folded group in the log: the end of the log, where the error is.
@@ -107,10 +107,6 @@ def error_line(lines: Iterable[str]) -> str:
         if _EXCEPTION_LINE.match(stripped):
             found = stripped
     return shorten(found, ERROR_CHARS)
-
-
-def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def step_url(run_url: str, step_id: str) -> str:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Final
 
 from zenml_action.errors import InputError
+from zenml_action.github import quoted
 
 OPERATORS: Final = (">=", ">", "<=", "<", "==", "!=")
 
@@ -161,10 +162,10 @@ def _parse_line(line: str, number: int) -> Rule:
         raise _malformed(
             number,
             line,
-            f"`{_shorten(value_text)}` is not a value: use a number, `baseline`, `baseline + N` or `baseline - N`.",
+            f"{quoted(value_text)} is not a value: use a number, `baseline`, `baseline + N` or `baseline - N`.",
         )
     if not math.isfinite(value):
-        raise _malformed(number, line, f"`{_shorten(value_text)}` is too large a number.")
+        raise _malformed(number, line, f"{quoted(value_text)} is too large a number.")
     return Rule(metric, op, value, relative is not None, number, line)
 
 
@@ -178,20 +179,15 @@ def _why_not_a_rule(line: str) -> str:
     if rest[0].isalnum() or rest[0] in "_./-":
         if any(op in rest for op in OPERATORS):
             # `val accuracy >= 0.9`: white space inside the name.
-            return f"`{_shorten(line[: head.end()])} {_shorten(rest.split()[0])}` is not a metric name (no spaces allowed)."
-        return f"there is no operator after `{_shorten(line[: head.end()])}` (use one of {' '.join(OPERATORS)})."
+            return f"{quoted(line[: head.end()] + ' ' + rest.split()[0])} is not a metric name (no spaces allowed)."
+        return f"there is no operator after {quoted(line[: head.end()])} (use one of {' '.join(OPERATORS)})."
     found = _OPERATOR_LIKE.match(rest)
     shown = found.group(0) if found else rest[:1]
-    return f"`{_shorten(shown)}` is not an operator (use one of {' '.join(OPERATORS)})."
+    return f"{quoted(shown)} is not an operator (use one of {' '.join(OPERATORS)})."
 
 
 def _malformed(number: int, line: str, problem: str) -> InputError:
-    return InputError("gate", f"line {number} (`{_shorten(line)}`): {problem}", GRAMMAR)
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    text = text.replace("`", "'")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return InputError("gate", f"line {number} ({quoted(line)}): {problem}", GRAMMAR)
 
 
 # -- evaluating -------------------------------------------------------------

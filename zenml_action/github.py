@@ -26,15 +26,20 @@ def escape_property(value: str) -> str:
 
 
 MIN_SECRET_LENGTH = 12
-# GitHub shows an annotation's first few thousand characters at most; a
-# message that quotes a huge value is cut here, readably.
+# GitHub shows an annotation's first few thousand characters at most.
 MAX_ANNOTATION = 4000
 
 
-def annotation_text(message: str) -> str:
-    if len(message) <= MAX_ANNOTATION:
-        return message
-    return message[: MAX_ANNOTATION - 40] + f" ... ({len(message) - MAX_ANNOTATION + 40} characters cut)"
+def shorten(text: str, limit: int = 80) -> str:
+    """The text, or its start and "..." when longer than `limit`: a value
+    quoted in a message or the summary must not make an oversized one."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quoted(value: str) -> str:
+    """A user's or the server's value in a message, as a code span:
+    shortened, its backticks made quotes so that it cannot end the span."""
+    return "`" + shorten(value.replace("`", "'")) + "`"
 
 
 def markdown_text(text: str) -> str:
@@ -138,7 +143,7 @@ class Console:
 
     def warning(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::warning{props}::{escape_data(annotation_text(self.redact(message)))}")
+        self._write(f"::warning{props}::{escape_data(shorten(self.redact(message), MAX_ANNOTATION))}")
 
     def notice(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
@@ -146,7 +151,7 @@ class Console:
 
     def error(self, message: str, title: str = "") -> None:
         props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::error{props}::{escape_data(annotation_text(self.redact(message)))}")
+        self._write(f"::error{props}::{escape_data(shorten(self.redact(message), MAX_ANNOTATION))}")
 
     def group(self, name: str) -> None:
         # Outside GitHub nothing folds groups: a plain heading reads better.

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from zenml_action.api import github_context
 from zenml_action.errors import InputError
+from zenml_action.github import quoted
 from zenml_action.proxies import proxy_for
 
 if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up time counts
@@ -112,13 +113,6 @@ class Inputs:
         return ":" in self.pipeline
 
 
-def shown(raw: str, limit: int = 80) -> str:
-    """A user's value quoted in a message, cut short: an oversized input must
-    not make an oversized error line."""
-    text = raw if len(raw) <= limit else raw[: limit - 3] + "..."
-    return f"`{text}`"
-
-
 def parse_uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -132,7 +126,7 @@ def parse_bool(name: str, raw: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise InputError(name, f"{shown(raw)} is not a boolean.", "Use `true` or `false`.")
+    raise InputError(name, f"{quoted(raw)} is not a boolean.", "Use `true` or `false`.")
 
 
 def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
@@ -145,11 +139,11 @@ def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
         unit = {"h": 3600, "m": 60, "s": 1}
         seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
     else:
-        raise InputError(name, f"{shown(raw)} is not a duration.", fix)
+        raise InputError(name, f"{quoted(raw)} is not a duration.", fix)
     if seconds < minimum:
-        raise InputError(name, f"{shown(raw)} is shorter than {minimum:g} seconds.", fix)
+        raise InputError(name, f"{quoted(raw)} is shorter than {minimum:g} seconds.", fix)
     if seconds > MAX_TIMEOUT_SECONDS:
-        raise InputError(name, f"{shown(raw)} is longer than 7 days.", fix)
+        raise InputError(name, f"{quoted(raw)} is longer than 7 days.", fix)
     return seconds
 
 
@@ -181,11 +175,11 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 bracket)
-        raise InputError(name, f"{shown(url)} is not a valid URL ({exc}).", "Give the full URL, e.g. https://zenml.example.com.") from exc
+        raise InputError(name, f"{quoted(url)} is not a valid URL ({exc}).", "Give the full URL, e.g. https://zenml.example.com.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(
             name,
-            f"{shown(url)} is not an http(s) URL.",
+            f"{quoted(url)} is not an http(s) URL.",
             "Give the full URL with its scheme, e.g. https://zenml.example.com.",
         )
     if parts.username is not None or parts.password is not None:
@@ -199,13 +193,13 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise InputError(
             name,
-            f"{shown(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
+            f"{quoted(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
             "Use https, or set `allow-insecure-http: true` if the network is trusted.",
         )
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
-        raise InputError(name, f"{shown(url)} has an invalid port.", "Fix the port number.") from exc
+        raise InputError(name, f"{quoted(url)} has an invalid port.", "Fix the port number.") from exc
     check_host_name(name, parts.hostname)
     path = parts.path.rstrip("/")
     if path.endswith("/api/v1"):
@@ -226,7 +220,7 @@ def check_host_name(name: str, host: str) -> None:
     except UnicodeError as exc:
         raise InputError(
             name,
-            f"has an invalid host name {shown(host)}: each dot-separated part must be 1 to 63 characters.",
+            f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters.",
             "Check the URL for a doubled dot or a missing part.",
         ) from exc
 

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 from zenml_action.errors import InputError
 from zenml_action.gate import GateResult, Outcome, Rule, number
 from zenml_action.gate import compare as meets
+from zenml_action.github import quoted
 from zenml_action.report import FailureLog, cell, failure_markdown, flatten
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
@@ -68,21 +69,16 @@ def parse_compare_to(text: str) -> CompareTo | None:
         name, at, stage = text.removeprefix("model:").rpartition("@")
         if not at or not name.strip():
             raise InputError(
-                "compare-to", f"`{_shown(text)}` names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
+                "compare-to", f"{quoted(text)} names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
             )
         if stage not in MODEL_STAGES:
             raise InputError(
-                "compare-to", f"`{_shown(stage)}` is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
+                "compare-to", f"{quoted(stage)} is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
             )
         return CompareTo("model", name.strip(), stage)
     if not _BRANCH.fullmatch(text) or ".." in text or text.endswith((".", "/", ".lock")):
-        raise InputError("compare-to", f"`{_shown(text)}` is not a branch name.", COMPARE_TO_FORMS)
+        raise InputError("compare-to", f"{quoted(text)} is not a branch name.", COMPARE_TO_FORMS)
     return CompareTo("branch", text if text.startswith("refs/") else f"refs/heads/{text}")
-
-
-def _shown(text: str) -> str:
-    text = text.replace("`", "'")
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- metrics ------------------------------------------------------------------
