@@ -7,7 +7,6 @@ report and the result come out as text and data.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -21,7 +20,7 @@ from zenml_action.errors import InputError
 from zenml_action.gate import GateResult, Outcome, Rule, number
 from zenml_action.gate import compare as meets
 from zenml_action.github import quoted
-from zenml_action.report import FailureLog, cell, failure_markdown, flatten
+from zenml_action.report import FailureLog, cell, document, failure_sections, flatten, link, table
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
@@ -399,79 +398,57 @@ def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
 
 
 def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
+    """The report with each table cut to `table_rows` rows (None: whole)
+    and the `notes` saying what was shortened."""
     run = judgement.run
-    lines = ["### 📊 ZenML run results", "", "| | |", "|---|---|"]
-    lines.append(f"| Run | {_link(run.name or run.id, run.url)} |")
+    facts = [("Run", link(run.name or run.id, run.url))]
     if run.pipeline:
-        lines.append(f"| Pipeline | {cell(run.pipeline)} |")
-    lines.append(f"| Status | {cell(run.status or 'unknown')} |")
+        facts.append(("Pipeline", cell(run.pipeline)))
+    facts.append(("Status", cell(run.status or "unknown")))
     if judgement.compare_to or judgement.baseline:
-        lines.append(f"| Baseline | {_baseline_cell(judgement, now)} |")
+        facts.append(("Baseline", _baseline_cell(judgement, now)))
     if judgement.rules:
-        lines.append(f"| Gate | {_gate_cell(judgement)} |")
-
-    rows = judgement.rows
-    if rows:
-        has_baseline = judgement.baseline is not None
-        lines += ["", "**Metrics**", ""]
-        if has_baseline:
-            lines += ["| Metric | This run | Baseline | Change |", "|---|--:|--:|---|"]
-        else:
-            lines += ["| Metric | This run |", "|---|--:|"]
-        shown_rows, left_out = _cut(rows, table_rows)
-        for row in shown_rows:
-            if has_baseline:
-                change = "" if row.change is None else f"{row.change:+.6g}"
-                verdict = _VERDICT.get(row.verdict, "")
-                shown = " ".join(part for part in (change, verdict) if part)
-                lines.append(f"| {cell(row.metric)} | {_number(row.this)} | {_number(row.baseline)} | {shown} |")
-            else:
-                lines.append(f"| {cell(row.metric)} | {_number(row.this)} |")
-        lines += _left_out(left_out, 4 if has_baseline else 2)
-    else:
-        lines += ["", "This run logged no metrics (numeric metadata)."]
-
+        facts.append(("Gate", _gate_cell(judgement)))
+    sections = [_metrics_section(judgement, table_rows)]
     if judgement.baseline is not None and judgement.baseline.kind == "run":
-        if judgement.parameters:
-            lines += [
-                "",
-                "**Parameters that differ from the baseline**",
-                "",
-                "| Parameter | This run | Baseline |",
-                "|---|---|---|",
-            ]
-            shown_diffs, left_out = _cut(list(judgement.parameters), table_rows)
-            for diff in shown_diffs:
-                lines.append(f"| {cell(diff.name)} | {_value_cell(diff.this)} | {_value_cell(diff.baseline)} |")
-            lines += _left_out(left_out, 3)
-        else:
-            lines += ["", "The parameters are the same as the baseline's."]
-
+        sections.append(_parameters_section(judgement, table_rows))
     if judgement.gate is not None:
-        lines += ["", "**Gate**", "", "| Rule | Outcome | Details |", "|---|---|---|"]
-        for rule_result in judgement.gate.rules:
-            lines.append(
-                f"| {_rule_cell(rule_result.rule)} | {_OUTCOME[rule_result.outcome]} | {cell(rule_result.detail)} |"
-            )
-
+        results = judgement.gate.rules
+        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
+        sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
     for failure in judgement.failures:
-        lines += failure_markdown(failure)
-    for note in notes:
-        lines += ["", f"> {cell(note)}"]
-    return "\n".join(lines) + "\n"
+        sections += failure_sections(failure)
+    sections += [[f"> {cell(note)}"] for note in notes]
+    return document("📊 ZenML run results", facts, sections)
 
 
-def _cut(rows: list[Any], limit: int | None) -> tuple[list[Any], int]:
-    """The first `limit` rows (all when None), and how many are left out."""
+def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
+    if not judgement.rows:
+        return ["This run logged no metrics (numeric metadata)."]
+    columns = ["Metric", "This run", "Baseline", "Change"] if judgement.baseline else ["Metric", "This run"]
+    rows = [(cell(r.metric), _number(r.this), _number(r.baseline), _change(r))[: len(columns)] for r in judgement.rows]
+    return table("Metrics", columns, _cut(rows, table_rows), numbers={"This run", "Baseline"})
+
+
+def _change(row: MetricRow) -> str:
+    change = "" if row.change is None else f"{row.change:+.6g}"
+    return " ".join(part for part in (change, _VERDICT.get(row.verdict, "")) if part)
+
+
+def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[str]:
+    if not judgement.parameters:
+        return ["The parameters are the same as the baseline's."]
+    rows = [(cell(d.name), _value_cell(d.this), _value_cell(d.baseline)) for d in judgement.parameters]
+    columns = ["Parameter", "This run", "Baseline"]
+    return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
+
+
+def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:
+    """The first `limit` rows (all when None), then a row of one cell
+    saying how many were left out (Markdown leaves the others empty)."""
     if limit is None or len(rows) <= limit:
-        return rows, 0
-    return rows[:limit], len(rows) - limit
-
-
-def _left_out(count: int, columns: int) -> list[str]:
-    if not count:
-        return []
-    return [f"| … {count} more (the `result` output has them all) |" + " |" * (columns - 1)]
+        return rows
+    return [*rows[:limit], [f"… {len(rows) - limit} more (the `result` output has them all)"]]
 
 
 def _baseline_cell(judgement: Judgement, now: datetime) -> str:
@@ -480,7 +457,7 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
     if baseline is None:
         why = cell(judgement.baseline_note) if judgement.baseline_note else "none was found"
         return f"none for {asked}: {why}" if asked else f"none: {why}"
-    what = _link(baseline.name or baseline.id, baseline.url)
+    what = link(baseline.name or baseline.id, baseline.url)
     if baseline.kind == "model_version":
         what = f"model version {what} (ID {cell(baseline.id)})"
     parts = [what]
@@ -524,14 +501,3 @@ def _rule_cell(rule: Rule) -> str:
     if set(rule.text) <= _RULE_CHARACTERS:
         return f"`{rule.text}`"
     return cell(rule.text)  # cannot happen with the grammar's rules
-
-
-def _link(text: str, url: str) -> str:
-    """A Markdown link to an address the action built (http or https only),
-    or just the text when there is no such address."""
-    label = cell(text)
-    if not url.startswith(("https://", "http://")):
-        return label
-    href = html.escape(url, quote=True).replace("(", "%28").replace(")", "%29").replace(" ", "%20")
-    href = href.replace("|", "%7C").replace("[", "%5B").replace("]", "%5D")
-    return f"[{label}]({href})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,11 @@ class Report:
         }
 
 
+# -- Markdown: the job summary and the `report` output are each a `document`;
+# values from users and the server are shown as text (`cell`), the only links
+# go to addresses the action built (`link`).
+
+
 def cell(value: Any) -> str:
     """A Markdown table cell that shows the value as text: no HTML, no
     links, no breaking out of the row."""
@@ -69,40 +75,80 @@ def cell(value: Any) -> str:
     return " ".join(markdown_text(text).split())
 
 
+def link(text: str, url: str) -> str:
+    """A link to an http(s) address, escaped so that it ends neither the
+    link nor the table row; just the text for any other address."""
+    label = cell(text)
+    if not url.startswith(("https://", "http://")):
+        return label
+    href = html.escape(url, quote=True)
+    for char, escaped in (("(", "%28"), (")", "%29"), (" ", "%20"), ("|", "%7C")):
+        href = href.replace(char, escaped)
+    return f"[{label}]({href})"
+
+
+def row(*cells: str) -> str:
+    return f"| {' | '.join(cells)} |"
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], numbers: Collection[str] = ()) -> list[str]:
+    """A section holding a table under its bold title (none if ""); the
+    `numbers` columns are right-aligned."""
+    lines = [f"**{title}**", ""] if title else []
+    lines += [row(*columns), "|" + "|".join("--:" if name in numbers else "---" for name in columns) + "|"]
+    return lines + [row(*cells) for cells in rows]
+
+
+def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Sequence[str]]) -> str:
+    """A heading, a two-column table of facts (name, Markdown), then each
+    section after a blank line."""
+    lines = [f"### {title}", "", "| | |", "|---|---|", *(row(name, value) for name, value in facts)]
+    for section in sections:
+        lines += ["", *section]
+    return "\n".join(lines) + "\n"
+
+
+def failure_sections(failure: FailureLog) -> list[list[str]]:
+    """A failed step's error and the last lines of its log, each line a
+    table cell: escaped like every other value, one row per line."""
+    sections = [[f"**Failed: {cell(failure.where)}**" + (f" {cell(failure.error)}" if failure.error else "")]]
+    if failure.last_lines:
+        sections.append(table("", ["Last lines of its log"], [[cell(line) or " "] for line in failure.last_lines]))
+    if failure.note:
+        sections.append([f"> {cell(failure.note)}"])
+    return sections
+
+
+_ICONS = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪"}
+
+
 def summary_markdown(report: Report) -> str:
     if not (report.target or report.run_id or report.error):
         return ""
-    icon = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪"}
-    title = f"{icon.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
-    rows = [("Template", report.target), ("Pipeline", report.pipeline)]
+    facts = [("Template", report.target), ("Pipeline", report.pipeline)]
     if report.run_id:
-        rows.append(("Run", report.run_name or report.run_id))
-        rows.append(("Run ID", report.run_id))
-    rows.append(("Status", report.status))
+        facts += [("Run", report.run_name or report.run_id), ("Run ID", report.run_id)]
+    facts.append(("Status", report.status))
     if report.duration_seconds is not None:
-        rows.append(("Duration", f"{report.duration_seconds:.0f} s"))
-    lines = [f"### {title}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {cell(value)} |" for name, value in rows if value]
+        facts.append(("Duration", f"{report.duration_seconds:.0f} s"))
+    shown = [(name, cell(value)) for name, value in facts if value]
     if report.run_url.startswith(("https://", "http://")):
-        # The URL is built by the action from the server's own address and
-        # IDs; it is still escaped so it can only be a link.
-        lines.append(f"| Dashboard | [open run]({html.escape(report.run_url, quote=True).replace('(', '%28').replace(')', '%29').replace(' ', '%20')}) |")
-    if report.sent:
-        lines += ["", "**Run configuration sent**", "", "| Setting | Value |", "|---|---|"]
-        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.sent)]
-    if report.metadata:
-        lines += ["", "**Run metadata**", "", "| Key | Value |", "|---|---|"]
-        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in flatten(report.metadata)]
+        shown.append(("Dashboard", link("open run", report.run_url)))
+    sections: list[Sequence[str]] = []
+    for title, name, values in (("Run configuration sent", "Setting", report.sent), ("Run metadata", "Key", report.metadata)):
+        if values:
+            sections.append(table(title, [name, "Value"], [(cell(k), cell(v)) for k, v in flatten(values)]))
     if report.error:
-        lines += ["", f"**Error:** {cell(report.error)}"]
+        sections.append([f"**Error:** {cell(report.error)}"])
     if report.judged.get("report"):
         # The results section (metrics, baseline, gate, a failed step's log):
         # the same Markdown as the `report` output.
-        lines += ["", report.judged["report"]]
+        sections.append([report.judged["report"]])
     else:
         for failure in report.failure_logs:
-            lines += failure_markdown(failure)
-    return "\n".join(lines) + "\n\n"
+            sections += failure_sections(failure)
+    title = f"{_ICONS.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
+    return document(title, shown, sections) + "\n"
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -114,15 +160,3 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((name, value))
     return rows
-
-
-def failure_markdown(failure: FailureLog) -> list[str]:
-    """A failed step's error and the last lines of its log, each line a
-    table cell: escaped like every other value, one row per line."""
-    lines = ["", f"**Failed: {cell(failure.where)}**" + (f" {cell(failure.error)}" if failure.error else "")]
-    if failure.last_lines:
-        lines += ["", "| Last lines of its log |", "|---|"]
-        lines += [f"| {cell(line) or ' '} |" for line in failure.last_lines]
-    if failure.note:
-        lines += ["", f"> {cell(failure.note)}"]
-    return lines
