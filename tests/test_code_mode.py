@@ -334,9 +334,10 @@ def test_a_pull_request_run_is_compared_with_main_and_passes_its_gate(judged: Ju
 @pytest.mark.parametrize(
     ("kind", "baseline"),
     [
-        # The newest completed run of the repository, whatever its branch:
-        # the pull request's, not the older main run.
-        ("previous", "pull_request"),
+        # The newest completed run of the repository from a push, dispatch
+        # or schedule, whatever its branch: the main run, never the newer
+        # pull request's.
+        ("previous", "main"),
         ("run-id", "main"),
     ],
 )
@@ -371,11 +372,11 @@ def test_a_model_version_in_a_stage_as_baseline(judged: JudgedRuns) -> None:
     ids=["number", "baseline-minus-n", "metric-not-logged"],
 )
 def test_a_failed_rule_fails_the_code_mode_step(judged: JudgedRuns, rule: str, in_message: list[str]) -> None:
-    """The `previous` run (gradient boosting) against the pull request's
-    (random forest), with FAILING_GATE: three of its four rules fail."""
+    """The `previous` run (gradient boosting) against main's (logistic
+    regression), with FAILING_GATE: three of its four rules fail."""
     result = judged.by_kind["previous"]
     this = json.loads(result.outputs["metrics"])
-    baseline = json.loads(judged.pull_request.outputs["metrics"])
+    baseline = json.loads(judged.main.outputs["metrics"])
     values = {
         "this": {name: f"{value:.6g}" for name, value in this.items()},
         "baseline": {name: f"{value:.6g}" for name, value in baseline.items()},

@@ -6,7 +6,7 @@ import pytest
 
 from zenml_action import gate
 from zenml_action.errors import InputError
-from zenml_action.gate import Outcome, Rule
+from zenml_action.gate import BaselineFacts, Outcome, Rule
 
 # -- the grammar --------------------------------------------------------------
 
@@ -133,8 +133,8 @@ BASELINE = {"accuracy": 0.93, "f1": 0.92, "loss": 0.25}
         ("accuracy > baseline + 0.02", BASELINE, Outcome.FAILED, "not met"),
         ("loss <= baseline", BASELINE, Outcome.PASSED, "passed"),  # a falling loss
         # Skipped, with the reason.
-        ("f1 >= baseline - 0.01", None, Outcome.SKIPPED, ": skipped: there is no baseline to compare with."),
-        ("epochs <= baseline", BASELINE, Outcome.SKIPPED, "`epochs <= baseline`: skipped: the baseline has no `epochs`."),
+        ("f1 >= baseline - 0.01", None, Outcome.SKIPPED, ": skipped: there is no baseline yet (on-missing-baseline: pass)."),
+        ("epochs <= baseline", BASELINE, Outcome.SKIPPED, "`epochs <= baseline`: skipped: the baseline has no `epochs`"),
         # A metric the run did not log fails, with what it did log.
         (
             "acuracy >= 0.9",
@@ -149,26 +149,26 @@ BASELINE = {"accuracy": 0.93, "f1": 0.92, "loss": 0.25}
 def test_each_rule_outcome(
     rule: str, baseline: dict[str, float] | None, outcome: Outcome, detail: str
 ) -> None:
-    (result,) = gate.evaluate(gate.parse(rule), METRICS, baseline).rules
+    (result,) = gate.evaluate(gate.parse(rule), METRICS, BaselineFacts(baseline)).rules
     assert result.outcome == outcome
     assert detail in result.message
 
 
 def test_values_that_only_differ_past_six_digits_are_shown_in_full() -> None:
-    (result,) = gate.evaluate(gate.parse("accuracy >= 0.9500001"), METRICS, None).rules
+    (result,) = gate.evaluate(gate.parse("accuracy >= 0.9500001"), METRICS, BaselineFacts()).rules
     assert result.outcome == Outcome.FAILED
     assert "this run 0.95." in result.message and "0.9500001" in result.rule.text
 
 
 def test_missing_metric_when_nothing_was_logged() -> None:
-    (result,) = gate.evaluate(gate.parse("accuracy >= 0.9"), {}, None).rules
+    (result,) = gate.evaluate(gate.parse("accuracy >= 0.9"), {}, BaselineFacts()).rules
     assert result.failed
     assert "It logged no numeric metadata at all." in result.message
 
 
 def test_many_metrics_are_listed_up_to_twenty() -> None:
     metrics = {f"m{i:02}": 1.0 for i in range(30)}
-    (result,) = gate.evaluate(gate.parse("x >= 1"), metrics, None).rules
+    (result,) = gate.evaluate(gate.parse("x >= 1"), metrics, BaselineFacts()).rules
     assert "m19 and 10 more." in result.message
 
 
@@ -176,8 +176,9 @@ def test_many_metrics_are_listed_up_to_twenty() -> None:
     ("rules", "baseline", "result", "failed_lines"),
     [
         ("accuracy >= 0.9\nloss < 0.3", None, "passed", []),
-        ("accuracy >= 0.9\nf1 >= baseline", None, "passed", []),  # skipped is not failed
-        ("f1 >= baseline", None, "passed", []),
+        # Skipped is not failed, and not plainly passed either.
+        ("accuracy >= 0.9\nf1 >= baseline", None, "passed-without-baseline", []),
+        ("f1 >= baseline", None, "passed-without-baseline", []),
         ("accuracy >= 0.99\nf1 >= baseline\nnope > 1", BASELINE, "failed", [1, 2, 3]),
         ("accuracy >= 0.9\n# c\nf1 >= baseline - 0.01", BASELINE, "failed", [3]),
     ],
@@ -185,7 +186,7 @@ def test_many_metrics_are_listed_up_to_twenty() -> None:
 def test_overall_result(
     rules: str, baseline: dict[str, float] | None, result: str, failed_lines: list[int]
 ) -> None:
-    judged = gate.evaluate(gate.parse(rules), METRICS, baseline)
+    judged = gate.evaluate(gate.parse(rules), METRICS, BaselineFacts(baseline))
     assert judged.result == result
     assert [r.rule.line for r in judged.failures] == failed_lines
     message = judged.error_message()
@@ -198,12 +199,36 @@ def test_overall_result(
 
 
 def test_error_message_lists_both_values() -> None:
-    judged = gate.evaluate(gate.parse("accuracy >= 0.99\nf1 >= baseline - 0.01"), METRICS, BASELINE)
+    judged = gate.evaluate(gate.parse("accuracy >= 0.99\nf1 >= baseline - 0.01"), METRICS, BaselineFacts(BASELINE))
     assert judged.error_message() == (
         "The gate failed: 2 of 2 rules not met.\n"
         "- line 1: `accuracy >= 0.99` not met: this run 0.95.\n"
         "- line 2: `f1 >= baseline - 0.01` not met: this run 0.9, baseline 0.92, so the threshold is 0.91."
     )
+
+
+# The gate fails closed: only a baseline that truly does not exist yet (or
+# lacks the metric) may skip a rule on it, and only when the user said so.
+NO_BASELINE, UNKNOWN = BaselineFacts(None), BaselineFacts(None, unknown="HTTP 503 after retries")
+
+
+@pytest.mark.parametrize(
+    ("facts", "outcome", "result", "detail"),
+    [
+        (BaselineFacts(BASELINE), Outcome.PASSED, "passed", "baseline 0.93"),
+        (NO_BASELINE, Outcome.SKIPPED, "passed-without-baseline", "there is no baseline yet (on-missing-baseline: pass)"),
+        (BaselineFacts(None, missing_passes=False), Outcome.FAILED, "failed", "there is no baseline yet (on-missing-baseline: fail)"),
+        (BaselineFacts({"f1": 0.9}), Outcome.SKIPPED, "passed-without-baseline", "the baseline has no `accuracy`"),
+        (BaselineFacts({"f1": 0.9}, missing_passes=False), Outcome.FAILED, "failed", "the baseline has no `accuracy`"),
+        (UNKNOWN, Outcome.FAILED, "failed", "the baseline could not be determined (HTTP 503 after retries)"),
+        (BaselineFacts(None, unknown="x", missing_passes=True), Outcome.FAILED, "failed", "could not be determined"),
+    ],
+    ids=["found", "none-yet-pass", "none-yet-fail", "lacks-metric-pass", "lacks-metric-fail", "unknown", "unknown-ignores-pass"],
+)
+def test_a_rule_on_the_baseline_per_baseline_state(facts: BaselineFacts, outcome: Outcome, result: str, detail: str) -> None:
+    judged = gate.evaluate(gate.parse("accuracy >= baseline"), METRICS, facts)
+    assert (judged.rules[0].outcome, judged.result) == (outcome, result)
+    assert detail in judged.rules[0].message
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,7 @@ def judged(**changes: Any) -> Judgement:
         "baseline": baseline,
         "parameters": [ParameterDiff("model_type", "gradient_boosting", "random_forest")],
         "rules": rules,
-        "gate": gate.evaluate(rules, metrics, baseline.metrics if baseline else None),
+        "gate": gate.evaluate(rules, metrics, gate.BaselineFacts(baseline.metrics if baseline else None)),
         "github": {"github.repository": "octo/repo", "github.sha": "0" * 40},
     }
     return Judgement(**{**base, **changes})
@@ -178,7 +178,7 @@ def test_report_of_a_judged_run() -> None:
             [
                 "| Baseline | none for `compare-to`: main: no completed run of this pipeline from \\`main\\` yet |",
                 "| Metric | This run |\n|---|--:|\n| accuracy | 0.958 |",
-                "| `f1 >= baseline - 0.01` | ⏭️ skipped | skipped: there is no baseline to compare with |",
+                "| `f1 >= baseline - 0.01` | ⏭️ skipped | skipped: there is no baseline yet (on-missing-baseline: pass) |",
                 "| Gate | ❌ failed (1 passed, 2 skipped, 1 missing) |",
             ],
             ["**Parameters", "| Change |"],
@@ -270,7 +270,7 @@ def test_report_shows_server_and_user_text_as_text(changes: dict[str, Any]) -> N
     if "rules" in changes and changes.get("gate", 1) is None:
         metrics = {HOSTILE: 0.5}
         rules = gate.parse(changes["rules"])
-        changes = {"metrics": metrics, "rules": changes["rules"], "gate": gate.evaluate(rules, metrics, None)}
+        changes = {"metrics": metrics, "rules": changes["rules"], "gate": gate.evaluate(rules, metrics, gate.BaselineFacts())}
     report = judge.render_report(judged(**changes), NOW)
     assert "<img" not in report
     assert "](https://evil" not in report

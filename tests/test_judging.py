@@ -126,5 +126,5 @@ def test_no_baseline_is_not_an_error(pr: Any) -> None:
 
     assert result.returncode == 0, result.stdout
     assert result.outputs["baseline-run-id"] == ""
-    assert result.outputs["gate-result"] == "passed"  # the baseline rule was skipped, and says so
+    assert result.outputs["gate-result"] == "passed-without-baseline"  # the baseline rule was skipped, and says so
     assert "no baseline" in result.outputs["report"].lower()

@@ -85,6 +85,8 @@ RUNNER_ENV = {
 )
 def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> None:
     context = api.github_context(environ)
+    # Which runs may be a baseline: test_baseline_trust.py.
+    assert context.pop(api.BASELINE_KEY) in ("-", f"{environ.get('GITHUB_REPOSITORY')}@{environ.get('GITHUB_REF')}")
     assert context == expected
     assert all(":" not in key and key.startswith("github.") for key in context)
 
@@ -106,54 +108,6 @@ def test_metadata_filter(key: str, value: str, expected: str) -> None:
 def test_metadata_filter_refuses_a_key_with_a_colon() -> None:
     with pytest.raises(ValueError, match="cannot contain ':'"):
         api.metadata_filter("a:b", "c")
-
-
-def listed(*runs: tuple[str, str | None]) -> dict[str, Any]:
-    """A page of hydrated runs: (id, github.repository or None)."""
-    return {
-        "items": [
-            {"id": run_id, "metadata": {"run_metadata": {} if repo is None else {"github.repository": repo}}}
-            for run_id, repo in runs
-        ]
-    }
-
-
-@pytest.mark.parametrize(
-    ("body", "exclude", "repository", "expected"),
-    [
-        (listed(("a", "o/r"), ("b", "o/r")), "", "o/r", "a"),
-        # Never the run being judged.
-        (listed(("a", "o/r"), ("b", "o/r")), "a", "o/r", "b"),
-        # Not another repository's run of a pipeline of the same name.
-        (listed(("a", "other/r"), ("b", "o/r")), "", "o/r", "b"),
-        (listed(("a", "other/r")), "", "", "a"),
-        (listed(("a", None)), "", "o/r", "a"),  # unhydrated: not checked
-        (listed(("a", "o/r")), "a", "o/r", None),
-        ({"items": []}, "", "", None),
-        (None, "", "", None),
-        ({"detail": "x"}, "", "", None),
-    ],
-)
-def test_decode_baseline_run(body: Any, exclude: str, repository: str, expected: str | None) -> None:
-    found = api.decode_baseline_run(body, exclude_run_id=exclude, repository=repository)
-    assert (found or {}).get("id") == expected
-
-
-@pytest.mark.parametrize(
-    ("entity", "expected"),
-    [
-        ({"body": {"created": "2026-11-29T09:00:00.123456"}}, datetime(2026, 11, 29, 9, 0, 0, 123456, tzinfo=UTC)),
-        ({"body": {"created": "2026-11-29T09:00:00+01:00"}}, datetime(2026, 11, 29, 8, 0, tzinfo=UTC)),
-        ({"body": {"created": "yesterday"}}, None),
-        ({"body": {}}, None),
-        (None, None),
-    ],
-)
-def test_created_at(entity: Any, expected: datetime | None) -> None:
-    assert api.created_at(entity) == expected
-
-
-# -- against the real server --------------------------------------------------
 
 
 def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> None:
@@ -200,7 +154,7 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
             "types": {"accuracy": "float", "scores": "dict"},
         },
     )
-    still_running = triggered("running", on_branch, complete=False)
+    triggered("running", on_branch, complete=False)  # not completed: never a baseline
     pull_request = triggered(
         "pr",
         {
@@ -218,16 +172,17 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     # compare-to: BRANCH, judging the pull request's run.
     wanted = judge.parse_compare_to(branch)
     assert wanted is not None
-    page = call(api.list_runs_by_metadata("github.ref", wanted.value, pipeline_id=pipeline_id))
+    baseline_of = f"{repo}@{wanted.value}"
+    page = call(api.list_baseline_runs(baseline_of, pipeline_id))
     assert [r["id"] for r in api.items(page)] == [base["id"]]  # not running, not the pull request's
-    found = api.decode_baseline_run(page, exclude_run_id=pull_request["id"], repository=repo)
-    assert found is not None and found["id"] == base["id"]
+    found, refused = api.decode_baseline_run(page, baseline_of, exclude_run_id=pull_request["id"])
+    assert found is not None and found["id"] == base["id"] and refused == 0
     assert api.run_metadata(found)["accuracy"] == 0.93  # hydrated: the metrics came along
     assert api.run_metadata(found)["scores"] == {"f1": 0.9}
     created = api.created_at(found)
     assert created is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=5)
     # ... and judging the base run itself: no other completed run on the branch.
-    assert api.decode_baseline_run(page, exclude_run_id=base["id"], repository=repo) is None
+    assert api.decode_baseline_run(page, baseline_of, exclude_run_id=base["id"]) == (None, 0)
 
     # The parameters where the two runs differ, as a reader must see them.
     def parameters(run: dict[str, Any]) -> dict[str, Any]:
@@ -238,18 +193,10 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
         judge.ParameterDiff("steps.train_model.model_type", "gradient_boosting", "random_forest")
     ]
 
-    # compare-to: previous (same repository, any branch): the newest first.
-    page = call(api.list_runs_by_metadata("github.repository", repo, pipeline_id=pipeline_id))
-    assert [r["id"] for r in api.items(page)] == [pull_request["id"], base["id"]]
-    assert still_running["id"] not in [r["id"] for r in api.items(page)]
-
-    # A value with colons (sent as `equals:`) matches exactly.
-    page = call(
-        api.list_runs_by_metadata(
-            "github.workflow_run_url", f"https://github.com/{repo}/actions/runs/999", pipeline_id=pipeline_id
-        )
-    )
-    assert [r["id"] for r in api.items(page)] == [pull_request["id"]]
+    # compare-to: previous (same repository, any branch, never a pull
+    # request's run): the newest first.
+    page = call(api.list_baseline_runs(f"{repo}@", pipeline_id, any_branch=True))
+    assert [r["id"] for r in api.items(page)] == [base["id"]]
 
     # compare-to: model:NAME@production, with the metrics logged on the version.
     project = base["body"]["project_id"]

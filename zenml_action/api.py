@@ -281,6 +281,22 @@ def run_logs(run_id: str) -> Request:
 
 _PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 
+# The one key the baseline is found by, written by the action alone after
+# the pipeline ran (`runs.follow`): `REPOSITORY@refs/heads/BRANCH` when the
+# run came from a push to, or a dispatch or schedule on, that branch; "-"
+# for any other event. A pull request's run is never a baseline, even under
+# `pull_request_target` or `workflow_run`, whose GITHUB_REF is the base
+# branch while the code may be a fork's. Metadata keeps every write and
+# shows the latest, so the action's record overrides what a pipeline wrote.
+BASELINE_KEY = "zenml_action.baseline_of"
+BASELINE_EVENTS = frozenset({"push", "workflow_dispatch", "schedule"})
+
+
+def baseline_of(repository: str, ref: str, event: str) -> str:
+    if repository and ref.startswith("refs/heads/") and event in BASELINE_EVENTS:
+        return f"{repository}@{ref}"
+    return "-"
+
 
 def github_context(environ: Mapping[str, str]) -> dict[str, str]:
     """Where the run came from, as run metadata: keys grouped under
@@ -307,6 +323,7 @@ def github_context(environ: Mapping[str, str]) -> dict[str, str]:
         "github.pull_request": pull.group(1) if pull else "",
         "github.actor": get("GITHUB_ACTOR"),
         "github.workflow_run_url": workflow_run_url,
+        BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")),
     }
     return {key: value for key, value in values.items() if value}
 
@@ -335,34 +352,39 @@ def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str])
     )
 
 
-def list_runs_by_metadata(key: str, value: str, *, pipeline_id: str = "") -> Request:
-    """The newest completed runs whose metadata has key == value. Hydrated:
-    each run comes with its metadata (the baseline's metrics, its
-    `github.*`), which saves reading the one chosen again. A few more than
-    one, as the run being judged may be among them (`decode_baseline_run`)."""
-    params = _newest_first(5, run_metadata=metadata_filter(key, value), pipeline_id=pipeline_id, status="completed")
+def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:
+    """The newest completed runs of the pipeline recorded as a baseline of
+    `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
+    branch), filtered on the server by all of it. Hydrated: each comes with
+    its metadata, which saves reading the chosen one again. A few, as the
+    run being judged may be among them."""
+    wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
+    params = _newest_first(5, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
     params["hydrate"] = "true"
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
 
 
-def decode_baseline_run(body: Any, *, exclude_run_id: str = "", repository: str = "") -> dict[str, Any] | None:
-    """The newest listed run that is not the one being judged and, when
-    `repository` is given, was started from that repository (another
-    repository may run a pipeline of the same name on the same server)."""
+def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> tuple[dict[str, Any] | None, int]:
+    """The newest listed run, other than the one being judged, whose record
+    as the action last wrote it still names `baseline_of`; and how many
+    listed runs were refused because their latest record says otherwise (a
+    pipeline wrote the key, then the action overwrote it)."""
+    refused = 0
     for run in items(body):
-        if exclude_run_id and str(run.get("id")) == exclude_run_id:
+        if str(run.get("id")) == exclude_run_id:
             continue
-        started_from = run_metadata(run).get("github.repository")
-        if repository and started_from is not None and started_from != repository:
-            continue
-        return run
-    return None
+        record = run_metadata(run).get(BASELINE_KEY)
+        if isinstance(record, str) and (record.startswith(baseline_of) if any_branch else record == baseline_of):
+            return run, refused
+        refused += 1
+    return None, refused
 
 
 def model_version_in_stage(model: str, stage: str) -> Request:
     """The newest version of `model` in `stage` (production, staging, ...),
     hydrated: its metadata carries the metrics logged on it."""
-    params = _newest_first(1, model=_literal(model), stage=stage)
+    # `latest` is no stage a version holds: it means the newest version.
+    params = _newest_first(1, model=_literal(model), stage="" if stage == "latest" else stage)
     params["hydrate"] = "true"
     return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")
 

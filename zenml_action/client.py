@@ -25,7 +25,7 @@ def translate(response: Response, request: Request) -> ActionError:
     """What a failed response means for the user, and what to do about it."""
     server = api.decode_error(response)
     what = f"while {request.purpose}" if request.purpose else ""
-    said = f"The server said: {server.message}"
+    said = f"The server said: {server.message.rstrip('.')}"
     status = response.status
     if status == 401:
         return AuthenticationFailed(

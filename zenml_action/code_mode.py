@@ -32,7 +32,7 @@ from zenml_action.errors import ActionError, InputError, ParameterError, RunFail
 from zenml_action.github import Console, Relay
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import inside_workspace, read_run_configuration
-from zenml_action.report import Report
+from zenml_action.report import FailureLog, Report
 from zenml_action.trigger import RunKey, choose_key, forget_tag
 from zenml_action.versions import server_version
 
@@ -183,8 +183,16 @@ def _after_child(
     report.metadata = result.get("metadata") or {}
     report.duration_seconds = time.monotonic() - started
     if "error" in result:
-        _child_failed(inputs, console, report, result["error"], source)
-        return
+        error = result["error"]
+        if error.get("traceback"):
+            console.debug(str(error["traceback"]))
+        if error.get("kind") != "run_failed" or not report.run_id:
+            raise_child_error(error, source)
+        # A failed run is followed like a completed one: its failed steps,
+        # its report and result, the GitHub context, then the conclusion.
+        report.status = "failed"
+        if client is None:
+            report.failure_logs.append(FailureLog("the run", console.redact(str(error.get("message", "")))))
     if inputs.create_snapshot:
         _snapshot_created(inputs, console, report, result)
         return
@@ -298,19 +306,6 @@ def _copy_lines(child: subprocess.Popen[bytes], relay: Relay) -> None:
     assert child.stdout is not None
     for raw in child.stdout:
         relay.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-
-
-def _child_failed(
-    inputs: Inputs, console: Console, report: Report, error: dict[str, Any], source: PipelineSource
-) -> None:
-    if error.get("traceback"):
-        console.debug(str(error["traceback"]))
-    if error.get("kind") == "run_failed" and report.run_id:
-        report.conclusion = "failure"
-        if not inputs.fail_on_run_failure:
-            console.warning(f"The run failed: {error.get('message')}")
-            return
-    raise_child_error(error, source)
 
 
 def _snapshot_created(inputs: Inputs, console: Console, report: Report, result: dict[str, Any]) -> None:

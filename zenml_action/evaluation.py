@@ -6,12 +6,13 @@ the pure rules and the rendering; this module does the requests)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from zenml_action import api, deadline, gate, judge
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import ActionError
+from zenml_action.errors import ActionError, NotFound
 from zenml_action.github import Console
 
 if TYPE_CHECKING:
@@ -30,85 +31,130 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
 
-def parameters_of(client: ZenMLClient, run: Mapping[str, Any]) -> dict[str, Any]:
+def parameters_of(client: ZenMLClient, run: Mapping[str, Any]) -> dict[str, Any] | None:
     """A run's parameters, pipeline-level and each step's (from the run's
-    snapshot, where the server has one), for comparing two runs."""
+    snapshot, where the server has one), for comparing two runs; None when
+    the snapshot could not be read."""
     snapshot_id = api.dig(run, "resources", "snapshot", "id")
     snapshot = None
     if snapshot_id:
         try:
             snapshot = client.call(api.get_snapshot(str(snapshot_id)))
         except ActionError:
-            snapshot = None
+            return None
     return api.run_parameters(run, snapshot)
 
 
 def differing_parameters(
     client: ZenMLClient | None, run: Mapping[str, Any], baseline_run: Mapping[str, Any] | None
-) -> list[judge.ParameterDiff]:
+) -> tuple[list[judge.ParameterDiff], str]:
+    """The parameters that differ, or why they were not compared."""
     if client is None or baseline_run is None:
-        return []
+        return [], ""
     deadline.entering("comparing the run's parameters with the baseline's")
-    return judge.differing_parameters(parameters_of(client, run), parameters_of(client, baseline_run))
+    this, baseline = parameters_of(client, run), parameters_of(client, baseline_run)
+    if this is None or baseline is None:
+        return [], "The parameters could not be compared: a run's snapshot could not be read."
+    return judge.differing_parameters(this, baseline), ""
 
 
-def find_baseline(
-    client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str], base_url: str
-) -> tuple[judge.Baseline | None, str, dict[str, Any] | None]:
-    """The baseline, why there is none, and the baseline run (for a run)."""
+@dataclass(frozen=True)
+class Found:
+    """The baseline lookup's answer: the baseline, or why there is none;
+    `unknown` when it could not be determined (an error, a record that was
+    tampered with): the gate then fails closed."""
+
+    baseline: judge.Baseline | None = None
+    note: str = ""
+    run: dict[str, Any] | None = None  # the baseline run, to compare parameters
+    unknown: bool = False
+
+
+def find_baseline(client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:
     if client is None:
-        return None, "no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs", None
+        return Found(note="no baseline: the run went to a local ZenML store (no server), which keeps no history between CI jobs")
     deadline.entering("looking the baseline up")
-    run_id = str(run.get("id") or "")
-    pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
     try:
-        if wanted.kind == "model":
-            version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage)))
-            if version is None:
-                return None, f"no baseline: model `{wanted.value}` has no version in stage `{wanted.stage}`", None
-            name = f"{wanted.value} version {version.get('name', '?')} ({wanted.stage})"
-            return judge.Baseline("model_version", str(version["id"]), name, "", api.created_at(version),
-                                  judge.numeric_metrics(api.run_metadata(version))), "", None
-        if wanted.kind == "run":
-            found: dict[str, Any] | None = client.call(api.get_run(wanted.value, hydrate=True))
-        else:
-            key, value = ("github.ref", wanted.value) if wanted.kind == "branch" else (
-                "github.repository", context.get("github.repository", ""))
-            if not value:
-                return None, "no baseline: the repository is not known (GITHUB_REPOSITORY is not set)", None
-            listed = client.call(api.list_runs_by_metadata(key, value, pipeline_id=pipeline_id))
-            found = api.decode_baseline_run(listed, exclude_run_id=run_id, repository=context.get("github.repository", ""))
+        return _find_baseline(client, wanted, run, context)
+    except NotFound as exc:
+        if wanted.kind != "run":
+            raise
+        return Found(note=f"the baseline run {wanted.value} does not exist on the server ({exc})", unknown=True)
     except ActionError as exc:
-        return None, f"no baseline: looking it up failed ({exc})", None
-    if not isinstance(found, dict) or not found.get("id"):
-        where = {"branch": f"from `{wanted.value}`", "previous": "from this repository"}.get(wanted.kind, "")
-        return None, f"no baseline: no completed run of this pipeline started by the action {where}".rstrip(), None
-    baseline_url = api.dashboard_run_url({}, base_url, "", str(found["id"]))
-    return judge.Baseline("run", str(found["id"]), str(found.get("name") or ""), baseline_url, api.created_at(found),
-                          judge.numeric_metrics(api.run_metadata(found))), "", found
+        return Found(note=f"looking the baseline up failed ({exc})", unknown=True)
+
+
+def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:
+    if wanted.kind == "model":
+        version = api.decode_model_version(client.call(api.model_version_in_stage(wanted.value, wanted.stage)))
+        if version is None:
+            held = "no version" if wanted.stage == "latest" else f"no version in stage `{wanted.stage}`"
+            return Found(note=f"no baseline yet: model `{wanted.value}` has {held}")
+        name = f"{wanted.value} version {version.get('name', '?')} ({wanted.stage})"
+        metrics = judge.numeric_metrics(api.run_metadata(version))
+        return Found(judge.Baseline("model_version", str(version["id"]), name, "", api.created_at(version), metrics))
+    if wanted.kind == "run":
+        found = client.call(api.get_run(wanted.value, hydrate=True))
+        if not isinstance(found, dict) or not found.get("id"):
+            return Found(note=f"the server's answer for run {wanted.value} was not a run", unknown=True)
+        return _baseline_run(client, found)
+    repository = context.get("github.repository", "")
+    if not repository:
+        return Found(note="the repository is not known (GITHUB_REPOSITORY is not set)", unknown=True)
+    # Never without the pipeline: another pipeline's run is no baseline.
+    pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
+    if not pipeline_id:
+        return Found(note="the run's pipeline is not known (reading the finished run failed)", unknown=True)
+    previous = wanted.kind == "previous"
+    baseline_of = f"{repository}@" if previous else f"{repository}@{wanted.value}"
+    listed = client.call(api.list_baseline_runs(baseline_of, pipeline_id, any_branch=previous))
+    found, refused = api.decode_baseline_run(listed, baseline_of, exclude_run_id=str(run.get("id") or ""), any_branch=previous)
+    if found is not None:
+        return _baseline_run(client, found)
+    if refused:
+        return Found(
+            note=f"{refused} run(s) claimed to be the baseline but the action's own record on them says otherwise "
+            "(metadata a pipeline wrote itself)",
+            unknown=True,
+        )
+    where = "from this repository" if previous else f"from `{wanted.value}` (a push, dispatch or schedule)"
+    return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}")
+
+
+def _baseline_run(client: ZenMLClient, found: dict[str, Any]) -> Found:
+    url = api.dashboard_run_url({}, client.base_url, "", str(found["id"]))
+    metrics = judge.numeric_metrics(api.run_metadata(found))
+    return Found(judge.Baseline("run", str(found["id"]), str(found.get("name") or ""), url, api.created_at(found), metrics), run=found)
 
 
 def judge_run(action: Action, run: Mapping[str, Any]) -> str:
     """Fill in the report's judgement; the gate's error message when a rule
     failed ("" otherwise). A run that did not complete is not judged."""
-    client, report, console = action.client, action.report, action.console
-    wanted, compare_to, rules = action.inputs.compare_to, action.inputs.compare_to_text, action.inputs.gate
-    context = action.inputs.github
+    client, report, console, inputs = action.client, action.report, action.console, action.inputs
+    rules, context = inputs.gate, inputs.github
     metrics = judge.numeric_metrics(report.metadata)
-    baseline, note, baseline_run = None, "", None
-    if wanted is not None:
-        baseline, note, baseline_run = find_baseline(client, wanted, run, context, client.base_url if client else "")
-        console.info(f"Baseline: {baseline.name or baseline.id}" if baseline else note[0].upper() + note[1:] + ".")
+    found = Found()
+    if inputs.compare_to is not None:
+        found = find_baseline(client, inputs.compare_to, run, context)
+        shown = f"no baseline: {found.note}" if found.unknown else found.note
+        console.info(f"Baseline: {found.baseline.name or found.baseline.id}" if found.baseline else shown[0].upper() + shown[1:] + ".")
     completed = report.status in api.SUCCESS_STATUSES
-    result = gate.evaluate(rules, metrics, dict(baseline.metrics) if baseline else None) if rules and completed else None
+    facts = gate.BaselineFacts(
+        dict(found.baseline.metrics) if found.baseline else None,
+        unknown=found.note if found.unknown else "",
+        missing_passes=inputs.on_missing_baseline == "pass",
+    )
+    result = gate.evaluate(rules, metrics, facts) if rules and completed else None
     gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
+    parameters, parameters_note = differing_parameters(client, run, found.run)
     judgement = judge.Judgement(
         run=judge.RunInfo(report.run_id, report.run_name, report.run_url, report.status, report.pipeline),
         metrics=metrics,
-        compare_to=compare_to,
-        baseline=baseline,
-        baseline_note=note,
-        parameters=differing_parameters(client, run, baseline_run),
+        compare_to=inputs.compare_to_text,
+        baseline=found.baseline,
+        baseline_note=f"could not be determined: {found.note}" if found.unknown else found.note,
+        parameters=parameters,
+        parameters_note=parameters_note,
         rules=rules,
         gate=result,
         gate_note=gate_note,

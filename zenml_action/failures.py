@@ -10,6 +10,7 @@ decode and format, tested in-process (tests/test_failures.py).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -147,10 +148,12 @@ def _print_tail(console: Console, where: str, lines: list[str]) -> None:
     console.endgroup()
 
 
-def _log(client: ZenMLClient, request: Any) -> tuple[list[str], str]:
-    """The log's lines, or why the server could not serve them."""
+def _log(client: ZenMLClient, request: Any, console: Console) -> tuple[list[str], str]:
+    """The log's lines, redacted before anything cuts them (a key that
+    straddles a cut would survive as a prefix), or why the server could not
+    serve them."""
     try:
-        return decode_log(client.call(request)), ""
+        return [console.redact(line) for line in decode_log(client.call(request))], ""
     except ActionError as exc:
         return [], str(exc)
 
@@ -163,14 +166,16 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
         return ""
     deadline.entering("listing the run's failed steps")
     try:
-        steps = decode_failed_steps(client.call(api.list_failed_steps(report.run_id)))
+        listed = client.call(api.list_failed_steps(report.run_id))
+        # Redacted before the errors in it are shortened (see `_log`).
+        steps = decode_failed_steps(json.loads(console.redact(json.dumps(listed))))
     except ActionError as exc:
         console.info(f"Could not list the run's failed steps: {exc}")
         steps = []
     failures: list[FailureLog] = []
     for step in steps:
         where = f"step `{step.name}`"
-        lines, problem = _log(client, api.step_logs(step.id))
+        lines, problem = _log(client, api.step_logs(step.id), console)
         if problem or not lines:
             link = step_url(report.run_url, step.id)
             note = (
@@ -185,7 +190,7 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
         failures.append(FailureLog(where, step.error or error_line(lines), summary_lines(lines)))
     if not any(failure.last_lines for failure in failures):
         # Failed before any step ran (or no step has a log): the run's own.
-        lines, problem = _log(client, api.run_logs(report.run_id))
+        lines, problem = _log(client, api.run_logs(report.run_id), console)
         if lines:
             _print_tail(console, "the run", lines)
             failures.append(FailureLog("the run", error_line(lines), summary_lines(lines)))

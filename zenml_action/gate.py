@@ -113,9 +113,13 @@ class GateResult:
 
     @property
     def result(self) -> str:
-        """The `gate-result` output: `passed` or `failed` (skipped rules
-        neither pass nor fail the gate)."""
-        return "failed" if self.failures else "passed"
+        """The `gate-result` output: `failed`, `passed`, or
+        `passed-without-baseline` when rules on `baseline` were skipped
+        because no baseline exists yet (`on-missing-baseline: pass`): a
+        check for `passed` does not take that for a pass."""
+        if self.failures:
+            return "failed"
+        return "passed-without-baseline" if any(r.outcome == Outcome.SKIPPED for r in self.rules) else "passed"
 
     def error_message(self) -> str:
         """One message for the `::error`, each failed rule with its values."""
@@ -193,29 +197,37 @@ def _malformed(number: int, line: str, problem: str) -> InputError:
 # -- evaluating -------------------------------------------------------------
 
 
-def evaluate(
-    rules: tuple[Rule, ...] | list[Rule],
-    metrics: Mapping[str, float],
-    baseline: Mapping[str, float] | None,
-) -> GateResult:
-    """Each rule against this run's `metrics` and the `baseline`'s (None:
-    no baseline was found)."""
+@dataclass(frozen=True)
+class BaselineFacts:
+    """What the gate knows of the baseline. Fail closed: a baseline that
+    could not be determined (`unknown`: why) fails every rule on it; one that
+    does not exist yet, or lacks the metric, fails them unless
+    `on-missing-baseline: pass` (`missing_passes`)."""
+
+    metrics: Mapping[str, float] | None = None  # None: no baseline
+    unknown: str = ""
+    missing_passes: bool = True
+
+
+def evaluate(rules: tuple[Rule, ...] | list[Rule], metrics: Mapping[str, float], baseline: BaselineFacts) -> GateResult:
+    """Each rule against this run's `metrics` and the baseline's."""
     return GateResult(tuple(_evaluate_rule(rule, metrics, baseline) for rule in rules))
 
 
-def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], baseline: Mapping[str, float] | None) -> RuleResult:
+def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], facts: BaselineFacts) -> RuleResult:
     if rule.metric not in metrics:
         return RuleResult(rule, Outcome.MISSING, detail=_missing(rule, metrics))
     actual = metrics[rule.metric]
     baseline_value = None
     if rule.relative:
-        if baseline is None:
-            return RuleResult(rule, Outcome.SKIPPED, actual, detail="skipped: there is no baseline to compare with")
-        if rule.metric not in baseline:
-            return RuleResult(
-                rule, Outcome.SKIPPED, actual, detail=f"skipped: the baseline has no `{rule.metric}`"
-            )
-        baseline_value = baseline[rule.metric]
+        if facts.unknown:
+            return RuleResult(rule, Outcome.FAILED, actual, detail=f"the baseline could not be determined ({facts.unknown})")
+        absent = "there is no baseline yet" if facts.metrics is None else f"the baseline has no `{rule.metric}`"
+        if facts.metrics is None or rule.metric not in facts.metrics:
+            if facts.missing_passes:
+                return RuleResult(rule, Outcome.SKIPPED, actual, detail=f"skipped: {absent} (on-missing-baseline: pass)")
+            return RuleResult(rule, Outcome.FAILED, actual, detail=f"{absent} (on-missing-baseline: fail)")
+        baseline_value = facts.metrics[rule.metric]
     threshold = rule.threshold(baseline_value)
     assert threshold is not None  # relative rules returned above without one
     passed = compare(actual, rule.op, threshold)

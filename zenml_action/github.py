@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import secrets
 import sys
 import threading
@@ -45,12 +46,24 @@ def quoted(value: str) -> str:
 def markdown_text(text: str) -> str:
     """Text that Markdown (GitHub's, in a job summary or comment) shows as
     it is: no HTML, no links, no emphasis, no breaking out of a table."""
-    text = html.escape(text, quote=True)
+    # Quotes are text outside an HTML attribute (and `&#x27;` is what a
+    # reader would see of an apostrophe in a code span).
+    text = html.escape(text, quote=False)
     for char in "\\`*_[]|!#~":
         text = text.replace(char, "\\" + char)
     # GitHub links bare addresses too (`https://...`, `www....`): an entity
     # for one character keeps them text, and they read the same.
-    return text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
+    text = text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
+    # A mention (`@user`, `@org/team`) notifies, a reference (`#3`,
+    # `owner/repo#3`, `GH-12`) cross-links: a zero-width space after `@`, `#`
+    # or `GH-` keeps them text (escaping is not enough: GitHub finds them in
+    # the rendered text).
+    return _REFERENCE.sub(lambda match: match.group(0) + "&#8203;", text)
+
+
+# An `@` after a word character (`user@host`, `model@production`) mentions
+# no one.
+_REFERENCE = re.compile(r"(?<![\w.\\-])@(?=[A-Za-z0-9])|\\#(?=[0-9])|\bGH-(?=[0-9])", re.IGNORECASE)
 
 
 def encoded_forms(secret: str) -> list[str]:

@@ -23,6 +23,7 @@ requests, urllib3, ssl or the OS raise leaves it as the action's error
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -81,9 +82,25 @@ class Response:
         """The decoded body, or None when it is not JSON (an HTML error page
         from a proxy, a truncated body, nesting too deep to decode)."""
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except (ValueError, RecursionError):
             return None
+        # `"\ud800"` decodes to a lone surrogate, which no output, summary
+        # or log line can encode: it becomes U+FFFD.
+        return _encodable(value) if _SURROGATE.search(self.body) else value
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, str] = {
     "create-snapshot": "",
     "compare-to": "",
     "gate": "",
+    "on-missing-baseline": "pass",
 }
 
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
@@ -101,6 +102,7 @@ class Inputs:
     compare_to_text: str = ""
     compare_to: CompareTo | None = None
     gate: tuple[Rule, ...] = ()
+    on_missing_baseline: str = "pass"
     github: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -469,5 +471,17 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         compare_to_text=raw["compare-to"].strip(),
         compare_to=compare_to,
         gate=rules,
+        on_missing_baseline=parse_on_missing_baseline(raw["on-missing-baseline"]),
         github=github_context(environ),
     )
+
+
+def parse_on_missing_baseline(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("pass", "fail"):
+        raise InputError(
+            "on-missing-baseline",
+            f"{quoted(raw)} is neither `pass` nor `fail`.",
+            "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`.",
+        )
+    return value

@@ -19,13 +19,23 @@ from typing import Any, Final, Literal
 from zenml_action.errors import InputError
 from zenml_action.gate import GateResult, Outcome, Rule, number
 from zenml_action.gate import compare as meets
-from zenml_action.github import quoted
-from zenml_action.report import FailureLog, cell, document, failure_sections, flatten, link, table
+from zenml_action.github import quoted, shorten
+from zenml_action.report import (
+    FailureLog,
+    cell,
+    document,
+    failure_sections,
+    flatten,
+    link,
+    strict_json,
+    table,
+)
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
-# JavaScript does (UTF-16 code units), so an emoji counts twice.
-MAX_REPORT_LENGTH: Final = 65_536
+# JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
+# comment action adds its own marker and header: room is left for them.
+MAX_REPORT_LENGTH: Final = 65_536 - 1_536
 
 # -- the `compare-to` input ------------------------------------------------------
 
@@ -91,8 +101,12 @@ def numeric_metrics(run_metadata: Mapping[str, Any]) -> dict[str, float]:
     for name, value in flatten(dict(run_metadata)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if math.isfinite(value):
-            metrics[name] = float(value)
+        try:
+            number = float(value)  # an integer past a float's range raises
+        except OverflowError:
+            continue
+        if math.isfinite(number):
+            metrics[name] = number
     return metrics
 
 
@@ -199,6 +213,7 @@ class Judgement:
     baseline: Baseline | None = None
     baseline_note: str = ""  # why there is no baseline
     parameters: Sequence[ParameterDiff] = ()
+    parameters_note: str = ""  # why the parameters were not compared
     rules: Sequence[Rule] = ()  # the gate's rules, evaluated or not
     gate: GateResult | None = None  # None: no gate, or not evaluated
     gate_note: str = ""  # why the gate was not evaluated
@@ -228,8 +243,48 @@ def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
         "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
         "gate-result": judgement.gate_result,
         "report": render_report(judgement, now),
-        "result": json.dumps(result(judgement, now), sort_keys=True, allow_nan=False, default=str),
+        "result": fitted_result(result(judgement, now)),
     }
+
+
+# A step output is at most 1 MB, and a job's outputs together 50 MB; the
+# metadata behind `result` is someone else's and can be any size.
+MAX_RESULT_LENGTH: Final = 512 * 1024
+
+
+def fitted_result(data: dict[str, Any]) -> str:
+    """`result` as strict JSON within MAX_RESULT_LENGTH: the long lists
+    shortened first, then the long strings; `truncated` names what was."""
+    text = strict_json(data)
+    cut: list[str] = []
+    for key, keep in (("parameters_differ", 50), ("comparison", 200), ("failures", 5), ("metrics", 200)):
+        if len(text) <= MAX_RESULT_LENGTH:
+            break
+        value = data.get(key)
+        if isinstance(value, list) and len(value) > keep:
+            data[key] = value[:keep]
+        elif isinstance(value, dict) and len(value) > keep:
+            data[key] = dict(sorted(value.items())[:keep])
+        else:
+            continue
+        cut.append(key)
+        data["truncated"] = cut
+        text = strict_json(data)
+    if len(text) > MAX_RESULT_LENGTH:
+        data = _shortened_strings(data, 1000)
+        data["truncated"] = [*cut, "strings"]
+        text = strict_json(data)
+    return text
+
+
+def _shortened_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return shorten(value, limit)
+    if isinstance(value, dict):
+        return {k: _shortened_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened_strings(v, limit) for v in value]
+    return value
 
 
 # -- the result (JSON) -------------------------------------------------------
@@ -436,6 +491,8 @@ def _change(row: MetricRow) -> str:
 
 
 def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[str]:
+    if judgement.parameters_note:
+        return [cell(judgement.parameters_note)]
     if not judgement.parameters:
         return ["The parameters are the same as the baseline's."]
     rows = [(cell(d.name), _value_cell(d.this), _value_cell(d.baseline)) for d in judgement.parameters]

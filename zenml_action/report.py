@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zenml_action.github import markdown_text
+from zenml_action.github import markdown_text, shorten
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,25 @@ class Report:
             "conclusion": self.conclusion,
             "snapshot-id": self.snapshot_id,
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
-            "metadata": json.dumps(self.metadata, sort_keys=True, default=str) if self.metadata else "",
+            "metadata": strict_json(self.metadata) if self.metadata else "",
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
         }
+
+
+def finite(value: Any) -> Any:
+    """The value with every NaN or infinity written as text: strict JSON
+    has no such numbers, and strict readers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def strict_json(value: Any) -> str:
+    return json.dumps(finite(value), sort_keys=True, default=str, allow_nan=False)
 
 
 # -- Markdown: the job summary and the `report` output are each a `document`;
@@ -97,6 +114,20 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], num
     lines = [f"**{title}**", ""] if title else []
     lines += [row(*columns), "|" + "|".join("--:" if name in numbers else "---" for name in columns) + "|"]
     return lines + [row(*cells) for cells in rows]
+
+
+# A table from someone else's data (run metadata, a configuration) keeps the
+# job summary far below GitHub's 1 MiB limit, past which it shows nothing.
+MAX_TABLE_ROWS = 100
+MAX_CELL = 500
+
+
+def capped_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    shown = [[shorten(value, MAX_CELL) for value in cells] for cells in rows[:MAX_TABLE_ROWS]]
+    lines = table(title, columns, shown)
+    if len(rows) > MAX_TABLE_ROWS:
+        lines.append(f"… and {len(rows) - MAX_TABLE_ROWS} more (the step's outputs have them all).")
+    return lines
 
 
 def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Sequence[str]]) -> str:
@@ -137,7 +168,7 @@ def summary_markdown(report: Report) -> str:
     sections: list[Sequence[str]] = []
     for title, name, values in (("Run configuration sent", "Setting", report.sent), ("Run metadata", "Key", report.metadata)):
         if values:
-            sections.append(table(title, [name, "Value"], [(cell(k), cell(v)) for k, v in flatten(values)]))
+            sections.append(capped_table(title, [name, "Value"], [(cell(k), cell(v)) for k, v in flatten(values)]))
     if report.error:
         sections.append([f"**Error:** {cell(report.error)}"])
     if report.judged.get("report"):

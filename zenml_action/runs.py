@@ -68,10 +68,20 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         finally:
             report.duration_seconds = time.monotonic() - started
         finished = True
+        if inputs.code_mode and inputs.github:
+            # The repository's code ran with the key, on a remote
+            # orchestrator after the record above: the action has the last
+            # word on where the run came from (`api.BASELINE_KEY`).
+            deadline.entering("recording the GitHub context on the run")
+            for work in beside:
+                work.result()
+            evaluation.attach_context(client, str(api.dig(run, "body", "project_id") or ""), report.run_id, inputs.github, console)
     if finished and client is not None:
-        run = read_run(client, report.run_id, console)
+        # A run that cannot be read keeps what is known of it (its pipeline
+        # above all: the baseline is never looked for without it).
+        run = read_run(client, report.run_id, console) or run
         report.metadata = api.run_metadata(run) or report.metadata
-    why = failures.explain(client, console, report) if finished and client is not None else ""
+    why = failures.explain(client, console, report) if finished and client is not None else failures.reason(report.failure_logs)
     gate_error = ""
     if inputs.wait:
         deadline.entering("judging the run")
@@ -84,17 +94,17 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         raise GateFailed(gate_error)
 
 
-def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any]:
+def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any] | None:
     """The finished run, hydrated: its metadata (the metrics the pipeline
     logged) and what finds its baseline. Not being able to read it is not
-    worth failing a finished run for."""
+    worth failing a finished run for (None)."""
     deadline.entering("reading the finished run")
     try:
         body = client.call(api.get_run(run_id, hydrate=True))
     except ActionError as exc:
         console.warning(f"Could not read the run's metadata: {exc}")
-        return {"id": run_id}
-    return dict(body) if isinstance(body, dict) else {"id": run_id}
+        return None
+    return dict(body) if isinstance(body, dict) and body.get("id") else None
 
 
 def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console: Console, why: str = "") -> None:
