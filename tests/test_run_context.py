@@ -26,6 +26,7 @@ RUNNER_ENV = {
 # -- the GitHub context -------------------------------------------------------
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
@@ -89,6 +90,7 @@ def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> No
     assert all(":" not in key and key.startswith("github.") for key in context)
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
@@ -103,6 +105,7 @@ def test_metadata_filter(key: str, value: str, expected: str) -> None:
     assert api.metadata_filter(key, value) == expected
 
 
+@pytest.mark.offline
 def test_metadata_filter_refuses_a_key_with_a_colon() -> None:
     with pytest.raises(ValueError, match="cannot contain ':'"):
         api.metadata_filter("a:b", "c")
@@ -118,6 +121,7 @@ def listed(*runs: tuple[str, str | None]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("body", "exclude", "repository", "expected"),
     [
@@ -139,6 +143,7 @@ def test_decode_baseline_run(body: Any, exclude: str, repository: str, expected:
     assert (found or {}).get("id") == expected
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("entity", "expected"),
     [
@@ -279,6 +284,7 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     assert api.decode_model_version(call(api.model_version_in_stage("no-such-model", "production"))) is None
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("run", "snapshot", "expected"),
     [
