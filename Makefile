@@ -1,11 +1,13 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make demo   runs the action on its embedded default
 #   make test   runs the whole test suite (what CI runs)
+# and one checks a change in under a minute, with no ZenML server:
+#   make check  ruff, mypy and the tests marked `offline`
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo demo-server-side test test-executing lint lint-workflows image test-image image-lock bench bench-quick
+.PHONY: venv demo demo-server-side check test test-executing lint lint-workflows image test-image image-lock bench bench-quick
 
 $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt requirements-lint.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -32,6 +34,12 @@ lint: venv
 
 test: venv lint
 	$(PY) -m pytest
+
+# The rules in-process, stand-in servers on loopback, the workflow linters:
+# every test that needs no ZenML server and takes seconds (pytest marker
+# `offline`), after the linters.
+check: venv lint
+	$(PY) -m pytest -q -m offline
 
 # The executing tier alone (tests/test_executed_runs.py: a server that really
 # runs the sample pipeline; CONTRIBUTING.md, "Executing test tier").

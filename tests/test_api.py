@@ -9,6 +9,8 @@ import pytest
 
 from zenml_action.api import dashboard_run_url
 
+pytestmark = pytest.mark.offline
+
 PROJECT = "5f0c2b4e-0000-4000-8000-000000000001"
 RUN = "9a1d7c3e-0000-4000-8000-000000000002"
 

@@ -30,6 +30,7 @@ from zenml_action.report import strict_json
 # -- which runs may be a baseline ----------------------------------------------------
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("event", "ref", "baseline_of"),
     [
@@ -52,6 +53,7 @@ def test_only_a_push_dispatch_or_schedule_on_a_branch_makes_a_baseline(event: st
     assert recorded.get("github.event", "") == event
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("records", "expected", "refused"),
     [
@@ -74,6 +76,7 @@ def test_a_listed_run_counts_only_if_the_actions_record_still_names_the_branch(
 # -- data from the server is someone else's ------------------------------------------
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("metadata", "metrics"),
     [
@@ -88,6 +91,7 @@ def test_only_finite_numbers_are_metrics(metadata: dict[str, Any], metrics: dict
     assert judge.numeric_metrics(metadata) == metrics
 
 
+@pytest.mark.offline
 def test_json_outputs_are_strict() -> None:
     written = strict_json({"nan": float("nan"), "inf": float("-inf"), "huge": 10**40, "list": [float("nan")]})
     assert json.loads(written, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON")) == {
@@ -95,12 +99,14 @@ def test_json_outputs_are_strict() -> None:
     }
 
 
+@pytest.mark.offline
 def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character() -> None:
     body = Response(200, {}, b'{"name": "x\\ud800y", "emoji": "\\ud83d\\ude00"}').json()
     assert body["emoji"] == "\U0001f600"
     body["name"].encode("utf-8")  # would raise with the surrogate
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
@@ -117,6 +123,7 @@ def test_mentions_and_references_stay_text(text: str, shown: str) -> None:
     assert markdown_text(text) == shown
 
 
+@pytest.mark.offline
 def test_the_result_output_is_capped() -> None:
     diffs = [{"name": f"p{i}", "this": "x" * 5000, "baseline": "y"} for i in range(500)]
     data: dict[str, Any] = {"schema": judge.RESULT_SCHEMA, "parameters_differ": diffs, "metrics": {}, "comparison": [], "failures": []}

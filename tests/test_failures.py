@@ -17,6 +17,8 @@ from zenml_action.failures import (
 )
 from zenml_action.report import FailureLog, Report, summary_markdown
 
+pytestmark = pytest.mark.offline
+
 TRACEBACK = """Traceback (most recent call last):
   File "/app/pipelines/training.py", line 310, in train_model
     model = build_model(model_type)

@@ -8,6 +8,8 @@ from zenml_action import gate
 from zenml_action.errors import InputError
 from zenml_action.gate import BaselineFacts, Outcome, Rule
 
+pytestmark = pytest.mark.offline
+
 # -- the grammar --------------------------------------------------------------
 
 

@@ -3,15 +3,18 @@ wrong and how to fix it, and neither starts a run nor writes a result.
 
 Every case runs the action's `main()` in this process (an input mistake
 never crosses the process boundary; exit codes and signals are tested with
-real processes elsewhere) against the real test server (so that a
-regression that lets a bad input through would reach it), with
-`HTTP(S)_PROXY` pointing at a recording sink: an attempt to contact any
-non-loopback host would land there instead of on the network.
+real processes elsewhere), with `HTTP(S)_PROXY` pointing at a recording
+sink: an attempt to contact any non-loopback host would land there instead
+of on the network. Mistakes in the inputs themselves need no server: a
+recorder stands in for it and must receive nothing. Mistakes only the
+snapshot reveals run against the real test server, which must see no
+trigger.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,8 @@ import pytest
 from conftest import Deployment
 from support.action import ActionResult, ActionRunner
 from support.fault_proxy import FaultProxy, Recorder
+
+from zenml_action.parameters import load_parameters
 
 # Nine levels of nine aliases: 9**9 (about 387 million) values once expanded.
 BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -204,13 +209,10 @@ CASES = [
 ]
 
 
-@dataclass
-class Outcome:
-    result: ActionResult
-    # What reached the real server (through a recording proxy), by path.
-    requests: list[str]
-    # Requests that went to the sink, i.e. towards a non-loopback host.
-    escaped: int
+# A key of the right shape for the cases that never reach a server.
+WELL_FORMED_KEY = "ZENKEY_" + "k" * 40
+INPUT_CASES = [case for case in CASES if not case.reaches_server]
+SNAPSHOT_CASES = [case for case in CASES if case.reaches_server]
 
 
 def proxy_env(sink: Recorder) -> dict[str, str]:
@@ -242,46 +244,31 @@ def prepare(case: Bad, workspace: Path) -> None:
         os.mkfifo(workspace / fifo)
 
 
-def run_case(case: Bad, zenml: Deployment, root: Path) -> Outcome:
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Recorder]:
+    with Recorder() as recorder:
+        yield recorder
+
+
+def run_case(case: Bad, server_url: str, api_key: str, root: Path, sink: Recorder) -> tuple[ActionResult, int]:
+    """The case's action run against `server_url`, and how many requests
+    went to the sink (towards a non-loopback host)."""
     workspace = root / case.id / "workspace"
     workspace.mkdir(parents=True)
     prepare(case, workspace)
-    # Each case talks to the real server through its own recording proxy, to
-    # tell which requests (if any) it sent, and has its own sink.
-    with FaultProxy(zenml.url) as proxy, Recorder() as sink:
-        port = proxy.url.rsplit(":", 1)[1]
-        inputs = {
-            name: value.replace("$PORT", port).replace("$TMP", str(root / case.id)).replace("$KEY", zenml.api_key)
-            for name, value in case.inputs.items()
-        }
-        runner = ActionRunner(
-            workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key, "poll-interval": "1s"}
-        )
-        env = {name: value.replace("$TMP", str(root / case.id)).replace("$WS", str(workspace)) for name, value in case.env.items()}
-        result = runner.run_in_process(inputs, extra_env={**proxy_env(sink), **env})
-        return Outcome(result, [f"{r.method} {r.path}" for r in proxy.records], len(sink.received))
+    port = server_url.rsplit(":", 1)[1]
+    inputs = {
+        name: value.replace("$PORT", port).replace("$TMP", str(root / case.id)).replace("$KEY", api_key)
+        for name, value in case.inputs.items()
+    }
+    env = {name: value.replace("$TMP", str(root / case.id)).replace("$WS", str(workspace)) for name, value in case.env.items()}
+    runner = ActionRunner(workspace, base_inputs={"workspace-url": server_url, "api-key": api_key, "poll-interval": "1s"})
+    before = len(sink.received)
+    result = runner.run_in_process(inputs, extra_env={**proxy_env(sink), **env})
+    return result, len(sink.received) - before
 
 
-@pytest.fixture(scope="module")
-def outcomes(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """All cases, one after the other, before the tests read their outcomes."""
-    root = tmp_path_factory.mktemp("hostile")
-    before = run_count(zenml)
-    results = {case.id: run_case(case, zenml, root) for case in CASES}
-    assert run_count(zenml) == before, "a bad input started a run"
-    return results
-
-
-def test_the_table_is_big_enough() -> None:
-    assert len(CASES) >= 40
-    assert len({case.id for case in CASES}) == len(CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_fails_cleanly(case: Bad, outcomes: dict[str, Outcome]) -> None:
-    outcome = outcomes[case.id]
-    result = outcome.result
-
+def assert_fails_cleanly(case: Bad, result: ActionResult) -> None:
     everything = "\n".join([result.stdout, result.stderr, result.output_text, result.summary])
     assert result.returncode == 1, everything
     assert len(result.errors) == 1, result.stdout
@@ -296,21 +283,69 @@ def test_bad_input_fails_cleanly(case: Bad, outcomes: dict[str, Outcome]) -> Non
     assert result.output_text == ""
     assert "run-id" not in result.outputs
     assert "Run ID" not in result.summary
-    # Input mistakes are found before any request; mistakes only the
-    # snapshot reveals, before the trigger. Nothing goes anywhere else.
-    if case.reaches_server:
-        assert not any(r.startswith("POST") and r.endswith("/runs") for r in outcome.requests), outcome.requests
-    else:
-        assert outcome.requests == []
-    assert outcome.escaped == 0
     if case.secret:
         printed = "\n".join(line for line in everything.splitlines() if not line.startswith("::add-mask::"))
         assert case.secret not in printed
 
 
-def test_inline_yaml_that_mentions_a_yaml_file_is_not_taken_for_a_path(action: ActionRunner) -> None:
-    """`model_type: custom.yaml` is a mapping, not the path of a file."""
-    result = action.run({**T, "parameters": "model_type: custom.yaml", "dry-run": "true"})
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[Recorder]:
+    """Where `workspace-url` points when no server is needed."""
+    with Recorder() as recorder:
+        yield recorder
 
-    assert result.returncode == 0, result.stdout
-    assert '"model_type": "custom.yaml"' in result.stdout
+
+@pytest.mark.offline
+@pytest.mark.parametrize("case", INPUT_CASES, ids=[case.id for case in INPUT_CASES])
+def test_an_input_mistake_fails_before_any_request(case: Bad, tmp_path: Path, stand_in: Recorder, sink: Recorder) -> None:
+    before = len(stand_in.received)
+    result, escaped = run_case(case, stand_in.url, WELL_FORMED_KEY, tmp_path, sink)
+    assert_fails_cleanly(case, result)
+    assert len(stand_in.received) == before
+    assert escaped == 0
+
+
+@dataclass
+class Outcome:
+    result: ActionResult
+    # What reached the real server (through a recording proxy), by path.
+    requests: list[str]
+    escaped: int
+
+
+@pytest.fixture(scope="module")
+def outcomes(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory, sink: Recorder) -> dict[str, Outcome]:
+    """The cases the snapshot reveals, one after the other, before the tests
+    read their outcomes; each through its own recording proxy."""
+    root = tmp_path_factory.mktemp("hostile")
+    before = run_count(zenml)
+    results = {}
+    for case in SNAPSHOT_CASES:
+        with FaultProxy(zenml.url) as proxy:
+            result, escaped = run_case(case, proxy.url, zenml.api_key, root, sink)
+            results[case.id] = Outcome(result, [f"{r.method} {r.path}" for r in proxy.records], escaped)
+    assert run_count(zenml) == before, "a bad input started a run"
+    return results
+
+
+@pytest.mark.parametrize("case", SNAPSHOT_CASES, ids=[case.id for case in SNAPSHOT_CASES])
+def test_a_mistake_the_snapshot_reveals_fails_before_the_trigger(case: Bad, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[case.id]
+    assert_fails_cleanly(case, outcome.result)
+    assert not any(r.startswith("POST") and r.endswith("/runs") for r in outcome.requests), outcome.requests
+    assert outcome.escaped == 0
+
+
+@pytest.mark.offline
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("model_type: custom.yaml", {"model_type": "custom.yaml"}),
+        ("config_file: ci/params.yaml", {"config_file": "ci/params.yaml"}),
+        ("{file: x.yaml}", {"file": "x.yaml"}),
+    ],
+)
+def test_inline_yaml_that_mentions_a_yaml_file_is_not_taken_for_a_path(
+    raw: str, expected: dict[str, str], workspace: Path
+) -> None:
+    assert load_parameters(raw, workspace) == expected

@@ -51,10 +51,12 @@ def requirement_pins(*files: str) -> dict[str, str]:
 # -- the Dockerfile, read -------------------------------------------------
 
 
+@pytest.mark.offline
 def test_dockerfile_builds_on_the_official_slim_python() -> None:
     assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE) == ["python:3.12-slim"] * 2
 
 
+@pytest.mark.offline
 def test_dockerfile_runs_as_root_with_the_documented_entrypoint() -> None:
     assert not re.search(r"^USER\b", DOCKERFILE, re.MULTILINE), "GitHub advises Docker actions not to set USER"
     assert re.search(r'^ENTRYPOINT \["python", "/app/entrypoint.py"\]$', DOCKERFILE, re.MULTILINE)
@@ -62,6 +64,7 @@ def test_dockerfile_runs_as_root_with_the_documented_entrypoint() -> None:
         assert re.search(rf"\b{name}={value}\b", DOCKERFILE)
 
 
+@pytest.mark.offline
 def test_dockerfile_pins_uv_like_the_makefile() -> None:
     makefile = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     dockerfile = re.search(r"^ARG UV_VERSION=(\S+)$", DOCKERFILE, re.MULTILINE)
@@ -71,6 +74,7 @@ def test_dockerfile_pins_uv_like_the_makefile() -> None:
     assert '"uv==${UV_VERSION}"' in DOCKERFILE
 
 
+@pytest.mark.offline
 def test_dockerfile_holds_no_secret_and_copies_no_more_than_needed() -> None:
     assert not re.search(r"^(ARG|ENV)\b.*(KEY|TOKEN|PASSWORD|SECRET)", DOCKERFILE, re.MULTILINE | re.IGNORECASE)
     assert "--mount=type=secret" not in DOCKERFILE
@@ -84,6 +88,7 @@ def test_dockerfile_holds_no_secret_and_copies_no_more_than_needed() -> None:
     assert ignore[0] == "*", "the build context is an allow-list"
 
 
+@pytest.mark.offline
 def test_image_constraints_agree_with_the_requirements() -> None:
     """scripts/image/constraints.txt pins all the image installs; a bump in
     requirements*.txt must be made there too (regenerate it: see its header)."""

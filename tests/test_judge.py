@@ -16,6 +16,8 @@ from zenml_action.errors import InputError
 from zenml_action.judge import UNSET, Baseline, Judgement, MetricRow, ParameterDiff, RunInfo
 from zenml_action.report import FailureLog
 
+pytestmark = pytest.mark.offline
+
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "result-v1.json").read_text())
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -29,6 +29,8 @@ from zenml_action.resolve import target_from_snapshot
 from zenml_action.trigger import RunKey, choose_key, classify, generated_run_name, trigger_once
 from zenml_action.waiting import next_interval
 
+pytestmark = pytest.mark.offline
+
 BY_NAME = RunKey(run_name="training-2026_11_29-10_00_00_000001")
 BY_TAG = RunKey(tag="gha-idem-42-1-abcd1234-0123456789ab")
 

@@ -26,6 +26,7 @@ RUNNER_ENV = {
 # -- the GitHub context -------------------------------------------------------
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
@@ -91,6 +92,7 @@ def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> No
     assert all(":" not in key and key.startswith("github.") for key in context)
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
@@ -105,9 +107,28 @@ def test_metadata_filter(key: str, value: str, expected: str) -> None:
     assert api.metadata_filter(key, value) == expected
 
 
+@pytest.mark.offline
 def test_metadata_filter_refuses_a_key_with_a_colon() -> None:
     with pytest.raises(ValueError, match="cannot contain ':'"):
         api.metadata_filter("a:b", "c")
+
+
+@pytest.mark.offline
+@pytest.mark.parametrize(
+    ("entity", "expected"),
+    [
+        ({"body": {"created": "2026-11-29T09:00:00.123456"}}, datetime(2026, 11, 29, 9, 0, 0, 123456, tzinfo=UTC)),
+        ({"body": {"created": "2026-11-29T09:00:00+01:00"}}, datetime(2026, 11, 29, 8, 0, tzinfo=UTC)),
+        ({"body": {"created": "yesterday"}}, None),
+        ({"body": {}}, None),
+        (None, None),
+    ],
+)
+def test_created_at(entity: Any, expected: datetime | None) -> None:
+    assert api.created_at(entity) == expected
+
+
+# -- against the real server --------------------------------------------------
 
 
 def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> None:
@@ -226,6 +247,7 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     assert api.decode_model_version(call(api.model_version_in_stage("no-such-model", "production"))) is None
 
 
+@pytest.mark.offline
 @pytest.mark.parametrize(
     ("run", "snapshot", "expected"),
     [

@@ -14,6 +14,8 @@ from zenml_action.parameters import check_and_translate, unchecked
 from zenml_action.resolve import Target, target_from_run_template, target_from_snapshot
 from zenml_action.versions import parse_release, server_version
 
+pytestmark = pytest.mark.offline
+
 
 @pytest.mark.parametrize(
     ("raw", "release", "snapshots", "notice"),

@@ -1,12 +1,13 @@
-"""The server-side path against real servers of each ZenML release series
-users run: 0.85 (run templates only), 0.93 (snapshots, parameter names
-without types) and 0.98 (typed parameter specs).
+"""The server-side path against real servers of the older ZenML release
+series users run: 0.85 (run templates only) and 0.93 (snapshots, parameter
+names without types). The newest, 0.98 (typed parameter specs), is the main
+suite's server: test_server_side.py runs the same checks against it.
 
 Each version's server is installed once per session in its own environment
-(`support/zenml_versions.py`) and shared by every test here; 0.98 is the
-main suite's server. The seeded names are the same on all versions
-(`support/seed_snapshots.py`): `trainer-prod` and `trainer-staging` are
-runnable snapshots, or run templates before 0.90.
+(`support/zenml_versions.py`) and shared by every test here. The seeded
+names are the same on all versions (`support/seed_snapshots.py`):
+`trainer-prod` and `trainer-staging` are runnable snapshots, or run
+templates before 0.90.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from support.action import ActionResult, ActionRunner
 from support.github_env import github_env
 from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
 from support.server import ZenMLServer
-from support.zenml_versions import MAIN_VERSION, VERSIONS
+from support.zenml_versions import MAIN_VERSION, OLD_VERSIONS
+
+OLDEST = OLD_VERSIONS[0]
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Versioned:
     version: str
     zenml: Deployment
     # Started beside the first server's set-up, waited for when needed.
-    without_runner: ZenMLServer | None = None
+    without_runner: ZenMLServer
 
     @property
     def server(self) -> ZenMLServer:
@@ -52,12 +55,9 @@ class Versioned:
         )
 
 
-@pytest.fixture(scope="session", params=VERSIONS)
+@pytest.fixture(scope="session", params=OLD_VERSIONS)
 def versioned(request: pytest.FixtureRequest) -> Iterator[Versioned]:
     version = str(request.param)
-    if version == MAIN_VERSION:
-        yield Versioned(version, request.getfixturevalue("zenml"))
-        return
     # Set up in the background since collection (support/version_servers.py).
     servers = version_servers.start([version])
     prepared = servers.get(version)
@@ -68,9 +68,7 @@ def versioned(request: pytest.FixtureRequest) -> Iterator[Versioned]:
 
 
 @pytest.fixture
-def versioned_without_runner(versioned: Versioned, request: pytest.FixtureRequest) -> Deployment:
-    if versioned.without_runner is None:
-        return request.getfixturevalue("zenml_without_runner")  # type: ignore[no-any-return]
+def versioned_without_runner(versioned: Versioned) -> Deployment:
     versioned.without_runner.wait_healthy()
     return Deployment(versioned.without_runner, versioned.zenml.snapshots)
 
@@ -253,7 +251,6 @@ def test_wrong_parameters_are_caught_where_the_server_states_enough(
 NOT_CHECKED = {
     "0.85.0": "types of step and pipeline parameters are not checked: this server does not publish them",
     "0.93.3": "types of step parameters are not checked: this server does not publish them",
-    "0.98.0": None,
 }
 
 
@@ -266,10 +263,7 @@ def test_dry_run_sends_nothing_and_says_what_was_not_checked(versioned: Versione
     assert result.outputs["conclusion"] == "dry-run"
     assert "gradient_boosting" in result.stdout
     assert run_count(versioned.server) == before
-    if note:
-        assert f"Not checked on this server (ZenML {version}): {note}." in result.stdout
-    else:
-        assert "Not checked" not in result.stdout
+    assert f"Not checked on this server (ZenML {version}): {note}." in result.stdout
 
 
 # -- waiting ------------------------------------------------------------------
@@ -330,7 +324,7 @@ def judged_run(
 # The newest server is judged in depth by test_judging.py; the oldest one
 # must record the GitHub context and find a run by it (`run_metadata`
 # filter) just the same.
-@pytest.mark.parametrize("versioned", [VERSIONS[0]], indirect=True)
+@pytest.mark.parametrize("versioned", [OLDEST], indirect=True)
 def test_a_pull_request_finds_its_main_branch_baseline_on_the_oldest_server(
     versioned: Versioned, action: ActionRunner
 ) -> None:
@@ -383,11 +377,12 @@ def checkout(workspace: Path) -> Path:
     return workspace
 
 
+# Code mode on a server of another series: a client of that version (0.93
+# has 0.98's shapes; test_code_mode.py runs code mode against 0.98).
+@pytest.mark.parametrize("versioned", [OLDEST], indirect=True)
 def test_code_mode_completes_with_a_client_of_the_servers_version(
     versioned: Versioned, checkout: Path, unique_name: str
 ) -> None:
-    if versioned.has_snapshots:
-        pytest.skip("0.98: test_code_mode.py runs the same against the main server; 0.93 has 0.98's shapes")
     own_zenml = importlib.metadata.version("zenml")
     result = versioned.runner(checkout).run(
         {
@@ -410,9 +405,8 @@ def test_code_mode_completes_with_a_client_of_the_servers_version(
     assert importlib.metadata.version("zenml") == own_zenml == MAIN_VERSION
 
 
+@pytest.mark.parametrize("versioned", [OLDEST], indirect=True)  # the one without snapshots
 def test_create_snapshot_on_a_server_without_snapshots(versioned: Versioned, checkout: Path) -> None:
-    if versioned.has_snapshots:
-        pytest.skip("only servers before 0.90 have no snapshots")
     result = versioned.runner(checkout).run({"pipeline": SAMPLE, "create-snapshot": "nightly"})
 
     assert result.returncode == 1
