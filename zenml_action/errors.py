@@ -48,20 +48,6 @@ class ProxyFailed(ConnectionFailed):
     title = "Proxy problem"
 
 
-class OutOfTime(ActionError):
-    """`timeout` ran out while a request, or its retries, was still going on."""
-
-    title = "Timed out"
-
-    def __init__(self, purpose: str, last_status: int | None = None) -> None:
-        self.purpose = purpose
-        busy = f" (the last answer was HTTP {last_status})" if last_status else ""
-        super().__init__(
-            f"`timeout` ran out while {purpose}{busy}. The server or the network was too slow "
-            "to finish in time; raise `timeout`, or try again later."
-        )
-
-
 class AuthenticationFailed(ActionError):
     title = "ZenML authentication failed"
 

@@ -12,6 +12,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError, ReadTimeoutError
 
 from zenml_action.errors import ConnectionFailed, ProxyFailed
+from zenml_action.github import shorten
 
 # Each failure: the action's error, whether the request may have reached the
 # server (False only where it cannot have: a POST is then not looked for),
@@ -79,9 +80,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(text: str) -> str:
+    return shorten(" ".join(text.split()), 200)
 
 
 def _proxy_shown(proxy: str) -> str:

@@ -7,7 +7,7 @@ There is no deadline here: `timeout` is the process's one deadline
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient
@@ -31,14 +31,27 @@ def next_interval(first: float, waited: float) -> float:
     return interval
 
 
+class Clock(Protocol):
+    """Time as the wait sees it (a fake one in the polling-rule tests)."""
+
+    def __call__(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class _Monotonic:
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+MONOTONIC = _Monotonic()
+
+
 def wait_for_run(
-    client: ZenMLClient,
-    run_id: str,
-    status: str,
-    first_interval: float,
-    console: Console,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, clock: Clock = MONOTONIC
 ) -> str:
     """Poll until the status is final; return it."""
     start = polled = clock()
@@ -49,7 +62,7 @@ def wait_for_run(
         now = clock()
         # Intervals run from one poll's start to the next, so the time a
         # poll takes does not delay noticing that the run finished.
-        sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
+        clock.sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
         polled = clock()
         try:
             polled_status = api.decode_status(client.call(api.run_status(run_id))) or status
