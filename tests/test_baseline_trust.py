@@ -22,7 +22,7 @@ from support.fault_proxy import STATUS, FaultProxy, Rule
 from support.github_env import github_env
 from support.orchestrator import complete_run, find_run, log_run_metadata
 
-from zenml_action import api, judge
+from zenml_action import judge, provenance
 from zenml_action.github import markdown_text
 from zenml_action.http import Response
 from zenml_action.report import strict_json
@@ -48,8 +48,8 @@ from zenml_action.report import strict_json
 )
 def test_only_a_push_dispatch_or_schedule_on_a_branch_makes_a_baseline(event: str, ref: str, baseline_of: str) -> None:
     env = {"GITHUB_REPOSITORY": "acme/x", "GITHUB_REF": ref, "GITHUB_EVENT_NAME": event}
-    recorded = api.github_context(env)
-    assert recorded[api.BASELINE_KEY] == baseline_of
+    recorded = provenance.github_context(env)
+    assert recorded[provenance.BASELINE_KEY] == baseline_of
     assert recorded.get("github.event", "") == event
 
 
@@ -68,8 +68,8 @@ def test_only_a_push_dispatch_or_schedule_on_a_branch_makes_a_baseline(event: st
 def test_a_listed_run_counts_only_if_the_actions_record_still_names_the_branch(
     records: list[Any], expected: int | None, refused: int
 ) -> None:
-    runs = [{"id": f"r{i}", "metadata": {"run_metadata": {api.BASELINE_KEY: r} if r else {}}} for i, r in enumerate(records)]
-    found, count = api.decode_baseline_run({"items": runs}, "acme/x@refs/heads/main", exclude_run_id="this")
+    runs = [{"id": f"r{i}", "metadata": {"run_metadata": {provenance.BASELINE_KEY: r} if r else {}}} for i, r in enumerate(records)]
+    found, count = provenance.decode_baseline_run({"items": runs}, "acme/x@refs/heads/main", exclude_run_id="this")
     assert (found["id"] if found else None, count) == (None if expected is None else f"r{expected}", refused)
 
 
@@ -256,7 +256,7 @@ def test_a_pull_requests_pipeline_cannot_make_its_run_the_baseline(zenml: Deploy
     )
     assert forged.returncode == 0, forged.stdout
     recorded = zenml.server.admin("GET", f"/api/v1/runs/{forged.outputs['run-id']}", params={"hydrate": "true"})
-    assert recorded["metadata"]["run_metadata"][api.BASELINE_KEY] == "-"
+    assert recorded["metadata"]["run_metadata"][provenance.BASELINE_KEY] == "-"
 
     # The next pull request's run of the same pipeline, judged against `main`.
     result = runner.run(

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from zenml_action import gate, judge
+from zenml_action import gate, judge, judge_report
 from zenml_action.errors import InputError
 from zenml_action.judge import UNSET, Baseline, Judgement, MetricRow, ParameterDiff, RunInfo
 from zenml_action.report import FailureLog
@@ -144,7 +144,7 @@ def judged(**changes: Any) -> Judgement:
 
 
 def test_report_of_a_judged_run() -> None:
-    report = judge.render_report(judged(), NOW)
+    report = judge_report.render_report(judged(), NOW)
     assert report == (
         "### 📊 ZenML run results\n\n"
         "| | |\n|---|---|\n"
@@ -243,7 +243,7 @@ def test_report_of_a_judged_run() -> None:
     ids=["no-baseline", "plain", "model-version", "same-parameters", "unset-parameter", "failed-run", "no-link", "days", "seconds"],
 )
 def test_report_cases(changes: dict[str, Any], expected: list[str], absent: list[str]) -> None:
-    report = judge.render_report(judged(**changes), NOW)
+    report = judge_report.render_report(judged(**changes), NOW)
     for text in expected:
         assert text in report
     for text in absent:
@@ -273,7 +273,7 @@ def test_report_shows_server_and_user_text_as_text(changes: dict[str, Any]) -> N
         metrics = {HOSTILE: 0.5}
         rules = gate.parse(changes["rules"])
         changes = {"metrics": metrics, "rules": changes["rules"], "gate": gate.evaluate(rules, metrics, gate.BaselineFacts())}
-    report = judge.render_report(judged(**changes), NOW)
+    report = judge_report.render_report(judged(**changes), NOW)
     assert "<img" not in report
     assert "](https://evil" not in report
     assert "javascript:" not in report
@@ -323,8 +323,8 @@ def log_lines(count: int, width: int = 200) -> tuple[str, ...]:
     ids=["fits", "long-log", "log-and-tables", "huge-error", "emoji"],
 )
 def test_report_size_cap(changes: dict[str, Any], expected: list[str], absent: list[str]) -> None:
-    report = judge.render_report(judged(**changes), NOW)
-    assert len(report.encode("utf-16-le")) // 2 <= judge.MAX_REPORT_LENGTH
+    report = judge_report.render_report(judged(**changes), NOW)
+    assert len(report.encode("utf-16-le")) // 2 <= judge_report.MAX_REPORT_LENGTH
     for text in expected:
         assert text in report
     for text in absent:
@@ -333,12 +333,12 @@ def test_report_size_cap(changes: dict[str, Any], expected: list[str], absent: l
 
 def test_shortened_log_keeps_as_many_last_lines_as_fit() -> None:
     judgement = judged(failures=[FailureLog("the run", "boom", log_lines(1000))])
-    report = judge.render_report(judgement, NOW)
+    report = judge_report.render_report(judgement, NOW)
     kept = int(report.split("shortened to its last ")[1].split()[0])
     assert 100 < kept < 1000
     assert f"| {999 - kept + 1:05} " in report and f"| {999 - kept:05} " not in report
     # One more line would not have fitted.
-    assert len(report) + 210 > judge.MAX_REPORT_LENGTH
+    assert len(report) + 210 > judge_report.MAX_REPORT_LENGTH
 
 
 # -- the result JSON -----------------------------------------------------------
@@ -360,7 +360,7 @@ RESULT_CASES = {
 
 @pytest.mark.parametrize("changes", RESULT_CASES.values(), ids=RESULT_CASES.keys())
 def test_result_matches_its_schema(changes: dict[str, Any]) -> None:
-    outputs = judge.outputs(judged(**changes), NOW)
+    outputs = judge_report.outputs(judged(**changes), NOW)
     value = json.loads(outputs["result"])
     jsonschema.validate(value, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert value["schema"] == "zenml-action-result/v1"
@@ -401,7 +401,7 @@ def test_result_carries_the_reports_facts() -> None:
     ],
 )
 def test_outputs(changes: dict[str, Any], expected: dict[str, str]) -> None:
-    outputs = judge.outputs(judged(**changes), NOW)
+    outputs = judge_report.outputs(judged(**changes), NOW)
     assert {k: outputs[k] for k in expected} == expected
     assert json.loads(outputs["metrics"]) == METRICS
     assert outputs["report"].startswith("### 📊 ZenML run results")

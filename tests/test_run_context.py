@@ -12,7 +12,7 @@ import pytest
 from conftest import Deployment
 from support.orchestrator import complete_run
 
-from zenml_action import api, judge
+from zenml_action import api, judge, provenance
 from zenml_action.http import Request, Transport, send
 
 RUNNER_ENV = {
@@ -85,9 +85,9 @@ RUNNER_ENV = {
     ids=["push", "pull-request", "tag", "enterprise", "bad-server-url", "bad-run-id", "nothing", "blank"],
 )
 def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> None:
-    context = api.github_context(environ)
+    context = provenance.github_context(environ)
     # Which runs may be a baseline: test_baseline_trust.py.
-    assert context.pop(api.BASELINE_KEY) in ("-", f"{environ.get('GITHUB_REPOSITORY')}@{environ.get('GITHUB_REF')}")
+    assert context.pop(provenance.BASELINE_KEY) in ("-", f"{environ.get('GITHUB_REPOSITORY')}@{environ.get('GITHUB_REF')}")
     assert context == expected
     assert all(":" not in key and key.startswith("github.") for key in context)
 
@@ -104,13 +104,13 @@ def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> No
     ],
 )
 def test_metadata_filter(key: str, value: str, expected: str) -> None:
-    assert api.metadata_filter(key, value) == expected
+    assert provenance.metadata_filter(key, value) == expected
 
 
 @pytest.mark.offline
 def test_metadata_filter_refuses_a_key_with_a_colon() -> None:
     with pytest.raises(ValueError, match="cannot contain ':'"):
-        api.metadata_filter("a:b", "c")
+        provenance.metadata_filter("a:b", "c")
 
 
 @pytest.mark.offline
@@ -157,8 +157,8 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
                 json={"run_configuration": {"run_name": f"{name}-{uuid.uuid4().hex[:8]}", **configuration}},
             )
         )
-        context = api.github_context({**RUNNER_ENV, "GITHUB_REPOSITORY": repo, **environ})
-        assert call(api.attach_run_metadata(run["body"]["project_id"], run["id"], context)) is None
+        context = provenance.github_context({**RUNNER_ENV, "GITHUB_REPOSITORY": repo, **environ})
+        assert call(provenance.attach_run_metadata(run["body"]["project_id"], run["id"], context)) is None
         if complete:
             complete_run(zenml.server, run)
         return run
@@ -194,16 +194,16 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
     wanted = judge.parse_compare_to(branch)
     assert wanted is not None
     baseline_of = f"{repo}@{wanted.value}"
-    page = call(api.list_baseline_runs(baseline_of, pipeline_id))
+    page = call(provenance.list_baseline_runs(baseline_of, pipeline_id))
     assert [r["id"] for r in api.items(page)] == [base["id"]]  # not running, not the pull request's
-    found, refused = api.decode_baseline_run(page, baseline_of, exclude_run_id=pull_request["id"])
+    found, refused = provenance.decode_baseline_run(page, baseline_of, exclude_run_id=pull_request["id"])
     assert found is not None and found["id"] == base["id"] and refused == 0
     assert api.run_metadata(found)["accuracy"] == 0.93  # hydrated: the metrics came along
     assert api.run_metadata(found)["scores"] == {"f1": 0.9}
     created = api.created_at(found)
     assert created is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=5)
     # ... and judging the base run itself: no other completed run on the branch.
-    assert api.decode_baseline_run(page, baseline_of, exclude_run_id=base["id"]) == (None, 0)
+    assert provenance.decode_baseline_run(page, baseline_of, exclude_run_id=base["id"]) == (None, 0)
 
     # The parameters where the two runs differ, as a reader must see them.
     def parameters(run: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def test_context_attached_and_found_again_on_the_server(zenml: Deployment) -> No
 
     # compare-to: previous (same repository, any branch, never a pull
     # request's run): the newest first.
-    page = call(api.list_baseline_runs(f"{repo}@", pipeline_id, any_branch=True))
+    page = call(provenance.list_baseline_runs(f"{repo}@", pipeline_id, any_branch=True))
     assert [r["id"] for r in api.items(page)] == [base["id"]]
 
     # compare-to: model:NAME@production, with the metrics logged on the version.

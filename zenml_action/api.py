@@ -7,7 +7,6 @@ Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +50,7 @@ def exactly(name: str) -> str:
     return f"equals:{name}" if name else ""
 
 
-def _newest_first(size: int, **filters: str) -> dict[str, str]:
+def newest_first(size: int, **filters: str) -> dict[str, str]:
     """Listing parameters: newest first, and only the filters that are set."""
     return {"sort_by": "desc:created", "size": str(size), **{k: v for k, v in filters.items() if v}}
 
@@ -67,7 +66,7 @@ def list_snapshots(
 ) -> Request:
     """`hydrate` includes each snapshot's pipeline spec, which saves reading
     the one found again."""
-    params = _newest_first(size, named_only="true", name=exactly(name), project=project, pipeline=pipeline)
+    params = newest_first(size, named_only="true", name=exactly(name), project=project, pipeline=pipeline)
     if runnable is not None:
         params["runnable"] = str(runnable).lower()
     if hydrate:
@@ -82,7 +81,7 @@ def get_snapshot(snapshot_id: UUID | str) -> Request:
 
 
 def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "", size: int = 20) -> Request:
-    params = _newest_first(size, name=exactly(name), project=project, pipeline=pipeline)
+    params = newest_first(size, name=exactly(name), project=project, pipeline=pipeline)
     return Request("GET", f"{API}/run_templates", params=params, purpose="looking up run templates")
 
 
@@ -274,117 +273,11 @@ def run_logs(run_id: str) -> Request:
     return Request("GET", f"{API}/runs/{run_id}/logs", params={"source": "runner"}, purpose="reading the run's log")
 
 
-# -- where a run came from, and its baseline (judge.py) -------------------------
-# The action tags nothing: it attaches the GitHub context as run metadata
-# (one request) and finds runs again with the `run_metadata` filter, which
-# every server version the action supports (0.85 on) has.
-
-_PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
-
-# The one key the baseline is found by, written by the action alone after
-# the pipeline ran (`runs.follow`): `REPOSITORY@refs/heads/BRANCH` when the
-# run came from a push to, or a dispatch or schedule on, that branch; "-"
-# for any other event. A pull request's run is never a baseline, even under
-# `pull_request_target` or `workflow_run`, whose GITHUB_REF is the base
-# branch while the code may be a fork's. Metadata keeps every write and
-# shows the latest, so the action's record overrides what a pipeline wrote.
-BASELINE_KEY = "zenml_action.baseline_of"
-BASELINE_EVENTS = frozenset({"push", "workflow_dispatch", "schedule"})
-
-
-def baseline_of(repository: str, ref: str, event: str) -> str:
-    if repository and ref.startswith("refs/heads/") and event in BASELINE_EVENTS:
-        return f"{repository}@{ref}"
-    return "-"
-
-
-def github_context(environ: Mapping[str, str]) -> dict[str, str]:
-    """Where the run came from, as run metadata: keys grouped under
-    `github.` (ZenML refuses `:` in a key), only those the runner set."""
-
-    def get(name: str) -> str:
-        return environ.get(name, "").strip()
-
-    ref = get("GITHUB_REF")
-    pull = _PULL_REQUEST_REF.fullmatch(ref)
-    # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is
-    # then `N/merge`.
-    branch = get("GITHUB_HEAD_REF") or (get("GITHUB_REF_NAME") if ref.startswith("refs/heads/") else "")
-    server, repository, run_id = get("GITHUB_SERVER_URL").rstrip("/"), get("GITHUB_REPOSITORY"), get("GITHUB_RUN_ID")
-    workflow_run_url = ""
-    if server.startswith(("https://", "http://")) and repository and run_id.isdigit():
-        workflow_run_url = f"{server}/{repository}/actions/runs/{run_id}"
-    values = {
-        "github.repository": repository,
-        "github.sha": get("GITHUB_SHA"),
-        "github.ref": ref,
-        "github.branch": branch,
-        "github.event": get("GITHUB_EVENT_NAME"),
-        "github.pull_request": pull.group(1) if pull else "",
-        "github.actor": get("GITHUB_ACTOR"),
-        "github.workflow_run_url": workflow_run_url,
-        BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")),
-    }
-    return {key: value for key, value in values.items() if value}
-
-
-def metadata_filter(key: str, value: str) -> str:
-    """A `run_metadata` filter for key == value. The server splits it at
-    the first `:` and reads a leading `OP:` of the value as an operator, so
-    a value with a colon is given with an explicit `equals:`."""
-    if ":" in key:
-        raise ValueError(f"a metadata key cannot contain ':' ({key!r})")
-    return f"{key}:equals:{value}" if ":" in value else f"{key}:{value}"
-
-
-def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str]) -> Request:
-    """Attach text `values` to the run (the server answers `null`)."""
-    return Request(
-        "POST",
-        f"{API}/run-metadata",
-        json={
-            "project": project_id,
-            "resources": [{"id": run_id, "type": "pipeline_run"}],
-            "values": dict(values),
-            "types": dict.fromkeys(values, "str"),
-        },
-        purpose="attaching the GitHub context to the run",
-    )
-
-
-def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:
-    """The newest completed runs of the pipeline recorded as a baseline of
-    `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
-    branch), filtered on the server by all of it. Hydrated: each comes with
-    its metadata, which saves reading the chosen one again. A few, as the
-    run being judged may be among them."""
-    wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
-    params = _newest_first(5, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
-    params["hydrate"] = "true"
-    return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
-
-
-def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> tuple[dict[str, Any] | None, int]:
-    """The newest listed run, other than the one being judged, whose record
-    as the action last wrote it still names `baseline_of`; and how many
-    listed runs were refused because their latest record says otherwise (a
-    pipeline wrote the key, then the action overwrote it)."""
-    refused = 0
-    for run in items(body):
-        if str(run.get("id")) == exclude_run_id:
-            continue
-        record = run_metadata(run).get(BASELINE_KEY)
-        if isinstance(record, str) and (record.startswith(baseline_of) if any_branch else record == baseline_of):
-            return run, refused
-        refused += 1
-    return None, refused
-
-
 def model_version_in_stage(model: str, stage: str) -> Request:
     """The newest version of `model` in `stage` (production, staging, ...),
     hydrated: its metadata carries the metrics logged on it."""
     # `latest` is no stage a version holds: it means the newest version.
-    params = _newest_first(1, model=_literal(model), stage="" if stage == "latest" else stage)
+    params = newest_first(1, model=_literal(model), stage="" if stage == "latest" else stage)
     params["hydrate"] = "true"
     return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")
 

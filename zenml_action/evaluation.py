@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from zenml_action import api, deadline, gate, judge
+from zenml_action import api, deadline, gate, judge, judge_report, provenance
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, NotFound
 from zenml_action.github import Console
@@ -26,7 +26,7 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
     if not context or not run_id:
         return
     try:
-        client.call(api.attach_run_metadata(project_id, run_id, dict(context)))
+        client.call(provenance.attach_run_metadata(project_id, run_id, dict(context)))
     except ActionError as exc:
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
@@ -107,8 +107,8 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
         return Found(note="the run's pipeline is not known (reading the finished run failed)", unknown=True)
     previous = wanted.kind == "previous"
     baseline_of = f"{repository}@" if previous else f"{repository}@{wanted.value}"
-    listed = client.call(api.list_baseline_runs(baseline_of, pipeline_id, any_branch=previous))
-    found, refused = api.decode_baseline_run(listed, baseline_of, exclude_run_id=str(run.get("id") or ""), any_branch=previous)
+    listed = client.call(provenance.list_baseline_runs(baseline_of, pipeline_id, any_branch=previous))
+    found, refused = provenance.decode_baseline_run(listed, baseline_of, exclude_run_id=str(run.get("id") or ""), any_branch=previous)
     if found is not None:
         return _baseline_run(client, found)
     if refused:
@@ -161,5 +161,5 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         failures=tuple(report.failure_logs),
         github=dict(context),
     )
-    report.judged = judge.outputs(judgement, datetime.now(UTC))
+    report.judged = judge_report.outputs(judgement, datetime.now(UTC))
     return result.error_message() if result is not None and result.result == "failed" else ""

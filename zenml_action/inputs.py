@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
-from zenml_action.api import github_context
 from zenml_action.errors import InputError
 from zenml_action.github import quoted
+from zenml_action.provenance import github_context
 from zenml_action.proxies import proxy_for
 
 if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up time counts

@@ -7,35 +7,25 @@ report and the result come out as text and data.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from zenml_action.errors import InputError
-from zenml_action.gate import GateResult, Outcome, Rule, number
+from zenml_action.gate import GateResult, Rule
 from zenml_action.gate import compare as meets
 from zenml_action.github import quoted, shorten
 from zenml_action.report import (
     FailureLog,
-    cell,
-    document,
-    failure_sections,
     flatten,
-    link,
     strict_json,
-    table,
 )
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
-# GitHub refuses a comment longer than 65,536 characters; it counts them as
-# JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
-# comment action adds its own marker and header: room is left for them.
-MAX_REPORT_LENGTH: Final = 65_536 - 1_536
 
 # -- the `compare-to` input ------------------------------------------------------
 
@@ -235,18 +225,6 @@ class Judgement:
         return self.gate.result if self.gate else ""
 
 
-def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
-    """The step outputs this module is the source of."""
-    baseline = judgement.baseline
-    return {
-        "metrics": json.dumps(dict(judgement.metrics), sort_keys=True),
-        "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
-        "gate-result": judgement.gate_result,
-        "report": render_report(judgement, now),
-        "result": fitted_result(result(judgement, now)),
-    }
-
-
 # A step output is at most 1 MB, and a job's outputs together 50 MB; the
 # metadata behind `result` is someone else's and can be any size.
 MAX_RESULT_LENGTH: Final = 512 * 1024
@@ -313,8 +291,8 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             "id": baseline.id,
             "name": baseline.name,
             "url": baseline.url,
-            "created": _utc(baseline.created).isoformat() if baseline.created else None,
-            "age_seconds": _age_seconds(baseline.created, now),
+            "created": utc(baseline.created).isoformat() if baseline.created else None,
+            "age_seconds": age_seconds(baseline.created, now),
             "metrics": dict(baseline.metrics),
         },
         "baseline_note": judgement.baseline_note,
@@ -325,7 +303,7 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
         "parameters_differ": [_parameter_json(p) for p in judgement.parameters],
         "gate": {
             "result": judgement.gate_result,
-            "note": _gate_note(judgement),
+            "note": gate_note(judgement),
             "rules": [
                 {
                     "line": r.rule.line,
@@ -358,203 +336,18 @@ def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:
     return shown
 
 
-def _age_seconds(created: datetime | None, now: datetime) -> float | None:
+def age_seconds(created: datetime | None, now: datetime) -> float | None:
     if created is None:
         return None
-    return max(0.0, (now - _utc(created)).total_seconds())
+    return max(0.0, (now - utc(created)).total_seconds())
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     # ZenML's timestamps are UTC, written without a zone.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _gate_note(judgement: Judgement) -> str:
+def gate_note(judgement: Judgement) -> str:
     if judgement.gate is not None or not judgement.rules:
         return ""
     return judgement.gate_note or "not evaluated: the run did not complete"
-
-
-# -- the report (Markdown) ---------------------------------------------------
-
-_VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
-_OUTCOME = {
-    Outcome.PASSED: "✅ passed",
-    Outcome.FAILED: "❌ failed",
-    Outcome.MISSING: "❌ not logged",
-    Outcome.SKIPPED: "⏭️ skipped",
-}
-# The characters a rule can hold (the gate's grammar): safe in a code span.
-_RULE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-<>=!+ ")
-
-
-def render_report(judgement: Judgement, now: datetime) -> str:
-    """The results section: for the job summary and, as the `report`
-    output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
-    excerpt is shortened first, then the longest tables, and the report says
-    so."""
-    full = _render(judgement, now, table_rows=None, notes=())
-    if _length(full) <= MAX_REPORT_LENGTH:
-        return full
-    note = (
-        "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
-        f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
-    )
-    longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    kept = _largest_fitting(
-        longest, lambda k: _render(_keep_log_lines(judgement, k), now, None, (note.format(kept=k),))
-    )
-    if kept is not None:
-        return _render(_keep_log_lines(judgement, kept), now, None, (note.format(kept=kept),))
-    without_log = _keep_log_lines(judgement, 0)
-    notes = (note.format(kept=0),)
-    table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
-    biggest = max(len(judgement.rows), len(judgement.parameters))
-    rows = _largest_fitting(
-        biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
-    )
-    if rows is not None:
-        return _render(without_log, now, rows, (*notes, table_note.format(rows=rows)))
-    # Still too long (huge error messages or notes): cut at a line.
-    text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
-    ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
-    budget = MAX_REPORT_LENGTH - _length(ending)
-    cut = text[: budget // 2]  # at most 2 UTF-16 units a character
-    while _length(cut) < budget and len(cut) < len(text):
-        cut = text[: len(cut) + max(1, (budget - _length(cut)) // 2)]
-    cut = cut[: cut.rfind("\n")] if "\n" in cut else ""
-    return cut + ending
-
-
-def _length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
-    """The largest n in 0..most whose rendering fits, or None (binary
-    search: a rendering grows with n)."""
-    if _length(render(0)) > MAX_REPORT_LENGTH:
-        return None
-    low, high = 0, most
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _length(render(middle)) <= MAX_REPORT_LENGTH:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
-    failures = [
-        replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
-    ]
-    return replace(judgement, failures=failures)
-
-
-def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
-    """The report with each table cut to `table_rows` rows (None: whole)
-    and the `notes` saying what was shortened."""
-    run = judgement.run
-    facts = [("Run", link(run.name or run.id, run.url))]
-    if run.pipeline:
-        facts.append(("Pipeline", cell(run.pipeline)))
-    facts.append(("Status", cell(run.status or "unknown")))
-    if judgement.compare_to or judgement.baseline:
-        facts.append(("Baseline", _baseline_cell(judgement, now)))
-    if judgement.rules:
-        facts.append(("Gate", _gate_cell(judgement)))
-    sections = [_metrics_section(judgement, table_rows)]
-    if judgement.baseline is not None and judgement.baseline.kind == "run":
-        sections.append(_parameters_section(judgement, table_rows))
-    if judgement.gate is not None:
-        results = judgement.gate.rules
-        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
-        sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
-    for failure in judgement.failures:
-        sections += failure_sections(failure)
-    sections += [[f"> {cell(note)}"] for note in notes]
-    return document("📊 ZenML run results", facts, sections)
-
-
-def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
-    if not judgement.rows:
-        return ["This run logged no metrics (numeric metadata)."]
-    columns = ["Metric", "This run", "Baseline", "Change"] if judgement.baseline else ["Metric", "This run"]
-    rows = [(cell(r.metric), _number(r.this), _number(r.baseline), _change(r))[: len(columns)] for r in judgement.rows]
-    return table("Metrics", columns, _cut(rows, table_rows), numbers={"This run", "Baseline"})
-
-
-def _change(row: MetricRow) -> str:
-    change = "" if row.change is None else f"{row.change:+.6g}"
-    return " ".join(part for part in (change, _VERDICT.get(row.verdict, "")) if part)
-
-
-def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[str]:
-    if judgement.parameters_note:
-        return [cell(judgement.parameters_note)]
-    if not judgement.parameters:
-        return ["The parameters are the same as the baseline's."]
-    rows = [(cell(d.name), _value_cell(d.this), _value_cell(d.baseline)) for d in judgement.parameters]
-    columns = ["Parameter", "This run", "Baseline"]
-    return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
-
-
-def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:
-    """The first `limit` rows (all when None), then a row of one cell
-    saying how many were left out (Markdown leaves the others empty)."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    return [*rows[:limit], [f"… {len(rows) - limit} more (the `result` output has them all)"]]
-
-
-def _baseline_cell(judgement: Judgement, now: datetime) -> str:
-    asked = f"`compare-to`: {cell(judgement.compare_to)}" if judgement.compare_to else ""
-    baseline = judgement.baseline
-    if baseline is None:
-        why = cell(judgement.baseline_note) if judgement.baseline_note else "none was found"
-        return f"none for {asked}: {why}" if asked else f"none: {why}"
-    what = link(baseline.name or baseline.id, baseline.url)
-    if baseline.kind == "model_version":
-        what = f"model version {what} (ID {cell(baseline.id)})"
-    parts = [what]
-    age = _age_seconds(baseline.created, now)
-    if age is not None and baseline.created is not None:
-        parts.append(f"created {_age_words(age)} ({_utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
-    if asked:
-        parts.append(f"from {asked}")
-    return ", ".join(parts)
-
-
-def _gate_cell(judgement: Judgement) -> str:
-    gate = judgement.gate
-    if gate is None:
-        return f"not evaluated: {cell(_gate_note(judgement).removeprefix('not evaluated: '))}"
-    counts = {o: sum(1 for r in gate.rules if r.outcome == o) for o in Outcome}
-    summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
-    return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
-
-
-def _age_words(seconds: float) -> str:
-    minutes = seconds / 60
-    if minutes < 1:
-        return "less than a minute ago"
-    for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
-        if minutes >= size:
-            count = int(minutes // size)
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return ""  # unreachable: minutes >= 1
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else number(value)
-
-
-def _value_cell(value: Any) -> str:
-    return "*(not set)*" if value is UNSET else cell(value)
-
-
-def _rule_cell(rule: Rule) -> str:
-    if set(rule.text) <= _RULE_CHARACTERS:
-        return f"`{rule.text}`"
-    return cell(rule.text)  # cannot happen with the grammar's rules

@@ -71,7 +71,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         if inputs.code_mode and inputs.github:
             # The repository's code ran with the key, on a remote
             # orchestrator after the record above: the action has the last
-            # word on where the run came from (`api.BASELINE_KEY`).
+            # word on where the run came from (`provenance.BASELINE_KEY`).
             deadline.entering("recording the GitHub context on the run")
             for work in beside:
                 work.result()

@@ -1,0 +1,217 @@
+"""The judgement as the one Markdown report (the `report` output, the
+results section of the job summary, a pull-request comment) and the step
+outputs it is the source of. Pure: facts in (`judge.Judgement`), text out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Final
+
+from zenml_action.gate import Outcome, Rule, number
+from zenml_action.judge import UNSET, Judgement, MetricRow, age_seconds, fitted_result, gate_note, result, utc
+from zenml_action.report import cell, document, failure_sections, link, table
+
+# GitHub refuses a comment longer than 65,536 characters; it counts them as
+# JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
+# comment action adds its own marker and header: room is left for them.
+MAX_REPORT_LENGTH: Final = 65_536 - 1_536
+
+
+def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
+    """The step outputs this module is the source of."""
+    baseline = judgement.baseline
+    return {
+        "metrics": json.dumps(dict(judgement.metrics), sort_keys=True),
+        "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
+        "gate-result": judgement.gate_result,
+        "report": render_report(judgement, now),
+        "result": fitted_result(result(judgement, now)),
+    }
+
+
+# -- the report (Markdown) ---------------------------------------------------
+
+_VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
+_OUTCOME = {
+    Outcome.PASSED: "✅ passed",
+    Outcome.FAILED: "❌ failed",
+    Outcome.MISSING: "❌ not logged",
+    Outcome.SKIPPED: "⏭️ skipped",
+}
+# The characters a rule can hold (the gate's grammar): safe in a code span.
+_RULE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-<>=!+ ")
+
+
+def render_report(judgement: Judgement, now: datetime) -> str:
+    """The results section: for the job summary and, as the `report`
+    output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
+    excerpt is shortened first, then the longest tables, and the report says
+    so."""
+    full = _render(judgement, now, table_rows=None, notes=())
+    if _length(full) <= MAX_REPORT_LENGTH:
+        return full
+    note = (
+        "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
+        f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
+    )
+    longest = max((len(f.last_lines) for f in judgement.failures), default=0)
+    kept = _largest_fitting(
+        longest, lambda k: _render(_keep_log_lines(judgement, k), now, None, (note.format(kept=k),))
+    )
+    if kept is not None:
+        return _render(_keep_log_lines(judgement, kept), now, None, (note.format(kept=kept),))
+    without_log = _keep_log_lines(judgement, 0)
+    notes = (note.format(kept=0),)
+    table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
+    biggest = max(len(judgement.rows), len(judgement.parameters))
+    rows = _largest_fitting(
+        biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
+    )
+    if rows is not None:
+        return _render(without_log, now, rows, (*notes, table_note.format(rows=rows)))
+    # Still too long (huge error messages or notes): cut at a line.
+    text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
+    ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
+    budget = MAX_REPORT_LENGTH - _length(ending)
+    cut = text[: budget // 2]  # at most 2 UTF-16 units a character
+    while _length(cut) < budget and len(cut) < len(text):
+        cut = text[: len(cut) + max(1, (budget - _length(cut)) // 2)]
+    cut = cut[: cut.rfind("\n")] if "\n" in cut else ""
+    return cut + ending
+
+
+def _length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
+    """The largest n in 0..most whose rendering fits, or None (binary
+    search: a rendering grows with n)."""
+    if _length(render(0)) > MAX_REPORT_LENGTH:
+        return None
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _length(render(middle)) <= MAX_REPORT_LENGTH:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
+    failures = [
+        replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
+    ]
+    return replace(judgement, failures=failures)
+
+
+def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
+    """The report with each table cut to `table_rows` rows (None: whole)
+    and the `notes` saying what was shortened."""
+    run = judgement.run
+    facts = [("Run", link(run.name or run.id, run.url))]
+    if run.pipeline:
+        facts.append(("Pipeline", cell(run.pipeline)))
+    facts.append(("Status", cell(run.status or "unknown")))
+    if judgement.compare_to or judgement.baseline:
+        facts.append(("Baseline", _baseline_cell(judgement, now)))
+    if judgement.rules:
+        facts.append(("Gate", _gate_cell(judgement)))
+    sections = [_metrics_section(judgement, table_rows)]
+    if judgement.baseline is not None and judgement.baseline.kind == "run":
+        sections.append(_parameters_section(judgement, table_rows))
+    if judgement.gate is not None:
+        results = judgement.gate.rules
+        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
+        sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
+    for failure in judgement.failures:
+        sections += failure_sections(failure)
+    sections += [[f"> {cell(note)}"] for note in notes]
+    return document("📊 ZenML run results", facts, sections)
+
+
+def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
+    if not judgement.rows:
+        return ["This run logged no metrics (numeric metadata)."]
+    columns = ["Metric", "This run", "Baseline", "Change"] if judgement.baseline else ["Metric", "This run"]
+    rows = [(cell(r.metric), _number(r.this), _number(r.baseline), _change(r))[: len(columns)] for r in judgement.rows]
+    return table("Metrics", columns, _cut(rows, table_rows), numbers={"This run", "Baseline"})
+
+
+def _change(row: MetricRow) -> str:
+    change = "" if row.change is None else f"{row.change:+.6g}"
+    return " ".join(part for part in (change, _VERDICT.get(row.verdict, "")) if part)
+
+
+def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[str]:
+    if judgement.parameters_note:
+        return [cell(judgement.parameters_note)]
+    if not judgement.parameters:
+        return ["The parameters are the same as the baseline's."]
+    rows = [(cell(d.name), _value_cell(d.this), _value_cell(d.baseline)) for d in judgement.parameters]
+    columns = ["Parameter", "This run", "Baseline"]
+    return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
+
+
+def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:
+    """The first `limit` rows (all when None), then a row of one cell
+    saying how many were left out (Markdown leaves the others empty)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    return [*rows[:limit], [f"… {len(rows) - limit} more (the `result` output has them all)"]]
+
+
+def _baseline_cell(judgement: Judgement, now: datetime) -> str:
+    asked = f"`compare-to`: {cell(judgement.compare_to)}" if judgement.compare_to else ""
+    baseline = judgement.baseline
+    if baseline is None:
+        why = cell(judgement.baseline_note) if judgement.baseline_note else "none was found"
+        return f"none for {asked}: {why}" if asked else f"none: {why}"
+    what = link(baseline.name or baseline.id, baseline.url)
+    if baseline.kind == "model_version":
+        what = f"model version {what} (ID {cell(baseline.id)})"
+    parts = [what]
+    age = age_seconds(baseline.created, now)
+    if age is not None and baseline.created is not None:
+        parts.append(f"created {_age_words(age)} ({utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
+    if asked:
+        parts.append(f"from {asked}")
+    return ", ".join(parts)
+
+
+def _gate_cell(judgement: Judgement) -> str:
+    gate = judgement.gate
+    if gate is None:
+        return f"not evaluated: {cell(gate_note(judgement).removeprefix('not evaluated: '))}"
+    counts = {o: sum(1 for r in gate.rules if r.outcome == o) for o in Outcome}
+    summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+    return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
+
+
+def _age_words(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes < 1:
+        return "less than a minute ago"
+    for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
+        if minutes >= size:
+            count = int(minutes // size)
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return ""  # unreachable: minutes >= 1
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else number(value)
+
+
+def _value_cell(value: Any) -> str:
+    return "*(not set)*" if value is UNSET else cell(value)
+
+
+def _rule_cell(rule: Rule) -> str:
+    if set(rule.text) <= _RULE_CHARACTERS:
+        return f"`{rule.text}`"
+    return cell(rule.text)  # cannot happen with the grammar's rules
