@@ -82,8 +82,6 @@ def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]
 
 
 def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_names: dict[str, tuple[str, ...]]) -> Target:
-    """What a snapshot and a run template share (they differ in where
-    `is_dynamic` and the step parameter names are)."""
     return Target(
         kind=kind,
         id=str(body.get("id", "")),
