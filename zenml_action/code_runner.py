@@ -40,10 +40,7 @@ def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
     # Steps are found again by module name (and, on remote orchestrators, in
     # the uploaded code) relative to this root.
     source_utils.set_custom_source_root(str(workspace))
-    if target.endswith(".py"):
-        module_name = ".".join(Path(target).with_suffix("").parts)
-    else:
-        module_name = target
+    module_name = ".".join(Path(target).with_suffix("").parts) if target.endswith(".py") else target
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

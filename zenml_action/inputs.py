@@ -8,17 +8,15 @@ the environment.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import ssl
 import string
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
-from urllib.parse import urlsplit
 
+from zenml_action.connection_inputs import parse_api_key, parse_ca_bundle, parse_proxy, parse_workspace_url
 from zenml_action.errors import InputError
 from zenml_action.github import quoted
 from zenml_action.provenance import github_context
@@ -57,10 +55,6 @@ DEFAULTS: dict[str, str] = {
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-MAX_URL_LENGTH = 2048
-# ZenML keys are about 150 characters; leave room for longer Pro keys.
-MAX_API_KEY_LENGTH = 4096
-API_KEY_PATTERN = re.compile(r"(ZENKEY|ZENPROKEY)_[A-Za-z0-9_\-+/=.]{8,}")
 UUID_LIKE = re.compile(r"[0-9a-fA-F-]{20,}")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 
@@ -124,10 +118,8 @@ def parse_uuid(value: str) -> uuid.UUID | None:
 
 def parse_bool(name: str, raw: str) -> bool:
     word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
     raise InputError(name, f"{quoted(raw)} is not a boolean.", "Use `true` or `false`.")
 
 
@@ -147,158 +139,6 @@ def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
     if seconds > MAX_TIMEOUT_SECONDS:
         raise InputError(name, f"{quoted(raw)} is longer than 7 days.", fix)
     return seconds
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
-    name = "workspace-url"
-    url = raw.strip()
-    if not url:
-        raise InputError(
-            name,
-            "is not set.",
-            "Set it to your ZenML server or ZenML Pro workspace URL, "
-            "or set the ZENML_STORE_URL environment variable.",
-        )
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise InputError(
-            name, "contains white space or control characters.", "Give a single URL such as https://zenml.example.com."
-        )
-    if len(url) > MAX_URL_LENGTH:
-        raise InputError(name, f"is longer than {MAX_URL_LENGTH} characters.", "Give the server's base URL only.")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 bracket)
-        raise InputError(name, f"{quoted(url)} is not a valid URL ({exc}).", "Give the full URL, e.g. https://zenml.example.com.") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(
-            name,
-            f"{quoted(url)} is not an http(s) URL.",
-            "Give the full URL with its scheme, e.g. https://zenml.example.com.",
-        )
-    if parts.username is not None or parts.password is not None:
-        raise InputError(
-            name,
-            "contains credentials (user:password@).",
-            "Remove them from the URL and pass a service-account key in `api-key`.",
-        )
-    if parts.query or parts.fragment:
-        raise InputError(name, "has a query or fragment.", "Give the server's base URL only.")
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
-        raise InputError(
-            name,
-            f"{quoted(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
-            "Use https, or set `allow-insecure-http: true` if the network is trusted.",
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        raise InputError(name, f"{quoted(url)} has an invalid port.", "Fix the port number.") from exc
-    check_host_name(name, parts.hostname)
-    path = parts.path.rstrip("/")
-    if path.endswith("/api/v1"):
-        path = path[: -len("/api/v1")]
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def check_host_name(name: str, host: str) -> None:
-    """A host name DNS can look up: labels of 1 to 63 characters (IDNA for
-    non-ASCII names), or an IP address."""
-    try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        pass
-    try:
-        host.encode("idna")
-    except UnicodeError as exc:
-        raise InputError(
-            name,
-            f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters.",
-            "Check the URL for a doubled dot or a missing part.",
-        ) from exc
-
-
-def parse_proxy(proxy: str) -> str:
-    """The proxy chosen from the environment, checked before any request."""
-    name = "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY"
-    if not proxy:
-        return ""
-    url = proxy if "://" in proxy else f"http://{proxy}"
-    parts = urlsplit(url)
-    shown_url = f"{parts.scheme}://{parts.hostname or ''}"
-    if parts.scheme not in ("http", "https"):
-        raise InputError(
-            name,
-            f"(from the environment) names a `{parts.scheme}` proxy ({shown_url}), which the action does not support.",
-            "Point it at an http:// or https:// proxy, or add the server's host to NO_PROXY.",
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        raise InputError(
-            name,
-            f"(from the environment) has an invalid port in its proxy URL ({shown_url}).",
-            "Fix the proxy URL, e.g. http://proxy.example.com:3128.",
-        ) from exc
-    if not parts.hostname:
-        raise InputError(name, "(from the environment) has no host in its proxy URL.", "Fix the proxy URL, e.g. http://proxy.example.com:3128.")
-    return url
-
-
-def parse_ca_bundle(name: str, raw: str, path: Path) -> Path:
-    """A CA bundle must be a PEM file OpenSSL can load: checked here, so a
-    wrong file is an input error, not a failed handshake."""
-    if not path.is_file():
-        raise InputError(name, f"`{raw}` is not a file.", "Give the path of a PEM bundle in the workspace.")
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        raise InputError(
-            name,
-            f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__}).",
-            "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks.",
-        ) from exc
-    return path
-
-
-def parse_api_key(raw: str) -> str:
-    name = "api-key"
-    if not raw:
-        raise InputError(
-            name,
-            "is not set.",
-            "Create a service account API key (`zenml service-account create NAME`), "
-            "store it as a repository secret and pass it: "
-            "`api-key: ${{ secrets.ZENML_API_KEY }}`.",
-        )
-    if len(raw) > MAX_API_KEY_LENGTH:
-        raise InputError(
-            name,
-            f"is {len(raw)} characters long, far longer than a ZenML API key.",
-            "Pass a service-account API key (ZENKEY_... or ZENPROKEY_...) alone.",
-        )
-    if raw != raw.strip() or "\n" in raw or "\r" in raw:
-        raise InputError(
-            name,
-            "has leading/trailing white space or a line break.",
-            "Re-create the secret with the key alone, without a trailing newline.",
-        )
-    if not API_KEY_PATTERN.fullmatch(raw):
-        raise InputError(
-            name,
-            "does not look like a ZenML API key (it should start with ZENKEY_ or ZENPROKEY_).",
-            "Pass a service-account API key, not a password, token or URL.",
-        )
-    return raw
 
 
 def parse_name(name: str, raw: str) -> str:
@@ -335,27 +175,6 @@ def parse_template(raw: str) -> str:
             "Copy the full snapshot ID (36 characters) or use its name.",
         )
     return value
-
-
-def parse_file_path(raw: str, workspace: Path) -> Path | None:
-    if not raw.strip():
-        return None
-    path = Path(raw.strip())
-    return path if path.is_absolute() else workspace / path
-
-
-def parse_judging(compare_to: str, gate: str) -> tuple[CompareTo | None, tuple[Rule, ...]]:
-    parsed_compare_to: CompareTo | None = None
-    rules: tuple[Rule, ...] = ()
-    if compare_to.strip():
-        from zenml_action.judge import parse_compare_to
-
-        parsed_compare_to = parse_compare_to(compare_to)
-    if gate.strip():
-        from zenml_action.gate import parse
-
-        rules = parse(gate)
-    return parsed_compare_to, rules
 
 
 def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[str, str], bool]:
@@ -421,9 +240,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
             "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on.",
             "Set both, and a remote `stack` so that the snapshot can be run by the server.",
         )
-    ca_bundle = parse_file_path(raw["ca-bundle"], workspace)
-    if ca_bundle is not None:
-        parse_ca_bundle("ca-bundle", raw["ca-bundle"], ca_bundle)
+    ca_path = raw["ca-bundle"].strip()  # relative to the workspace, unless absolute
+    ca_bundle = parse_ca_bundle("ca-bundle", raw["ca-bundle"], workspace / ca_path) if ca_path else None
     # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE;
     # `ca-bundle` wins over both.
     environment_ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
@@ -431,7 +249,16 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     if workspace_url and ca_bundle is None and environment_ca_name:
         raw_ca = environ[environment_ca_name].strip()
         environment_ca_bundle = str(parse_ca_bundle(environment_ca_name, raw_ca, Path(raw_ca)))
-    compare_to, rules = parse_judging(raw["compare-to"], raw["gate"])
+    compare_to: CompareTo | None = None
+    if raw["compare-to"].strip():
+        from zenml_action.judge import parse_compare_to
+
+        compare_to = parse_compare_to(raw["compare-to"])
+    rules: tuple[Rule, ...] = ()
+    if raw["gate"].strip():
+        from zenml_action.gate import parse
+
+        rules = parse(raw["gate"])
     wait = parse_bool("wait", raw["wait"])
     for name, given in (("gate", bool(rules)), ("compare-to", compare_to is not None)):
         if given and (not wait or create_snapshot):

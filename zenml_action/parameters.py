@@ -9,24 +9,15 @@ three would waste a run or confuse, so they are caught here.
 from __future__ import annotations
 
 import copy
-import datetime
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from zenml_action.errors import InputError, ParameterError
 from zenml_action.resolve import Target
+from zenml_action.yaml_input import MAX_YAML_BYTES, parse_yaml_mapping
 
 if TYPE_CHECKING:
     from zenml_action.inputs import Inputs
-
-MAX_YAML_BYTES = 256 * 1024
-MAX_YAML_NODES = 20_000
-# Deeper values would strain every recursive step after parsing (copying,
-# JSON encoding, the summary); no run configuration needs more.
-MAX_YAML_DEPTH = 50
 
 # `zenml.config.pipeline_run_configuration.PipelineRunConfiguration` in 0.98.
 RUN_CONFIGURATION_KEYS = frozenset({
@@ -66,124 +57,12 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f" Did you mean `{close[0]}`?" if close else ""
 
 
-def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
-    """Count nodes as they would be after alias expansion; a small document
-    with nested aliases ("billion laughs") expands to millions."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return
-    if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            _count_nodes(child, budget)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _count_nodes(key, budget)
-            _count_nodes(value, budget)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (by
-    default the last one would silently win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            # The mapping's own plain keys; `<<` merges may be overridden.
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"the key `{key_node.value}` is given twice", key_node.start_mark
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
-    if len(text.encode()) > MAX_YAML_BYTES:
-        raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        budget = [MAX_YAML_NODES]
-        if node is not None:
-            _count_nodes(node, budget)
-        if budget[0] < 0:
-            raise InputError(
-                name,
-                f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
-                "Pass only the settings you change, and write them out without nested YAML aliases.",
-            )
-        value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise InputError(name, f"has a value Python cannot read ({exc}).", "Quote very long numbers to pass them as text.") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise InputError(
-            name,
-            f"is not valid YAML{where}: {problem}.",
-            "Write a mapping such as `model_type: gradient_boosting`, one key per line.",
-        ) from exc
-    except RecursionError as exc:
-        raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(
-            name,
-            f"is YAML of type {type(value).__name__}, not a mapping.",
-            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
-        )
-    _check_json_values(name, value)
-    return value
-
-
-def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) -> None:
-    """Everything must travel as JSON: string keys, and no YAML-only values
-    (dates, binary, sets) or non-finite numbers, which would otherwise fail
-    while sending, or reach the server changed."""
-    where = f"at `{path}`" if path else "at the top level"
-    if depth > MAX_YAML_DEPTH:
-        raise InputError(name, f"is nested more than {MAX_YAML_DEPTH} levels deep.", "Flatten the YAML.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InputError(
-                    name,
-                    f"has a key `{key!r}` {where} that is not a string.",
-                    "Quote the key, e.g. `\"1\": value`.",
-                )
-            _check_json_values(name, item, f"{path}.{key}" if path else key, depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json_values(name, item, f"{path}[{index}]", depth + 1)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise InputError(
-            name,
-            f"has the value `{value}` {where}, which is not a finite number.",
-            "Use a finite number, or quote the value to pass it as text.",
-        )
-    elif isinstance(value, (datetime.date, datetime.datetime)):
-        raise InputError(
-            name,
-            f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text.",
-            f"Quote it (`'{value.isoformat()}'`) to pass it as a string.",
-        )
-    elif value is not None and not isinstance(value, (str, bool, int, float)):
-        raise InputError(
-            name,
-            f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON.",
-            "Use plain strings, numbers, booleans, lists and mappings.",
-        )
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
 
 
 def inside_workspace(path: Path, workspace: Path) -> bool:
-    try:
-        path.resolve().relative_to(workspace.resolve())
-        return True
-    except ValueError:
-        return False
+    return path.resolve().is_relative_to(workspace.resolve())
 
 
 def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
@@ -215,23 +94,15 @@ def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
     return parse_yaml_mapping(name, text)
 
 
-def looks_like_path(raw: str) -> bool:
+def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
     """`ci/params.yaml` is a file; `config_file: ci/params.yaml` and
     `{file: x.yaml}` are inline YAML that mention one."""
     text = raw.strip()
-    return (
-        "\n" not in text
-        and ": " not in text
-        and not text.startswith(("{", "["))
-        and text.lower().endswith((".yaml", ".yml"))
-    )
-
-
-def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
-    if not raw.strip():
+    if not text:
         return {}
-    if looks_like_path(raw):
-        return read_yaml_file("parameters", raw.strip(), workspace)
+    single_line = "\n" not in text and ": " not in text and not text.startswith(("{", "["))
+    if single_line and text.lower().endswith((".yaml", ".yml")):
+        return read_yaml_file("parameters", text, workspace)
     return parse_yaml_mapping("parameters", raw)
 
 
@@ -245,20 +116,17 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def is_fragment(parameters: dict[str, Any]) -> bool:
-    """A run-configuration fragment has `steps:` or `parameters:`; anything
-    else is a flat mapping of pipeline parameters."""
-    return "steps" in parameters or "parameters" in parameters
-
-
 def read_run_configuration(inputs: Inputs) -> dict[str, Any]:
     """`config` and `parameters` as one run configuration, the pipeline's
     arguments under `parameters:`, for both modes; read before any request,
     so input mistakes fail fast and offline."""
     config = read_yaml_file("config", inputs.config, inputs.workspace) if inputs.config else {}
     parameters = load_parameters(inputs.parameters, inputs.workspace)
-    fragment = parameters if is_fragment(parameters) else ({"parameters": parameters} if parameters else {})
-    run_configuration = deep_merge(config, fragment)
+    # A run-configuration fragment has `steps:` or `parameters:`; anything
+    # else is a flat mapping of pipeline parameters.
+    if parameters and "steps" not in parameters and "parameters" not in parameters:
+        parameters = {"parameters": parameters}
+    run_configuration = deep_merge(config, parameters)
     if inputs.run_name:
         run_configuration["run_name"] = inputs.run_name
     return run_configuration
@@ -278,31 +146,33 @@ def _schema_errors(value: dict[str, Any], schema: dict[str, Any], where: str, so
     """Raise the first JSON-schema violation in the user's words."""
     import jsonschema  # see prepare_checks
 
-    properties = sorted((schema.get("properties") or {}).keys()) if isinstance(schema.get("properties"), dict) else []
+    properties = sorted(schema["properties"]) if isinstance(schema.get("properties"), dict) else []
+
+    def first_error(checked: dict[str, Any]) -> jsonschema.ValidationError | None:
+        errors = jsonschema.Draft202012Validator(checked).iter_errors(value)
+        return min(errors, key=lambda error: list(error.path), default=None)
+
     try:
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+        error = first_error(schema)
     except (jsonschema.exceptions.SchemaError, jsonschema.exceptions.UnknownType, RecursionError, TypeError):
         # The server's schema is one the checker cannot read (an unknown
         # type, say): check the names it lists, leave the types to the server.
-        errors = sorted(
-            jsonschema.Draft202012Validator(_names_only_schema(tuple(properties))).iter_errors(value),
-            key=lambda e: list(e.path),
-        )
-    for error in errors:
-        if error.validator == "additionalProperties":
-            unknown = sorted(set(value) - set(properties))
-            name = unknown[0] if unknown else "?"
-            raise ParameterError(
-                f"`{name}` is not a parameter of {where}.{_did_you_mean(name, properties)} "
-                f"Its parameters are: {', '.join(f'`{p}`' for p in properties) or 'none'}. "
-                f"Fix `{source}`."
-            )
-        field = ".".join(str(p) for p in error.path) or "(value)"
-        expected = error.schema.get("type") if isinstance(error.schema, dict) else None
-        detail = f"expected {expected}" if expected else error.message
+        error = first_error(_names_only_schema(tuple(properties)))
+    if error is None:
+        return
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(value) - set(properties))
+        name = unknown[0] if unknown else "?"
         raise ParameterError(
-            f"Parameter `{field}` of {where} has the wrong value {error.instance!r}: {detail}. Fix `{source}`."
+            f"`{name}` is not a parameter of {where}.{_did_you_mean(name, properties)} "
+            f"Its parameters are: {_listed(properties) or 'none'}. Fix `{source}`."
         )
+    field = ".".join(str(p) for p in error.path) or "(value)"
+    expected = error.schema.get("type") if isinstance(error.schema, dict) else None
+    detail = f"expected {expected}" if expected else error.message
+    raise ParameterError(
+        f"Parameter `{field}` of {where} has the wrong value {error.instance!r}: {detail}. Fix `{source}`."
+    )
 
 
 def _names_only_schema(names: tuple[str, ...]) -> dict[str, Any]:
@@ -311,25 +181,28 @@ def _names_only_schema(names: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "object", "properties": {name: {} for name in names}, "additionalProperties": False}
 
 
-def _step_name(step: dict[str, Any]) -> str:
-    # `invocation_id` from 0.90; 0.85's spec names a step by the parameter
-    # its pipeline function passes it as.
-    return str(step.get("invocation_id") or step.get("pipeline_parameter_name") or step.get("name") or "")
+def _spec_steps(target: Target) -> list[dict[str, Any]]:
+    return [step for step in target.pipeline_spec.get("steps") or [] if isinstance(step, dict)]
 
 
 def _steps(target: Target) -> dict[str, dict[str, Any]]:
     """Each step's parameter schema: typed where the server publishes it,
     names only where it states just names, empty where it states nothing."""
     steps: dict[str, dict[str, Any]] = {}
-    for step in target.pipeline_spec.get("steps") or []:
-        if isinstance(step, dict) and _step_name(step):
-            name = _step_name(step)
+    for step in _spec_steps(target):
+        # `invocation_id` from 0.90; 0.85's spec names a step by the parameter
+        # its pipeline function passes it as.
+        name = str(step.get("invocation_id") or step.get("pipeline_parameter_name") or step.get("name") or "")
+        if name:
             steps[name] = step.get("parameter_spec") or {}
-            if not steps[name] and name in target.step_parameter_names:
-                steps[name] = _names_only_schema(target.step_parameter_names[name])
     for name, names in target.step_parameter_names.items():
-        steps.setdefault(name, _names_only_schema(names))
+        if not steps.get(name):
+            steps[name] = _names_only_schema(names)
     return steps
+
+
+def _steps_taking(parameter: str, steps: dict[str, dict[str, Any]]) -> list[str]:
+    return [name for name, schema in steps.items() if parameter in (schema.get("properties") or {})]
 
 
 def _declared_pipeline_parameters(target: Target) -> list[str]:
@@ -343,24 +216,17 @@ def _declared_pipeline_parameters(target: Target) -> list[str]:
 def unchecked(target: Target) -> list[str]:
     """What the server does not state, so it cannot be checked before
     sending (said in a dry run)."""
-    spec_steps = [step for step in target.pipeline_spec.get("steps") or [] if isinstance(step, dict)]
-    untyped_steps = any(not step.get("parameter_spec") for step in spec_steps)
-    untyped_pipeline = not target.pipeline_spec.get("input_schema")
+    typed = {
+        "step": all(step.get("parameter_spec") for step in _spec_steps(target)),
+        "pipeline": bool(target.pipeline_spec.get("input_schema")),
+    }
+    untyped = [kind for kind, is_typed in typed.items() if not is_typed]
     notes = []
-    if untyped_steps or untyped_pipeline:
-        which = (
-            "step and pipeline parameters" if untyped_steps and untyped_pipeline
-            else "step parameters" if untyped_steps
-            else "pipeline parameters"
-        )
-        notes.append(f"types of {which} are not checked: this server does not publish them")
+    if untyped:
+        notes.append(f"types of {' and '.join(untyped)} parameters are not checked: this server does not publish them")
     unnamed_steps = [name for name, schema in _steps(target).items() if not schema]
     if unnamed_steps:
-        notes.append(
-            "parameter names of step(s) "
-            + ", ".join(f"`{name}`" for name in unnamed_steps)
-            + " are not checked: this server does not state them"
-        )
+        notes.append(f"parameter names of step(s) {_listed(unnamed_steps)} are not checked: this server does not state them")
     return notes
 
 
@@ -401,7 +267,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
             raise ParameterError(
                 f"The pipeline `{target.pipeline_name}` has no step `{step_name}`."
                 f"{_did_you_mean(step_name, sorted(steps))} Its steps are: "
-                f"{', '.join(f'`{s}`' for s in steps)}. Fix `{source}`."
+                f"{_listed(list(steps))}. Fix `{source}`."
             )
         if not isinstance(step_config, dict):
             raise ParameterError(f"`steps.{step_name}` must be a mapping (e.g. `parameters: ...`). Fix `{source}`.")
@@ -427,7 +293,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
     declared = _declared_pipeline_parameters(target)
     for name in pipeline_parameters:
         if name not in declared:
-            owners = [s for s, spec in steps.items() if name in (spec.get("properties") or {})]
+            owners = _steps_taking(name, steps)
             hint = (
                 f" It is a parameter of step `{owners[0]}`: set it with "
                 f"`steps: {{{owners[0]}: {{parameters: {{{name}: ...}}}}}}`."
@@ -436,7 +302,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
             )
             raise ParameterError(
                 f"`{name}` is not a parameter of pipeline `{target.pipeline_name}`.{hint} "
-                f"Its parameters are: {', '.join(f'`{p}`' for p in declared) or 'none'}. Fix `{source}`."
+                f"Its parameters are: {_listed(declared) or 'none'}. Fix `{source}`."
             )
     if input_schema:
         _schema_errors(pipeline_parameters, input_schema, f"pipeline `{target.pipeline_name}`", source)
@@ -447,7 +313,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
     # each value to the steps that have a parameter of the same name.
     config_steps = config.setdefault("steps", {})
     for name, value in pipeline_parameters.items():
-        owners = [s for s, spec in steps.items() if name in (spec.get("properties") or {})]
+        owners = _steps_taking(name, steps)
         if not owners:
             raise ParameterError(
                 f"Pipeline parameter `{name}` is not passed to any step under that name, so "
@@ -455,11 +321,9 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
                 f"step parameter it feeds with `steps: {{STEP: {{parameters: ...}}}}` in `{source}`."
             )
         for owner in owners:
-            step_entry = config_steps.setdefault(owner, {})
-            step_params = step_entry.setdefault("parameters", {})
             # Pipeline parameters come from the user's `parameters`, which
             # are merged over `config`: they win over a step value there.
-            step_params[name] = value
+            config_steps.setdefault(owner, {}).setdefault("parameters", {})[name] = value
     for owner in config_steps:
         if steps.get(owner):
             _schema_errors(config_steps[owner].get("parameters") or {}, steps[owner], f"step `{owner}`", source)

@@ -81,32 +81,31 @@ def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]
     return found
 
 
-def target_from_snapshot(body: dict[str, Any]) -> Target:
+def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_names: dict[str, tuple[str, ...]]) -> Target:
     return Target(
-        kind=SNAPSHOT,
+        kind=kind,
         id=str(body.get("id", "")),
         name=str(body.get("name") or ""),
         pipeline_name=str(api.dig(body, "resources", "pipeline", "name") or ""),
         project_id=str(api.dig(body, "body", "project_id") or ""),
         runnable=bool(api.dig(body, "body", "runnable")),
-        is_dynamic=bool(api.dig(body, "body", "is_dynamic")),
+        is_dynamic=bool(is_dynamic),
         pipeline_spec=_mapping(api.dig(body, "metadata", "pipeline_spec")),
-        step_parameter_names=snapshot_parameter_names(body),
+        step_parameter_names=step_parameter_names,
     )
+
+
+def target_from_snapshot(body: dict[str, Any]) -> Target:
+    return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), snapshot_parameter_names(body))
 
 
 def target_from_run_template(body: dict[str, Any]) -> Target:
-    return Target(
-        kind=RUN_TEMPLATE,
-        id=str(body.get("id", "")),
-        name=str(body.get("name") or ""),
-        pipeline_name=str(api.dig(body, "resources", "pipeline", "name") or ""),
-        project_id=str(api.dig(body, "body", "project_id") or ""),
-        runnable=bool(api.dig(body, "body", "runnable")),
-        is_dynamic=bool(api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")),
-        pipeline_spec=_mapping(api.dig(body, "metadata", "pipeline_spec")),
-        step_parameter_names=template_parameter_names(body),
-    )
+    is_dynamic = api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")
+    return _target(RUN_TEMPLATE, body, is_dynamic, template_parameter_names(body))
+
+
+def _in_project(project: str) -> str:
+    return f" in project `{project}`" if project else ""
 
 
 def _kinds(server: ServerVersion) -> str:
@@ -194,7 +193,7 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     raise NotFound(
         f"No {_kinds(server)} named `{name}`{where} exists"
-        f"{' in project `' + project + '`' if project else ''}. "
+        f"{_in_project(project)}. "
         + _available(client, project, pipeline, server)
     )
 
@@ -209,7 +208,7 @@ def _newest_run_template(client: ZenMLClient, project: str, pipeline: str, serve
     if not found:
         raise NotFound(
             f"Pipeline `{pipeline}` has no runnable run template"
-            f"{' in project `' + project + '`' if project else ''}. "
+            f"{_in_project(project)}. "
             "A runnable template needs a remote stack and a container image build: create one with "
             "`zenml pipeline create-run-template` on such a stack, or set `template`. "
             + _available(client, project, pipeline, server)
@@ -226,7 +225,7 @@ def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server
     if not found:
         raise NotFound(
             f"Pipeline `{pipeline}` has no runnable named snapshot"
-            f"{' in project `' + project + '`' if project else ''}. "
+            f"{_in_project(project)}. "
             "A runnable snapshot needs a remote stack and a container image build: "
             "create one with `zenml pipeline snapshot create` on such a stack, or "
             "set `template`. " + _available(client, project, pipeline, server)
