@@ -280,6 +280,20 @@ def test_waits_until_the_run_completes(versioned: Versioned, action: ActionRunne
     assert result.outputs["run-name"] == unique_name
 
 
+def test_a_run_started_by_an_earlier_job_is_followed_with_run_id(
+    versioned: Versioned, action: ActionRunner, unique_name: str
+) -> None:
+    """`wait: false` in one job (under the 6-hour job limit), `run-id` in the next."""
+    first = action.run({"template": "trainer-prod", "run-name": unique_name, "wait": "false"})
+    assert (first.returncode, first.outputs["conclusion"]) == (0, "triggered"), first.stdout
+    running = action.start({"run-id": first.outputs["run-id"], "timeout": "60s"})
+    complete_run(versioned.server, find_run(versioned.server, unique_name))
+    result = running.finish(timeout=70)
+
+    assert result.returncode == 0, result.stdout
+    assert (result.outputs["run-id"], result.outputs["conclusion"]) == (first.outputs["run-id"], "success")
+
+
 def test_timeout_asks_the_server_to_stop_the_run(
     versioned: Versioned, action: ActionRunner, unique_name: str
 ) -> None:

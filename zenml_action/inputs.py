@@ -50,7 +50,11 @@ DEFAULTS: dict[str, str] = {
     "compare-to": "",
     "gate": "",
     "on-missing-baseline": "pass",
+    "run-id": "",
 }
+
+# What a new run is made from: none of it applies to a run that exists.
+NOT_WITH_RUN_ID = ("template", "pipeline", "parameters", "config", "run-name", "create-snapshot")
 
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
@@ -97,6 +101,7 @@ class Inputs:
     compare_to: CompareTo | None = None
     gate: tuple[Rule, ...] = ()
     on_missing_baseline: str = "pass"
+    run_id: str = ""  # attach to this run instead of starting one
     github: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -212,14 +217,15 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     raw, debug = raw_inputs(environ, argv)
     workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
     allow_http = parse_bool("allow-insecure-http", raw["allow-insecure-http"])
+    run_id = parse_run_id(raw)
     template = parse_template(raw["template"])
     pipeline = parse_name("pipeline", raw["pipeline"])
-    if not template and not pipeline:
+    if not template and not pipeline and not run_id:
         raise InputError(
             "template",
             "is not set, and neither is `pipeline`.",
             "Set `template` to a snapshot or run template name or ID, "
-            "or `pipeline` to run its newest runnable snapshot.",
+            "or `pipeline` to run its newest runnable snapshot (or `run-id` to follow a run that exists).",
         )
     # Code mode (`pipeline: file.py:name`) may run on a local store: then no
     # server, and no key, is needed.
@@ -299,8 +305,28 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         compare_to=compare_to,
         gate=rules,
         on_missing_baseline=parse_on_missing_baseline(raw["on-missing-baseline"]),
+        run_id=run_id,
         github=github_context(environ),
     )
+
+
+def parse_run_id(raw: Mapping[str, str]) -> str:
+    """`run-id`: a run that exists, to wait for and judge as if the action
+    had started it (by a schedule, ZenML's own triggers, an earlier job)."""
+    text = raw["run-id"].strip()
+    if not text:
+        return ""
+    parsed = parse_uuid(text)
+    if parsed is None:
+        raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
+    for name in NOT_WITH_RUN_ID:
+        if raw[name].strip():
+            raise InputError(
+                "run-id",
+                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
+                f"Leave `{name}` empty, or `run-id` to start a new run.",
+            )
+    return str(parsed)
 
 
 def parse_on_missing_baseline(raw: str) -> str:

@@ -53,12 +53,15 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     context recorded on it and the trigger's one-off tag deleted (beside
     the rest), the wait, the finished run read, a failure explained, the
     judgement, the conclusion. `started` (monotonic) is when the run was
-    asked for."""
+    asked for. A run the action did not start (`run-id`) gets no record:
+    this workflow is not where it came from, and its record decides
+    whether it may be a baseline."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
+    record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.run_id
     beside: list[Background[None]] = []
     if client is not None and key is not None and key.tag:
         beside.append(Background(forget_tag, client, key, console))
-    if client is not None and inputs.github and report.run_id:
+    if client is not None and record:
         project_id = str(api.dig(run, "body", "project_id") or "")
         beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
     finished = api.is_finished(report.status)
@@ -68,7 +71,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         finally:
             report.duration_seconds = time.monotonic() - started
         finished = True
-        if inputs.code_mode and inputs.github:
+        if inputs.code_mode and record:
             # The repository's code ran with the key, on a remote
             # orchestrator after the record above: the action has the last
             # word on where the run came from (`provenance.BASELINE_KEY`).

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from zenml_action import api, deadline
 from zenml_action.background import Background
 from zenml_action.client import ZenMLClient, connect
-from zenml_action.errors import ActionError, InputError, NotFound
+from zenml_action.errors import ActionError, InputError, NotFound, ServerError
 from zenml_action.github import Console
 from zenml_action.http import Request
 from zenml_action.inputs import Inputs
@@ -39,7 +39,10 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     # interrupted before the answer arrives.
     in_flight: list[RunKey] = []
     try:
-        _run(inputs, console, report, client, run_configuration, in_flight)
+        if inputs.run_id:
+            attach(inputs, console, report, client)
+        else:
+            _run(inputs, console, report, client, run_configuration, in_flight)
     except deadline.Interrupted as stop:
         from zenml_action import runs
 
@@ -68,6 +71,43 @@ def learn_server_version(info_future: Background[Any], console: Console) -> Serv
     if notice:
         console.notice(notice)
     return version
+
+
+def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient) -> None:
+    """`run-id`: follow a run the action did not start (a schedule, ZenML's
+    own triggers, an earlier job with `wait: false`) as if it had: wait,
+    read, judge, conclude; a timeout or cancel stops it as usual."""
+    from zenml_action import runs
+
+    deadline.entering("logging in")
+    info_future = Background(client.call, api.server_info())
+    client.login()
+    deadline.entering(f"reading run {inputs.run_id}")
+    try:
+        run = client.call(api.get_run(inputs.run_id, hydrate=True))
+    except NotFound as exc:
+        raise InputError(
+            "run-id",
+            f"names no run this service account can see on {client.base_url} ({exc}).",
+            "Check the ID, and that `workspace-url` is the server (and workspace) the run is on.",
+        ) from exc
+    if not isinstance(run, dict) or not run.get("id"):
+        raise ServerError(f"The server's answer for run {inputs.run_id} was not a run. Check `workspace-url`.")
+    try:
+        info = info_future.result()
+    except ActionError:
+        info = {}  # the run exists: a missing link is no reason to fail
+    project_id = str(api.dig(run, "body", "project_id") or "")
+    runs.adopt(report, run, api.dashboard_run_url(info, client.base_url, project_id, str(run["id"])))
+    report.pipeline = str(api.dig(run, "resources", "pipeline", "name") or api.dig(run, "body", "pipeline", "name") or "")
+    report.snapshot_id = str(api.dig(run, "resources", "snapshot", "id") or "")
+    report.target = f"run {report.run_id} (attached)"
+    if inputs.dry_run:
+        console.info(f"Dry run: run `{report.run_name}` ({report.run_id}) is `{report.status}`; nothing is waited for or sent.")
+        report.conclusion = "dry-run"
+        return
+    console.info(f"Following run `{report.run_name}` ({report.run_id}): {report.run_url}")
+    runs.follow(runs.Action(inputs, console, report, client), run, time.monotonic(), None)
 
 
 def _run(
