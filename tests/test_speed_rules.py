@@ -75,7 +75,8 @@ def wait(finishes_at: float | None, poll_interval: float = 5.0) -> tuple[StatusS
     console = Console(stream=open("/dev/null", "w"), in_github=False)
     # Only the deadline ends the wait for a run that never finishes.
     with pytest.raises(HourOver) if finishes_at is None else contextlib.nullcontext():
-        wait_for_run(server, "run-1", "initializing", poll_interval, console, clock=clock)  # type: ignore[arg-type]
+        for _ in wait_for_run(server, "run-1", "initializing", poll_interval, console, clock=clock):  # type: ignore[arg-type]
+            pass
     return server, clock.now
 
 

@@ -102,7 +102,10 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
     if not repository:
         return Found(note="the repository is not known (GITHUB_REPOSITORY is not set)", unknown=True)
     # Never without the pipeline: another pipeline's run is no baseline.
-    pipeline_id = str(api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or "")
+    # 0.86 on: `body.pipeline_id` or `resources.pipeline`; 0.85: `body.pipeline`.
+    pipeline_id = str(
+        api.dig(run, "body", "pipeline_id") or api.dig(run, "resources", "pipeline", "id") or api.dig(run, "body", "pipeline", "id") or ""
+    )
     if not pipeline_id:
         return Found(note="the run's pipeline is not known (reading the finished run failed)", unknown=True)
     previous = wanted.kind == "previous"

@@ -58,7 +58,8 @@ def github_context(environ: Mapping[str, str]) -> dict[str, str]:
         "github.pull_request": pull.group(1) if pull else "",
         "github.actor": get("GITHUB_ACTOR"),
         "github.workflow_run_url": workflow_run_url,
-        BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")),
+        # Outside a workflow (no repository) nothing could find the run by it.
+        BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")) if repository else "",
     }
     return {key: value for key, value in values.items() if value}
 

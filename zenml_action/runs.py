@@ -67,7 +67,8 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     finished = api.is_finished(report.status)
     if inputs.wait and not finished and client is not None:
         try:
-            report.status = wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console)
+            for status in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console):
+                report.status = status
         finally:
             report.duration_seconds = time.monotonic() - started
         finished = True

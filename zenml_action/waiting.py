@@ -7,6 +7,7 @@ There is no deadline here: `timeout` is the process's one deadline
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from zenml_action import api, deadline
@@ -52,8 +53,10 @@ MONOTONIC = _Monotonic()
 
 def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, clock: Clock = MONOTONIC
-) -> str:
-    """Poll until the status is final; return it."""
+) -> Iterator[str]:
+    """Poll until the status is final, yielding each new status as it is
+    noticed (the report always holds the latest, even when the deadline
+    interrupts the wait)."""
     start = polled = clock()
     console.info(f"Run status: {status}")
     deadline.entering(f"waiting for run {run_id} (still `{status}`)")
@@ -75,6 +78,6 @@ def wait_for_run(
             continue
         if polled_status != status:
             status = polled_status
+            yield status
             console.info(f"Run status: {status} (after {int(clock() - start)}s)")
             deadline.entering(f"waiting for run {run_id} (still `{status}`)")
-    return status
