@@ -123,6 +123,12 @@ def test_mistakes_end_in_one_clear_error(
     if result.outputs.get("run-id"):  # the run started, then failed
         recorded = local_run_metadata(checkout / ".zenml-local", result.outputs["run-id"])
         assert (recorded["github.repository"], recorded["github.ref"]) == ("acme/mistakes", "refs/heads/main")
+        # Reported like a completed run (and a server-side failure): the
+        # sticky comment must not keep saying the last push passed.
+        assert result.outputs["conclusion"] == "failure"
+        facts = json.loads(result.outputs["result"])
+        assert facts["run"]["status"] == "failed" and facts["failures"], facts
+        assert result.outputs["report"] and result.outputs["report"] in result.summary
 
 
 def outside_pipeline_log(stdout: str) -> str:
