@@ -12,7 +12,6 @@ still going (and only then).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -222,12 +221,20 @@ def silent_index() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/simple"
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def alive(pid: int, within: float = 2.0) -> bool:
+    """Is the process still running `within` seconds from now? A zombie
+    (ended, not yet reaped by whoever inherited it) is not."""
+    until = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+        if state == "Z":
+            return False
+        if time.monotonic() >= until:
+            return True
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("how", ["timeout", "cancel"])

@@ -9,6 +9,7 @@ loop as the server-side mode.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -295,10 +296,12 @@ class Child:
                 os.killpg(child.pid, signal.SIGTERM)
                 child.wait(timeout=1)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                # Reaped here: a killed child left to the runner's init
+                # would linger as a zombie.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=1)
         self._log_ended()
 
 
