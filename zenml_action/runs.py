@@ -58,11 +58,11 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     whether it may be a baseline."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.run_id
+    project_id = str(api.dig(run, "body", "project_id") or "")
     beside: list[Background[None]] = []
     if client is not None and key is not None and key.tag:
         beside.append(Background(forget_tag, client, key, console))
     if client is not None and record:
-        project_id = str(api.dig(run, "body", "project_id") or "")
         beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
     finished = api.is_finished(report.status)
     if inputs.wait and not finished and client is not None:
@@ -79,7 +79,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
             deadline.entering("recording the GitHub context on the run")
             for work in beside:
                 work.result()
-            evaluation.attach_context(client, str(api.dig(run, "body", "project_id") or ""), report.run_id, inputs.github, console)
+            evaluation.attach_context(client, project_id, report.run_id, inputs.github, console)
     if finished and client is not None:
         # A run that cannot be read keeps what is known of it (its pipeline
         # above all: the baseline is never looked for without it).
