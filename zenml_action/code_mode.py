@@ -33,7 +33,7 @@ from zenml_action.errors import ActionError, InputError, ParameterError, RunFail
 from zenml_action.github import Console, Relay
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import inside_workspace, read_run_configuration
-from zenml_action.report import FailureLog, Report
+from zenml_action.report import Report
 from zenml_action.trigger import RunKey, choose_key, forget_tag
 from zenml_action.versions import server_version
 
@@ -183,6 +183,7 @@ def _after_child(
     report.snapshot_id = str(result.get("snapshot_id", ""))
     report.metadata = result.get("metadata") or {}
     report.duration_seconds = time.monotonic() - started
+    child_error = ""
     if "error" in result:
         error = result["error"]
         if error.get("traceback"):
@@ -192,15 +193,14 @@ def _after_child(
         # A failed run is followed like a completed one: its failed steps,
         # its report and result, the GitHub context, then the conclusion.
         report.status = "failed"
-        if client is None:
-            report.failure_logs.append(FailureLog("the run", console.redact(str(error.get("message", "")))))
+        child_error = str(error.get("message", ""))
     if inputs.create_snapshot:
         _snapshot_created(inputs, console, report, result)
         return
     console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
     if report.metadata:
         console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
-    runs.follow(action, run, started, key)
+    runs.follow(action, run, started, key, child_error)
 
 
 def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineSource, arguments: dict[str, Any]) -> None:

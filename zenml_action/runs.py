@@ -21,7 +21,7 @@ from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, GateFailed, RunFailed
 from zenml_action.github import Console
 from zenml_action.inputs import Inputs
-from zenml_action.report import Report
+from zenml_action.report import FailureLog, Report
 from zenml_action.trigger import RunKey, find_run, forget_tag
 from zenml_action.waiting import wait_for_run
 
@@ -48,14 +48,15 @@ def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
     report.run_url = run_url
 
 
-def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None) -> None:
+def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None, child_error: str = "") -> None:
     """From a run that exists (adopted) to the conclusion: the GitHub
     context recorded on it and the trigger's one-off tag deleted (beside
     the rest), the wait, the finished run read, a failure explained, the
     judgement, the conclusion. `started` (monotonic) is when the run was
     asked for. A run the action did not start (`run-id`) gets no record:
     this workflow is not where it came from, and its record decides
-    whether it may be a baseline."""
+    whether it may be a baseline. `child_error` is what code mode's child
+    said of a failed run: the reason when the server tells none."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.run_id
     project_id = str(api.dig(run, "body", "project_id") or "")
@@ -85,7 +86,10 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         # above all: the baseline is never looked for without it).
         run = read_run(client, report.run_id, console) or run
         report.metadata = api.run_metadata(run) or report.metadata
-    why = failures.explain(client, console, report) if finished and client is not None else failures.reason(report.failure_logs)
+    why = failures.explain(client, console, report) if finished and client is not None else ""
+    if not why and child_error:
+        report.failure_logs.append(FailureLog("the run", console.redact(child_error)))
+        why = failures.reason(report.failure_logs)
     gate_error = ""
     if inputs.wait:
         deadline.entering("judging the run")
