@@ -58,13 +58,13 @@ class StatusServer:
         self.polls: list[float] = []  # when each poll was answered
 
     def call(self, request: Request) -> Any:
-        assert request.path.endswith("/status")
+        assert request.path == "/api/v1/runs/run-1" and request.params == {"hydrate": "false"}
         if self.finishes_at is None and self.clock.now >= HOUR:
             raise HourOver
         self.clock.sleep(POLL_SECONDS)
         self.polls.append(self.clock.now)
         done = self.finishes_at is not None and self.clock.now >= self.finishes_at
-        return "completed" if done else "running"
+        return {"id": "run-1", "body": {"status": "completed" if done else "running"}, "resources": {}}
 
 
 def wait(finishes_at: float | None, poll_interval: float = 5.0) -> tuple[StatusServer, float]:

@@ -292,6 +292,10 @@ def test_a_run_started_by_an_earlier_job_is_followed_with_run_id(
 
     assert result.returncode == 0, result.stdout
     assert (result.outputs["run-id"], result.outputs["conclusion"]) == (first.outputs["run-id"], "success")
+    # Runs ask questions from 0.98 on: answering one here is refused, by name.
+    answered = action.run({"run-id": first.outputs["run-id"], "resolve": "continue", "answer": "true"})
+    assert answered.returncode == 1 and "Input `resolve`" in answered.errors[0], answered.stdout
+    assert f"the server runs ZenML {versioned.version}" in answered.errors[0] and "ZenML 0.98.0" in answered.errors[0]
 
 
 def test_timeout_asks_the_server_to_stop_the_run(

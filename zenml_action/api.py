@@ -113,12 +113,10 @@ def trigger_run_template(template_id: str, run_configuration: dict[str, Any]) ->
     )
 
 
-def run_status(run_id: str) -> Request:
-    return Request("GET", f"{API}/runs/{run_id}/status", purpose="reading the run's status")
-
-
 def get_run(run_id: str, hydrate: bool = False) -> Request:
-    params = {"hydrate": "true"} if hydrate else {}
+    # The server hydrates unless told not to. Unhydrated, a run still comes
+    # with its resources, its pending question among them (0.98).
+    params = {"hydrate": "true" if hydrate else "false"}
     return Request("GET", f"{API}/runs/{run_id}", params=params, purpose="reading the run")
 
 
@@ -202,7 +200,7 @@ def dig(obj: Any, *keys: str) -> Any:
 
 
 def decode_status(body: Any) -> str:
-    """`GET /runs/{id}/status` answers a bare JSON string."""
+    """A run's status, from its body (or a bare JSON string)."""
     if isinstance(body, str):
         return body
     status = dig(body, "body", "status")

@@ -25,6 +25,7 @@ from zenml_action.proxies import proxy_for
 if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up time counts
     from zenml_action.gate import Rule
     from zenml_action.judge import CompareTo
+    from zenml_action.questions import Answering
 
 # name -> default, as in action.yml (a test keeps the two in step).
 DEFAULTS: dict[str, str] = {
@@ -51,6 +52,9 @@ DEFAULTS: dict[str, str] = {
     "gate": "",
     "on-missing-baseline": "pass",
     "run-id": "",
+    "resolve": "",
+    "answer": "",
+    "wait-condition": "",
 }
 
 # What a new run is made from: none of it applies to a run that exists.
@@ -102,6 +106,9 @@ class Inputs:
     gate: tuple[Rule, ...] = ()
     on_missing_baseline: str = "pass"
     run_id: str = ""  # attach to this run instead of starting one
+    answering: Answering | None = None  # answer the run's question (`resolve`)
+    # `OWNER/REPO@REF` of this action, for the step a summary suggests.
+    action_ref: str = ""
     github: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -265,6 +272,11 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         from zenml_action.gate import parse
 
         rules = parse(raw["gate"])
+    answering: Answering | None = None
+    if any(raw[name].strip() for name in ("resolve", "answer", "wait-condition")):
+        from zenml_action.questions import parse_answering
+
+        answering = parse_answering(raw, run_id)
     wait = parse_bool("wait", raw["wait"])
     for name, given in (("gate", bool(rules)), ("compare-to", compare_to is not None)):
         if given and (not wait or create_snapshot):
@@ -306,6 +318,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         gate=rules,
         on_missing_baseline=parse_on_missing_baseline(raw["on-missing-baseline"]),
         run_id=run_id,
+        answering=answering,
+        action_ref=action_ref(environ),
         github=github_context(environ),
     )
 
@@ -327,6 +341,11 @@ def parse_run_id(raw: Mapping[str, str]) -> str:
                 f"Leave `{name}` empty, or `run-id` to start a new run.",
             )
     return str(parsed)
+
+
+def action_ref(environ: Mapping[str, str]) -> str:
+    repository, ref = environ.get("GITHUB_ACTION_REPOSITORY", "").strip(), environ.get("GITHUB_ACTION_REF", "").strip()
+    return f"{repository}@{ref}" if repository and ref else "OWNER/REPO@<release-sha>"
 
 
 def parse_on_missing_baseline(raw: str) -> str:

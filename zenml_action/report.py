@@ -24,6 +24,7 @@ class FailureLog:
 
 
 JUDGED_OUTPUTS = ("metrics", "baseline-run-id", "gate-result", "report", "result")
+ASKED_OUTPUTS = ("wait-condition-id", "question", "answer-schema")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class Report:
     # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
     # result: evaluation.py), once the run was judged.
     judged: dict[str, str] = field(default_factory=dict)
+    # The question a run waits to have answered (`answering.py`): its
+    # outputs, and the Markdown that shows it (the summary and `report`).
+    asked: dict[str, str] = field(default_factory=dict)
+    asked_section: list[str] = field(default_factory=list)
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
@@ -61,7 +66,15 @@ class Report:
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
             "metadata": strict_json(self.metadata) if self.metadata else "",
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
+            **{name: self.asked.get(name, "") for name in ASKED_OUTPUTS},
+            **({"report": self.asked_report()} if self.asked_section else {}),
         }
+
+    def asked_report(self) -> str:
+        """The `report` output of a run that waits for an answer (nothing
+        was judged): the question, and the step that answers it."""
+        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
+        return document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
 
 
 def finite(value: Any) -> Any:
@@ -150,7 +163,7 @@ def failure_sections(failure: FailureLog) -> list[list[str]]:
     return sections
 
 
-_ICONS = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪"}
+_ICONS = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪", "waiting-for-input": "⏸️"}
 
 
 def summary_markdown(report: Report) -> str:
@@ -171,6 +184,8 @@ def summary_markdown(report: Report) -> str:
             sections.append(capped_table(title, [name, "Value"], [(cell(k), cell(v)) for k, v in flatten(values)]))
     if report.error:
         sections.append([f"**Error:** {cell(report.error)}"])
+    if report.asked_section:
+        sections.append(report.asked_section)
     if report.judged.get("report"):
         # The results section (metrics, baseline, gate, a failed step's log):
         # the same Markdown as the `report` output.

@@ -21,6 +21,7 @@ from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, GateFailed, RunFailed
 from zenml_action.github import Console
 from zenml_action.inputs import Inputs
+from zenml_action.questions import pending_condition_id
 from zenml_action.report import FailureLog, Report
 from zenml_action.trigger import RunKey, find_run, forget_tag
 from zenml_action.waiting import wait_for_run
@@ -66,13 +67,15 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     if client is not None and record:
         beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
     finished = api.is_finished(report.status)
-    if inputs.wait and not finished and client is not None:
+    # A run may be asking already (`run-id` on a paused run).
+    asking = "" if finished else pending_condition_id(run)
+    if inputs.wait and not finished and not asking and client is not None:
         try:
-            for status in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console):
-                report.status = status
+            for polled in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console):
+                report.status, asking = polled.status, polled.asking
         finally:
             report.duration_seconds = time.monotonic() - started
-        finished = True
+        finished = api.is_finished(report.status)
         if inputs.code_mode and record:
             # The repository's code ran with the key, on a remote
             # orchestrator after the record above: the action has the last
@@ -81,6 +84,15 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
             for work in beside:
                 work.result()
             evaluation.attach_context(client, project_id, report.run_id, inputs.github, console)
+    if asking:
+        # Nobody can answer while this job waits: it ends here, and a job
+        # behind a protected environment answers (`resolve`).
+        from zenml_action.answering import show_question
+
+        show_question(action, asking)
+        for work in beside:
+            work.result()
+        return
     if finished and client is not None:
         # A run that cannot be read keeps what is known of it (its pipeline
         # above all: the baseline is never looked for without it).
@@ -97,7 +109,11 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     deadline.entering("recording the GitHub context on the run")
     for work in beside:
         work.result()
-    conclude(report, finished, inputs.fail_on_run_failure, console, why)
+    if inputs.answering and inputs.answering.resolution == "abort" and report.status in CANCELLED_STATUSES:
+        report.conclusion = "cancelled"
+        console.info(f"Run `{report.run_name}` ended `{report.status}`, as asked (`resolve: abort`).")
+    else:
+        conclude(report, finished, inputs.fail_on_run_failure, console, why)
     if gate_error:
         raise GateFailed(gate_error)
 

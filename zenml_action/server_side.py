@@ -97,17 +97,26 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
         info = info_future.result()
     except ActionError:
         info = {}  # the run exists: a missing link is no reason to fail
+    action = runs.Action(inputs, console, report, client)
     project_id = str(api.dig(run, "body", "project_id") or "")
     runs.adopt(report, run, api.dashboard_run_url(info, client.base_url, project_id, str(run["id"])))
     report.pipeline = str(api.dig(run, "resources", "pipeline", "name") or api.dig(run, "body", "pipeline", "name") or "")
     report.snapshot_id = str(api.dig(run, "resources", "snapshot", "id") or "")
     report.target = f"run {report.run_id} (attached)"
+    if inputs.answering is not None:
+        from zenml_action.answering import answer
+        from zenml_action.versions import NEWEST, server_version
+
+        answered = answer(action, run, server_version(info)[0] if info else NEWEST)
+        if answered is not None:
+            run = answered
+            runs.adopt(report, run, report.run_url)
     if inputs.dry_run:
         console.info(f"Dry run: run `{report.run_name}` ({report.run_id}) is `{report.status}`; nothing is waited for or sent.")
         report.conclusion = "dry-run"
         return
     console.info(f"Following run `{report.run_name}` ({report.run_id}): {report.run_url}")
-    runs.follow(runs.Action(inputs, console, report, client), run, time.monotonic(), None)
+    runs.follow(action, run, time.monotonic(), None)
 
 
 def _run(

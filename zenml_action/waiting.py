@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ConnectionFailed, ServerError
 from zenml_action.github import Console
+from zenml_action.questions import pending_condition_id
 
 MAX_INTERVAL = 30.0
 # Notice a finished run within max(interval, 10% of the time waited so far).
@@ -51,12 +53,23 @@ class _Monotonic:
 MONOTONIC = _Monotonic()
 
 
+@dataclass(frozen=True)
+class Polled:
+    """The run as a poll found it: its status, and the ID of the question
+    it waits to have answered ("" when none: `questions.py`)."""
+
+    status: str
+    asking: str = ""
+
+
 def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, clock: Clock = MONOTONIC
-) -> Iterator[str]:
-    """Poll until the status is final, yielding each new status as it is
-    noticed (the report always holds the latest, even when the deadline
-    interrupts the wait)."""
+) -> Iterator[Polled]:
+    """Poll until the status is final or the run asks a question, yielding
+    what changed as it is noticed (the report always holds the latest,
+    even when the deadline interrupts the wait). A run that asks, whether
+    still `running` (its orchestrator polls for the answer) or `paused`,
+    ends the wait: nobody can answer while the action waits."""
     start = polled = clock()
     console.info(f"Run status: {status}")
     deadline.entering(f"waiting for run {run_id} (still `{status}`)")
@@ -68,7 +81,8 @@ def wait_for_run(
         clock.sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
         polled = clock()
         try:
-            polled_status = api.decode_status(client.call(api.run_status(run_id))) or status
+            body = client.call(api.get_run(run_id))
+            polled_status, asking = api.decode_status(body) or status, pending_condition_id(body)
             problems = 0
         except (ConnectionFailed, ServerError) as exc:
             # A restarting server or a flaky proxy should not end a long wait.
@@ -76,8 +90,11 @@ def wait_for_run(
             if problems == 1:
                 console.warning(f"Could not read the run's status, will keep trying: {exc}")
             continue
+        if asking:
+            yield Polled(polled_status, asking)
+            return
         if polled_status != status:
             status = polled_status
-            yield status
+            yield Polled(status)
             console.info(f"Run status: {status} (after {int(clock() - start)}s)")
             deadline.entering(f"waiting for run {run_id} (still `{status}`)")

@@ -53,6 +53,27 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
+    value = _load(name, text)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(
+            name,
+            f"is YAML of type {type(value).__name__}, not a mapping.",
+            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
+        )
+    _check_json_values(name, value)
+    return value
+
+
+def parse_yaml_value(name: str, text: str) -> Any:
+    """Any YAML value that travels as JSON (`true`, `0.9`, a mapping)."""
+    value = _load(name, text)
+    _check_json_values(name, value)
+    return value
+
+
+def _load(name: str, text: str) -> Any:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
     try:
@@ -80,15 +101,6 @@ def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
         ) from exc
     except RecursionError as exc:
         raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(
-            name,
-            f"is YAML of type {type(value).__name__}, not a mapping.",
-            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
-        )
-    _check_json_values(name, value)
     return value
 
 
