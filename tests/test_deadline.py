@@ -49,14 +49,15 @@ class Phase:
     orchestrator: str = ""  # what the run does once the hold is in place: complete, fail
     run_going: bool = True  # the run is still going when the action is interrupted
     run_exists: bool = True
+    query: str = ""  # and in its query (the wait and the read share a path)
 
 
 PHASES = {
     "login": Phase("POST", r"^/api/v1/login$", held_from_start=True, forward=False, run_going=False, run_exists=False),
     "trigger": Phase("POST", r"^/api/v1/pipeline_snapshots/[^/]+/runs$", held_from_start=True),
-    "wait": Phase("GET", r"^/api/v1/runs/[^/]+/status$"),
+    "wait": Phase("GET", r"^/api/v1/runs/[^/]+$", query="hydrate=false"),
     "context": Phase("POST", r"^/api/v1/run-metadata$", {"wait": "false"}, held_from_start=True, forward=False),
-    "read": Phase("GET", r"^/api/v1/runs/[^/]+$", orchestrator="complete", run_going=False),
+    "read": Phase("GET", r"^/api/v1/runs/[^/]+$", orchestrator="complete", run_going=False, query="hydrate=true"),
     "baseline": Phase("GET", r"^/api/v1/runs$", {"compare-to": "main"}, orchestrator="complete", run_going=False),
     "parameters": Phase(
         "GET", r"^/api/v1/pipeline_snapshots/[^/]+$", {"compare-to": "{baseline}"},
@@ -98,7 +99,7 @@ def run_case(zenml: Deployment, workspace: Path, baseline_run: str, phase_name: 
               "timeout": f"{TIMEOUT:g}s" if how == "timeout" else "1h"}
     inputs.update({k: v.format(baseline=baseline_run) for k, v in phase.inputs.items()})
     with FaultProxy(zenml.url) as proxy:
-        hold = Rule(phase.method, phase.path, DELAY, delay=HELD, forward=phase.forward)
+        hold = Rule(phase.method, phase.path, DELAY, delay=HELD, forward=phase.forward, query=phase.query)
         if phase.held_from_start:
             proxy.add(hold)
         runner = ActionRunner(workspace, base_inputs={"workspace-url": proxy.url, "api-key": zenml.api_key})

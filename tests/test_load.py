@@ -174,7 +174,7 @@ def test_a_long_wait_survives_token_expiry_and_a_server_restart(
     waited = time.monotonic() - long_wait.started
     records = list(proxy.records)
 
-    statuses = [r.status for r in records if re.search(r"^/api/v1/runs/[^/]+/status$", r.path)]
+    statuses = [r.status for r in records if re.search(r"^/api/v1/runs/[^/]+$", r.path) and "hydrate=false" in r.query]
     record_figures(
         "long_wait",
         {
