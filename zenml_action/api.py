@@ -7,6 +7,7 @@ Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +123,23 @@ def get_run(run_id: str, hydrate: bool = False) -> Request:
 
 def stop_run(run_id: str) -> Request:
     return Request("POST", f"{API}/runs/{run_id}/stop", purpose="stopping the run")
+
+
+def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
+    """Attach text `values` to a run, a wait condition, a model version...
+    (`resource_type` as ZenML's `MetadataResourceTypes`; the server answers
+    `null`)."""
+    return Request(
+        "POST",
+        f"{API}/run-metadata",
+        json={
+            "project": project_id,
+            "resources": [{"id": resource_id, "type": resource_type}],
+            "values": dict(values),
+            "types": dict.fromkeys(values, "str"),
+        },
+        purpose=purpose,
+    )
 
 
 def list_tags(name: str) -> Request:

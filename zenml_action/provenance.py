@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from zenml_action.api import API, items, newest_first, run_metadata
+from zenml_action.api import API, items, newest_first, run_metadata, text_metadata
 from zenml_action.http import Request
 
 # The action tags nothing: it attaches the GitHub context as run metadata
@@ -74,18 +74,7 @@ def metadata_filter(key: str, value: str) -> str:
 
 
 def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str]) -> Request:
-    """Attach text `values` to the run (the server answers `null`)."""
-    return Request(
-        "POST",
-        f"{API}/run-metadata",
-        json={
-            "project": project_id,
-            "resources": [{"id": run_id, "type": "pipeline_run"}],
-            "values": dict(values),
-            "types": dict.fromkeys(values, "str"),
-        },
-        purpose="attaching the GitHub context to the run",
-    )
+    return text_metadata(project_id, run_id, "pipeline_run", values, "attaching the GitHub context to the run")
 
 
 def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zenml_action.api import API, dig, items
+from zenml_action.api import API, dig, items, text_metadata
 from zenml_action.errors import InputError
 from zenml_action.github import quoted, shorten
 from zenml_action.http import Request
@@ -94,17 +94,7 @@ def resolve_condition(condition_id: str, answering: Answering) -> Request:
 
 def record_answer(project_id: str, condition_id: str, values: Mapping[str, str]) -> Request:
     """Who answered, from where: metadata on the wait condition."""
-    return Request(
-        "POST",
-        f"{API}/run-metadata",
-        json={
-            "project": project_id,
-            "resources": [{"id": condition_id, "type": "wait_condition"}],
-            "values": dict(values),
-            "types": dict.fromkeys(values, "str"),
-        },
-        purpose="recording who answered the question",
-    )
+    return text_metadata(project_id, condition_id, "wait_condition", values, "recording who answered the question")
 
 
 def decode_question(body: Any) -> Question | None:

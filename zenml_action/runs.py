@@ -173,6 +173,8 @@ def interrupted(
             going = not api.is_finished(report.status) and report.status != "paused"
             if report.run_id and waited and going and action.inputs.stop_on_cancel:
                 _stop(client, report.run_id, console, why)
+            elif report.status == "paused":
+                console.info(f"Run {report.run_id} is paused: it holds no compute, and is left for someone to resume.")
             if key is not None:
                 forget_tag(client, key, console)
     except deadline.Interrupted as again:
