@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -73,7 +74,9 @@ def get_version(version_id: str) -> Request:
 
 
 def versions_in_stage(model_id: str, stage: str) -> Request:
-    params = newest_first(MAX_HOLDERS, model=model_id, stage=stage)
+    # The last changed first: the holder a stage change just archived is
+    # among them, however old the version.
+    params = {**newest_first(MAX_HOLDERS, model=model_id, stage=stage), "sort_by": "desc:updated"}
     return Request("GET", f"{API}/model_versions", params=params, purpose=f"reading which model version is in `{stage}`")
 
 
@@ -147,3 +150,42 @@ def dashboard_url(info: Any, version: Version) -> str:
     if not dashboard or not version.project_id:
         return ""
     return f"{dashboard}/projects/{quote(version.project_id, safe='')}/model-versions/{quote(version.id, safe='')}"
+
+
+def run_links(run_id: str) -> Request:
+    """The model versions linked to a run (a step's `model=` links its
+    version too), for a run that has no pipeline-level model version."""
+    params = {"pipeline_run_id": run_id, "size": "10"}
+    return Request("GET", f"{API}/model_version_pipeline_runs", params=params, purpose="reading the run's model versions")
+
+
+def linked_versions(body: Any) -> list[str]:
+    """The distinct model version IDs of a page of run links."""
+    found: list[str] = []
+    for link in items(body):
+        version = dig(link, "body", "model_version")
+        if isinstance(version, str) and version and version not in found:
+            found.append(version)
+    return found
+
+
+# The holder's archiving and the new version's stage change are one
+# transaction on the server: their times are microseconds apart.
+SAME_CHANGE = timedelta(seconds=2)
+
+
+def archived_with(ours: Version, archived: list[Version]) -> Version | None:
+    """Of the archived versions, the one archived last within SAME_CHANGE
+    before `ours` moved (None: the stage change archived none)."""
+    moved = _moment(ours.updated)
+    if moved is None:
+        return None
+    close = [v for v in archived if v.id != ours.id and (t := _moment(v.updated)) is not None and moved - SAME_CHANGE <= t <= moved]
+    return max(close, key=holder_order, default=None)
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None

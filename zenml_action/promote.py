@@ -99,6 +99,16 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
         # server's hydrated run is the one that knows.
         read = client.call(api.get_run(report.run_id, hydrate=True)) if report.run_id else None
         version_id = mv.linked_version_id(read)
+    if not version_id and report.run_id:
+        linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
+        if len(linked) > 1:
+            raise InputError(
+                "promote-to",
+                f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
+                "and its pipeline names none: which one to promote is not clear.",
+                "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
+            )
+        version_id = linked[0] if linked else ""
     if not version_id:
         record(report, not_promoted(stage, "the run produced no model version"))
         raise InputError(
@@ -136,9 +146,10 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         # A 5xx after the server made the change, a dropped answer: it may
         # have happened all the same. The server is asked below.
         failure = exc
-    now = _settle(client, version, stage)
+    now, settled = _settle(client, version, stage)
     holders = ", ".join(v.describe() for v in now) or "no version"
-    if version.id not in {v.id for v in now}:
+    ours = next((v for v in now if v.id == version.id), None)
+    if ours is None:
         record(report, _promotion(stage, version, note=f"not promoted: `{stage}` holds {holders}"))
         if failure is not None:
             raise PromotionFailed(
@@ -150,8 +161,9 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
             f"after it: `{stage}` holds {holders}, and this version was archived (as a later promotion "
             f"archives the one before). Re-run the job to promote {version.describe()} again."
         )
-    gone = [v for v in before if v.id not in {h.id for h in now}]
-    previous = gone[0] if gone else None
+    # The version this one displaced: one the settling archived (it was
+    # promoted just before), else the one the stage change archived.
+    previous = settled[0] if settled else _archived_by(client, ours, stage)
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
@@ -160,19 +172,30 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     _record_provenance(client, version, stage, inputs, report.run_id, console)
 
 
-def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
-    """The versions in `stage` once any race is settled: if more than one
-    holds it, all but the last changed are archived (by whichever action
-    sees it; archiving twice changes nothing)."""
+def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[mv.Version], list[mv.Version]]:
+    """The versions in `stage` once any race is settled, and those this
+    settling archived: if more than one holds the stage, all but the last
+    changed are archived (by whichever action sees it; archiving twice
+    changes nothing)."""
     deadline.entering(f"reading back which model version is in `{stage}`")
     holders = _holders(client, version, stage)
     if len(holders) <= 1:
-        return holders
+        return holders, []
     stays = max(holders, key=mv.holder_order)
-    for other in holders:
-        if other.id != stays.id:
-            client.call(mv.set_stage(other.id, "archived"))
-    return [v for v in _holders(client, version, stage) if v.id == stays.id] or _holders(client, version, stage)
+    others = [v for v in holders if v.id != stays.id]
+    for other in others:
+        client.call(mv.set_stage(other.id, "archived"))
+    return _holders(client, version, stage), [v for v in others if v.id != version.id]
+
+
+def _archived_by(client: ZenMLClient, ours: mv.Version, stage: str) -> mv.Version | None:
+    """The version the stage change archived: the server archives the
+    holder and moves this version in one transaction, so it is the version
+    archived last, within moments before this one's change."""
+    if stage == "archived":
+        return None
+    archived = mv.decode_versions(client.call(mv.versions_in_stage(ours.model_id, "archived")))
+    return mv.archived_with(ours, archived)
 
 
 def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
