@@ -23,6 +23,7 @@ from support.models import new_model, new_version, stages, version_metadata
 from support.orchestrator import complete_run, fail_run, find_run, log_run_metadata
 
 from zenml_action import model_versions as mv
+from zenml_action import provenance
 from zenml_action.errors import InputError
 from zenml_action.inputs import read_inputs
 from zenml_action.promote import PROMOTED_FROM_RUN_KEY, PROMOTED_TO_KEY, why_not
@@ -134,6 +135,25 @@ def test_of_two_holders_the_one_changed_last_stays_and_the_id_breaks_a_tie() -> 
 )
 def test_a_snapshot_tells_whether_its_runs_produce_a_model_version(snapshot: dict[str, Any], expected: bool | None) -> None:
     assert mv.model_configured(snapshot) is expected
+
+
+@pytest.mark.offline
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"pull_request": {"head": {"sha": SHA}}}, SHA),
+        ({"pull_request": {"head": {"sha": "abc"}}}, ""),
+        ({"pull_request": "nonsense"}, ""),
+        (["not", "an", "event"], ""),
+        (None, ""),  # no file
+    ],
+)
+def test_a_pull_requests_head_commit_is_read_from_its_event(tmp_path: Path, payload: Any, expected: str) -> None:
+    event = tmp_path / "event.json"
+    if payload is not None:
+        event.write_text(json.dumps(payload))
+    environ = {**github_env("acme/x", "refs/pull/1/merge", "f"), "GITHUB_EVENT_PATH": str(event)}
+    assert provenance.github_context(environ).get("github.head_sha", "") == expected
 
 
 @pytest.mark.offline
@@ -255,9 +275,15 @@ def test_a_dry_run_says_which_version_would_move_and_moves_nothing(action: Actio
     assert stages(zenml.server, model) == {holder["name"]: "staging", version["name"]: ""}
 
 
-def test_the_run_of_a_merged_commit_is_found_and_promoted(action: ActionRunner, zenml: Deployment) -> None:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    pull_request = {**github_env("acme/merge", "refs/pull/9/merge", "feature"), "GITHUB_SHA": sha}
+def test_the_run_of_a_merged_commit_is_found_and_promoted(action: ActionRunner, zenml: Deployment, tmp_path: Path) -> None:
+    """The pull request's run was made from a merge commit (GITHUB_SHA); the
+    merged pull request names its head commit."""
+    sha, merge_commit = (uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(2))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"head": {"sha": sha}}}))
+    pull_request = {
+        **github_env("acme/merge", "refs/pull/9/merge", "feature"), "GITHUB_SHA": merge_commit, "GITHUB_EVENT_PATH": str(event),
+    }
     started = action.start({"template": "trainer-prod", "run-name": f"pr-{sha[:8]}", "timeout": "60s"}, extra_env=pull_request)
     run = find_run(zenml.server, f"pr-{sha[:8]}")
     complete_run(zenml.server, run)

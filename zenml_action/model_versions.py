@@ -106,22 +106,25 @@ def attach_metadata(project_id: str, version_id: str, values: Mapping[str, str])
     )
 
 
-def runs_for_commit(sha: str) -> Request:
-    """The newest completed runs recorded (by the action) as made from
-    commit `sha`, hydrated: their metadata says which repository."""
-    params = newest_first(10, run_metadata=metadata_filter("github.sha", sha), status="completed")
+# A run records the commit it was made from (`github.sha`) and, for a pull
+# request, the pull request's head commit (`github.head_sha`): either finds it.
+COMMIT_KEYS = ("github.head_sha", "github.sha")
+
+
+def runs_for_commit(key: str, sha: str) -> Request:
+    """The newest completed runs recorded (by the action) with `key` =
+    `sha`, hydrated: their metadata says which repository."""
+    params = newest_first(10, run_metadata=metadata_filter(key, sha), status="completed")
     params["hydrate"] = "true"
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the commit's run")
 
 
-def newest_for_repository(body: Any, repository: str) -> dict[str, Any] | None:
+def newest_for_repository(pages: list[Any], repository: str) -> dict[str, Any] | None:
     """The newest listed run whose recorded repository is `repository`
     (any, outside a workflow)."""
-    for run in items(body):
-        recorded = dig(run, "metadata", "run_metadata", "github.repository")
-        if not repository or recorded == repository:
-            return run
-    return None
+    runs = [run for body in pages for run in items(body)]
+    mine = [run for run in runs if not repository or dig(run, "metadata", "run_metadata", "github.repository") == repository]
+    return max(mine, key=lambda run: str(dig(run, "body", "created") or ""), default=None)
 
 
 def holder_order(version: Version) -> tuple[str, str]:

@@ -257,9 +257,11 @@ def _url(client: ZenMLClient, version: mv.Version) -> str:
 
 def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
     """The ID of the newest completed run the action started for commit
-    `sha` in this repository (`github.sha` run metadata)."""
+    `sha` in this repository: made from it, or from a pull request whose
+    head it is (`github.sha`, `github.head_sha` run metadata)."""
     deadline.entering(f"looking for the run of commit {sha[:12]}")
-    found = mv.newest_for_repository(client.call(mv.runs_for_commit(sha)), repository)
+    pages = [client.call(mv.runs_for_commit(key, sha)) for key in mv.COMMIT_KEYS]
+    found = mv.newest_for_repository(pages, repository)
     if found is None:
         where = f" in `{repository}`" if repository else ""
         raise NotFound(
