@@ -365,3 +365,17 @@ def test_a_promotion_that_fails_part_way_reports_what_the_server_holds(
         assert result.returncode == 0 and said in result.stdout, result.stdout
     else:
         assert result.returncode == 1 and len(result.errors) == 1 and said in result.errors[0], result.stdout
+
+
+@pytest.mark.offline
+def test_the_example_promotes_a_merged_pull_requests_run_behind_the_production_environment() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github/workflows/example-promote.yml").read_text())
+    assert workflow[True]["pull_request"]["types"] == ["closed"]  # YAML 1.1 reads `on` as True
+    job = workflow["jobs"]["promote"]
+    assert job["environment"] == "production" and "merged == true" in job["if"]
+    [step] = [s for s in job["steps"] if s.get("uses") == "./"]
+    assert step["with"]["run-for-commit"] == "${{ github.event.pull_request.head.sha }}"
+    assert step["with"]["promote-to"] == "production"
+    assert step["with"]["compare-to"].startswith("model:") and "baseline" in step["with"]["gate"]
