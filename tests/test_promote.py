@@ -379,3 +379,12 @@ def test_the_example_promotes_a_merged_pull_requests_run_behind_the_production_e
     assert step["with"]["run-for-commit"] == "${{ github.event.pull_request.head.sha }}"
     assert step["with"]["promote-to"] == "production"
     assert step["with"]["compare-to"].startswith("model:") and "baseline" in step["with"]["gate"]
+
+
+def test_a_snapshot_without_a_model_is_refused_before_the_trigger(action: ActionRunner, zenml: Deployment) -> None:
+    before = zenml.server.admin("GET", "/api/v1/runs", params={"size": "1"})["total"]
+    result = action.run({"template": "trainer-prod", "promote-to": "production"})
+
+    assert result.returncode == 1 and len(result.errors) == 1, result.stdout
+    assert "Input `promote-to`" in result.errors[0] and "has no model in its configuration" in result.errors[0]
+    assert zenml.server.admin("GET", "/api/v1/runs", params={"size": "1"})["total"] == before
