@@ -388,3 +388,16 @@ def test_a_snapshot_without_a_model_is_refused_before_the_trigger(action: Action
     assert result.returncode == 1 and len(result.errors) == 1, result.stdout
     assert "Input `promote-to`" in result.errors[0] and "has no model in its configuration" in result.errors[0]
     assert zenml.server.admin("GET", "/api/v1/runs", params={"size": "1"})["total"] == before
+
+
+def test_a_version_is_retired_to_archived_beside_the_others_there(action: ActionRunner, zenml: Deployment) -> None:
+    model = new_model(zenml.server)
+    retired = new_version(zenml.server, model, stage="archived")
+    run = completed_run(zenml)
+    version = new_version(zenml.server, model, run, stage="production")
+
+    result = promote(action, run, "archived")
+
+    assert result.returncode == 0, result.stdout
+    assert (result.outputs["promoted"], result.outputs["previous-model-version"]) == ("true", "")
+    assert stages(zenml.server, model) == {retired["name"]: "archived", version["name"]: "archived"}

@@ -85,10 +85,7 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
         raise InputError("promote-to", "needs a ZenML server.", "Set `workspace-url`.")
     deadline.entering(f"promoting the run's model version to `{stage}`")
     version = version_of_run(client, run, report, stage)
-    record(report, _promotion(stage, version, note="not promoted yet"))
-    if inputs.dry_run:
-        _dry_run(client, version, stage, report, console)
-        return
+    record(report, _promotion(stage, version, note="not promoted: the promotion did not finish"))
     promote(action, version, stage)
 
 
@@ -127,7 +124,9 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     race, record where the promotion came from."""
     inputs, report, console, client = action.inputs, action.report, action.console, action.client
     assert client is not None
-    before = [v for v in _holders(client, version, stage) if v.id != version.id]
+    # `archived` is held by any number of versions: nothing is displaced.
+    exclusive = stage != "archived"
+    before = [v for v in _holders(client, version, stage) if v.id != version.id] if exclusive else []
     if version.stage == stage and not before:
         record(report, _promotion(stage, version, promoted=True, note=f"already in `{stage}`: nothing to do"))
         console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")
@@ -146,7 +145,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         # A 5xx after the server made the change, a dropped answer: it may
         # have happened all the same. The server is asked below.
         failure = exc
-    now, settled = _settle(client, version, stage)
+    now, settled = _settle(client, version, stage) if exclusive else (_read_back(client, version, stage), [])
     holders = ", ".join(v.describe() for v in now) or "no version"
     ours = next((v for v in now if v.id == version.id), None)
     if ours is None:
@@ -163,7 +162,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         )
     # The version this one displaced: one the settling archived (it was
     # promoted just before), else the one the stage change archived.
-    previous = settled[0] if settled else _archived_by(client, ours, stage)
+    previous = settled[0] if settled else _archived_by(client, ours, stage) if exclusive else None
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
@@ -188,12 +187,17 @@ def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[
     return _holders(client, version, stage), [v for v in others if v.id != version.id]
 
 
+def _read_back(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
+    """The version itself, if it holds `stage` now."""
+    deadline.entering("reading the model version back")
+    read = mv.decode_version(client.call(mv.get_version(version.id)))
+    return [read] if read is not None and read.stage == stage else []
+
+
 def _archived_by(client: ZenMLClient, ours: mv.Version, stage: str) -> mv.Version | None:
     """The version the stage change archived: the server archives the
     holder and moves this version in one transaction, so it is the version
     archived last, within moments before this one's change."""
-    if stage == "archived":
-        return None
     archived = mv.decode_versions(client.call(mv.versions_in_stage(ours.model_id, "archived")))
     return mv.archived_with(ours, archived)
 
