@@ -255,10 +255,10 @@ def judged(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Judge
         )
 
     main_env = github_env(REPOSITORY, "refs/heads/main")
-    main = start("main", "logistic_regression", main_env, **{"run-name": MAIN_RUN_NAME}).finish(timeout=300)
+    # The main run's model version goes to production by the action itself.
+    main = start("main", "logistic_regression", main_env, **{"run-name": MAIN_RUN_NAME, "promote-to": "production"}).finish(timeout=300)
     assert main.returncode == 0, main.stdout
     model_version = run_details(zenml.server, main.outputs["run-id"])["resources"]["model_version"]["id"]
-    zenml.server.admin("PUT", f"/api/v1/model_versions/{model_version}", json={"stage": "production", "force": True})
     pull_request_env = github_env(REPOSITORY, "refs/pull/7/merge", "feature/better")
     other_env = github_env(OTHER_REPOSITORY, "refs/pull/8/merge", "feature/other")
     # Two at a time (CI has 2 cores): what needs only the main run, then
@@ -267,7 +267,7 @@ def judged(zenml: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Judge
     started = {"run-id": start("run-id", "gradient_boosting", other_env, **{"compare-to": main.outputs["run-id"]})}
     pull_request_result = pull_request.finish(timeout=300)
     started["previous"] = start(
-        "previous", "gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE}
+        "previous", "gradient_boosting", pull_request_env, **{"compare-to": "previous", "gate": FAILING_GATE, "promote-to": "staging"}
     )
     started["model"] = start(
         "model", "random_forest", other_env, **{"compare-to": f"model:{MODEL}@production", "gate": "accuracy >= baseline - 0.05"}
@@ -353,6 +353,16 @@ def test_a_run_baseline_by_kind(judged: JudgedRuns, kind: str, baseline: str) ->
 
     assert result.outputs["baseline-run-id"] == expected, result.stdout
     assert json.loads(result.outputs["result"])["baseline"]["id"] == expected
+
+
+def test_code_mode_promotes_the_runs_model_version_only_past_its_gate(judged: JudgedRuns, zenml: Deployment) -> None:
+    main, failed_gate = judged.main, judged.by_kind["previous"]
+    assert (main.outputs["promoted"], main.outputs["model-version-id"]) == ("true", judged.main_model_version)
+    version = zenml.server.admin("GET", f"/api/v1/model_versions/{judged.main_model_version}", params={"hydrate": "true"})
+    assert version["body"]["stage"] == "production"
+    assert version["metadata"]["run_metadata"]["zenml_action.promoted_from_run"] == main.outputs["run-id"]
+    assert failed_gate.outputs["promoted"] == "false" and "not promoted: the gate failed" in failed_gate.outputs["report"]
+    assert json.loads(failed_gate.outputs["result"])["promotion"]["promoted"] is False
 
 
 def test_a_model_version_in_a_stage_as_baseline(judged: JudgedRuns) -> None:

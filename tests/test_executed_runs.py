@@ -95,8 +95,14 @@ def started() -> dict[str, RunningAction]:
     return cast(dict[str, RunningAction], executing_server.tier().actions)
 
 
+_FINISHED: dict[str, ActionResult] = {}
+
+
 def finish(started: dict[str, RunningAction], name: str, executing: ExecutingDeployment) -> ActionResult:
-    """The action's end, or a failure that shows what the steps did."""
+    """The action's end, or a failure that shows what the steps did (read
+    once: a second test of the same action gets the same result)."""
+    if name in _FINISHED:
+        return _FINISHED[name]
     action = started[name]
     try:
         result = action.finish(timeout=FINISH_WITHIN)
@@ -106,6 +112,7 @@ def finish(started: dict[str, RunningAction], name: str, executing: ExecutingDep
             f"the `{name}` action did not end within {FINISH_WITHIN}s:\n{exc.output}\n{executing.evidence()}"
         ) from None
     assert result.stderr == "", result.stderr
+    _FINISHED[name] = result
     return result
 
 
@@ -195,6 +202,30 @@ def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
     assert "| accuracy | 0.986" in result.outputs["report"]
     assert result.outputs["report"] in result.summary
     assert "Failed:" not in result.summary
+
+
+def test_the_completed_runs_model_version_is_promoted_with_who_promoted_it(
+    started: dict[str, RunningAction], executing: ExecutingDeployment, tmp_path: Path
+) -> None:
+    """Promote on merge: a second action, once the run's own ended, moves
+    the version the executed run produced to production by `run-id`."""
+    completed = finish(started, "completed", executing)
+    assert completed.returncode == 0, completed.stdout
+    runner = ActionRunner(tmp_path, base_inputs={"workspace-url": executing.url, "api-key": executing.api_key})
+    context = {"GITHUB_REPOSITORY": "acme/executed", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_ACTOR": "merger",
+               "GITHUB_SHA": "e" * 40, "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "pull_request"}
+    result = runner.run({"run-id": completed.outputs["run-id"], "promote-to": "production"}, extra_env=context)
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["promoted"] == "true"
+    version = executing.server.admin("GET", f"/api/v1/model_versions/{result.outputs['model-version-id']}", params={"hydrate": "true"})
+    assert version["body"]["model"]["name"] == "breast_cancer_classifier"
+    assert (version["body"]["stage"], str(version["name"])) == ("production", result.outputs["model-version"])
+    recorded = version["metadata"]["run_metadata"]
+    assert 0.9 < recorded["accuracy"] <= 1.0  # what the evaluate step logged on the version
+    assert (recorded["github.actor"], recorded["zenml_action.promoted_from_run"]) == ("merger", completed.outputs["run-id"])
+    assert recorded["github.workflow_run_url"] == "https://github.com/acme/executed/actions/runs/4242"
+    assert judged(result)["promotion"]["model"] == "breast_cancer_classifier"
 
 
 def test_a_failed_step_is_named_with_its_own_error_in_the_log_summary_and_report(

@@ -431,3 +431,32 @@ def test_create_snapshot_on_a_server_without_snapshots(versioned: Versioned, che
     assert len(result.errors) == 1
     assert "Input `create-snapshot`" in result.errors[0]
     assert f"ZenML {versioned.version}, which has no snapshots" in result.errors[0]
+
+
+# -- promotion ------------------------------------------------------------------
+
+
+def test_the_run_of_a_commit_is_promoted_and_the_holder_archived(versioned: Versioned, action: ActionRunner) -> None:
+    """Stage changes (`force`), run metadata on a model version and the
+    `github.sha` lookup are the same on every version (test_promote.py
+    has the rest against the newest)."""
+    from support.models import new_model, new_version, stages, version_metadata
+
+    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    name = f"promoted-{sha[:10]}"
+    env = {**github_env("acme/versions", "refs/pull/3/merge", "feature"), "GITHUB_SHA": sha}
+    first = action.run({"template": "trainer-prod", "run-name": name, "wait": "false"}, extra_env=env)
+    assert first.returncode == 0, first.stdout
+    run = find_run(versioned.server, name)
+    complete_run(versioned.server, run)
+    model = new_model(versioned.server)
+    holder = new_version(versioned.server, model, stage="production")
+    version = new_version(versioned.server, model, run)
+
+    result = action.run({"run-for-commit": sha, "promote-to": "production"}, extra_env=github_env("acme/versions", "refs/heads/main"))
+
+    assert result.returncode == 0, result.stdout
+    assert (result.outputs["run-id"], result.outputs["promoted"]) == (run["id"], "true")
+    assert result.outputs["previous-model-version"] == holder["name"]
+    assert stages(versioned.server, model) == {holder["name"]: "archived", version["name"]: "production"}
+    assert version_metadata(versioned.server, version["id"])["github.repository"] == "acme/versions"

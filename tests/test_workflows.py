@@ -192,7 +192,7 @@ def test_examples_use_the_documented_inputs() -> None:
     assert inputs["model-type"]["options"] == ["random_forest", "gradient_boosting", "logistic_regression"]
     assert inputs["data-url"]["type"] == "string"
     assert inputs["wait"]["type"] == "boolean"
-    for path in (ROOT / ".github/workflows/example-dispatch.yml", ROOT / ".github/workflows/example-retrain.yml"):
+    for path in (ROOT / ".github/workflows/example-dispatch.yml", ROOT / ".github/workflows/example-retrain.yml", ROOT / ".github/workflows/example-promote.yml"):
         for _, step in steps(load(path)):
             if step.get("uses") == "./":
                 assert step["with"]["workspace-url"] == "${{ vars.ZENML_URL }}"

@@ -245,6 +245,12 @@ def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) ->
     return f"{base}/projects/default/runs/{run}"
 
 
+def cloud_dashboard(info: Any) -> str:
+    """ZenML Pro's dashboard address from `/info` ("" for another server)."""
+    info = info if isinstance(info, dict) else {}
+    return _web_address(info.get("dashboard_url")) if info.get("deployment_type") == "cloud" else ""
+
+
 _WEB_ADDRESS = re.compile(r"https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9._~%/\-]*)?")
 
 

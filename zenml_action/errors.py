@@ -98,3 +98,10 @@ class UnsupportedServer(ActionError):
     """The server's ZenML version is older than any this action supports."""
 
     title = "Unsupported ZenML server version"
+
+
+class PromotionFailed(ActionError):
+    """`promote-to`: the model version could not be moved to the stage, or
+    whether it was cannot be told; the run's own outcome is in `conclusion`."""
+
+    title = "Model promotion failed"

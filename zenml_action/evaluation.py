@@ -163,6 +163,8 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         gate_note=gate_note,
         failures=tuple(report.failure_logs),
         github=dict(context),
+        promotion=report.promotion,
     )
+    report.judgement = judgement  # rendered again once the promotion is decided (promote.py)
     report.judged = judge_report.outputs(judgement, datetime.now(UTC))
     return result.error_message() if result is not None and result.result == "failed" else ""

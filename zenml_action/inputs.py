@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from zenml_action.connection_inputs import parse_api_key, parse_ca_bundle, parse_proxy, parse_workspace_url
 from zenml_action.errors import InputError
 from zenml_action.github import quoted
+from zenml_action.promotion import parse_promote_to, parse_run_for_commit
 from zenml_action.provenance import github_context
 from zenml_action.proxies import proxy_for
 
@@ -55,6 +56,8 @@ DEFAULTS: dict[str, str] = {
     "resolve": "",
     "answer": "",
     "wait-condition": "",
+    "promote-to": "",
+    "run-for-commit": "",
 }
 
 # What a new run is made from: none of it applies to a run that exists.
@@ -110,6 +113,13 @@ class Inputs:
     # `OWNER/REPO@REF` of this action, for the step a summary suggests.
     action_ref: str = ""
     github: dict[str, str] = field(default_factory=dict)
+    promote_to: str = ""  # the stage for the run's model version (promote.py)
+    run_for_commit: str = ""  # attach to the newest completed run of this commit
+
+    @property
+    def attached(self) -> bool:
+        """A run that exists is followed: the action starts none."""
+        return bool(self.run_id or self.run_for_commit)
 
     @property
     def cafile(self) -> str | None:
@@ -225,14 +235,15 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
     allow_http = parse_bool("allow-insecure-http", raw["allow-insecure-http"])
     run_id = parse_run_id(raw)
+    run_for_commit = parse_run_for_commit(raw, ("run-id", *NOT_WITH_RUN_ID))
     template = parse_template(raw["template"])
     pipeline = parse_name("pipeline", raw["pipeline"])
-    if not template and not pipeline and not run_id:
+    if not template and not pipeline and not run_id and not run_for_commit:
         raise InputError(
             "template",
             "is not set, and neither is `pipeline`.",
             "Set `template` to a snapshot or run template name or ID, "
-            "or `pipeline` to run its newest runnable snapshot (or `run-id` to follow a run that exists).",
+            "or `pipeline` to run its newest runnable snapshot (or `run-id` or `run-for-commit` to follow a run that exists).",
         )
     # Code mode (`pipeline: file.py:name`) may run on a local store: then no
     # server, and no key, is needed.
@@ -321,6 +332,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         answering=answering,
         action_ref=action_ref(environ),
         github=github_context(environ),
+        promote_to=parse_promote_to(raw["promote-to"], wait=wait, create_snapshot=create_snapshot, has_server=bool(workspace_url)),
+        run_for_commit=run_for_commit,
     )
 
 

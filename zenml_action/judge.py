@@ -19,6 +19,7 @@ from zenml_action.errors import InputError
 from zenml_action.gate import GateResult, Rule
 from zenml_action.gate import compare as meets
 from zenml_action.github import quoted, shorten
+from zenml_action.promotion import Promotion
 from zenml_action.report import (
     FailureLog,
     flatten,
@@ -209,6 +210,7 @@ class Judgement:
     gate_note: str = ""  # why the gate was not evaluated
     failures: Sequence[FailureLog] = ()
     github: Mapping[str, str] = field(default_factory=dict)
+    promotion: Promotion | None = None  # `promote-to`, once decided
 
     @property
     def rows(self) -> list[MetricRow]:
@@ -323,6 +325,8 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             {"where": f.where, "error": f.error, "last_lines": list(f.last_lines), "note": f.note}
             for f in judgement.failures
         ],
+        # Added within v1: absent when `promote-to` is not set.
+        **({"promotion": judgement.promotion.as_json()} if judgement.promotion else {}),
     }
 
 

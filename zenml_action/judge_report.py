@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from zenml_action.gate import Outcome, Rule, number
 from zenml_action.judge import UNSET, Judgement, MetricRow, age_seconds, fitted_result, gate_note, result, utc
-from zenml_action.report import cell, document, failure_sections, link, table
+from zenml_action.report import cell, document, failure_sections, link, promotion_cell, table
 
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
 # JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
@@ -121,6 +121,8 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
         facts.append(("Baseline", _baseline_cell(judgement, now)))
     if judgement.rules:
         facts.append(("Gate", _gate_cell(judgement)))
+    if judgement.promotion is not None:
+        facts.append(("Promotion", promotion_cell(judgement.promotion)))
     sections = [_metrics_section(judgement, table_rows)]
     if judgement.baseline is not None and judgement.baseline.kind == "run":
         sections.append(_parameters_section(judgement, table_rows))

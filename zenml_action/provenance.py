@@ -3,11 +3,12 @@ that may be a baseline found again by it (`evaluation.py`)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from zenml_action.api import API, items, newest_first, run_metadata, text_metadata
+from zenml_action.api import API, dig, items, newest_first, run_metadata, text_metadata
 from zenml_action.http import Request
 
 # The action tags nothing: it attaches the GitHub context as run metadata
@@ -56,12 +57,32 @@ def github_context(environ: Mapping[str, str]) -> dict[str, str]:
         "github.branch": branch,
         "github.event": get("GITHUB_EVENT_NAME"),
         "github.pull_request": pull.group(1) if pull else "",
+        # A pull request's run is made from a merge commit (GITHUB_SHA);
+        # its head commit is what `run-for-commit` is given after the merge.
+        "github.head_sha": pull_request_head(get("GITHUB_EVENT_PATH")) if pull else "",
         "github.actor": get("GITHUB_ACTOR"),
         "github.workflow_run_url": workflow_run_url,
         # Outside a workflow (no repository) nothing could find the run by it.
         BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")) if repository else "",
     }
     return {key: value for key, value in values.items() if value}
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def pull_request_head(event_path: str) -> str:
+    """`pull_request.head.sha` from the event's payload (the file the runner
+    names in GITHUB_EVENT_PATH), or "" where there is none to read."""
+    if not event_path:
+        return ""
+    try:
+        with open(event_path, "rb") as payload:
+            event = json.loads(payload.read(16 * 2**20))
+    except (OSError, ValueError, RecursionError):
+        return ""
+    head = dig(event, "pull_request", "head", "sha")
+    return head if isinstance(head, str) and _SHA.fullmatch(head) else ""
 
 
 def metadata_filter(key: str, value: str) -> str:

@@ -7,9 +7,14 @@ import json
 import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zenml_action.github import markdown_text, shorten
+from zenml_action.promotion import Promotion
+from zenml_action.promotion import outputs as promotion_outputs
+
+if TYPE_CHECKING:
+    from zenml_action.judge import Judgement
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Report:
     # outputs, and the Markdown that shows it (the summary and `report`).
     asked: dict[str, str] = field(default_factory=dict)
     asked_section: list[str] = field(default_factory=list)
+    judgement: Judgement | None = None  # what `judged` was rendered from
+    promotion: Promotion | None = None  # `promote-to`: promote.py
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
@@ -66,6 +73,7 @@ class Report:
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
             "metadata": strict_json(self.metadata) if self.metadata else "",
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
+            **promotion_outputs(self.promotion),
             **{name: self.asked.get(name, "") for name in ASKED_OUTPUTS},
             **({"report": self.asked_report()} if self.asked_section else {}),
         }
@@ -152,6 +160,16 @@ def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Se
     return "\n".join(lines) + "\n"
 
 
+def promotion_cell(promotion: Promotion) -> str:
+    """What `promote-to` did, in one table cell (the version linked where
+    the server's dashboard has a page for it)."""
+    subject = cell(promotion.subject)
+    if promotion.url:
+        subject = link(promotion.subject, promotion.url)
+    icon = "✅" if promotion.promoted else ("🧪" if promotion.dry_run else "⏭️")
+    return f"{icon} {subject} → `{cell(promotion.stage)}`: {cell(promotion.note)}"
+
+
 def failure_sections(failure: FailureLog) -> list[list[str]]:
     """A failed step's error and the last lines of its log, each line a
     table cell: escaped like every other value, one row per line."""
@@ -178,6 +196,8 @@ def summary_markdown(report: Report) -> str:
     shown = [(name, cell(value)) for name, value in facts if value]
     if report.run_url.startswith(("https://", "http://")):
         shown.append(("Dashboard", link("open run", report.run_url)))
+    if report.promotion is not None and not report.judged.get("report"):
+        shown.append(("Promotion", promotion_cell(report.promotion)))
     sections: list[Sequence[str]] = []
     for title, name, values in (("Run configuration sent", "Setting", report.sent), ("Run metadata", "Key", report.metadata)):
         if values:

@@ -59,7 +59,11 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     whether it may be a baseline. `child_error` is what code mode's child
     said of a failed run: the reason when the server tells none."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
-    record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.run_id
+    record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.attached
+    if inputs.promote_to:
+        from zenml_action import promote
+
+        promote.expect(report, inputs.promote_to)
     project_id = str(api.dig(run, "body", "project_id") or "")
     beside: list[Background[None]] = []
     if client is not None and key is not None and key.tag:
@@ -109,11 +113,17 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     deadline.entering("recording the GitHub context on the run")
     for work in beside:
         work.result()
-    if inputs.answering and inputs.answering.resolution == "abort" and report.status in CANCELLED_STATUSES:
-        report.conclusion = "cancelled"
-        console.info(f"Run `{report.run_name}` ended `{report.status}`, as asked (`resolve: abort`).")
-    else:
-        conclude(report, finished, inputs.fail_on_run_failure, console, why)
+    try:
+        if inputs.answering and inputs.answering.resolution == "abort" and report.status in CANCELLED_STATUSES:
+            report.conclusion = "cancelled"
+            console.info(f"Run `{report.run_name}` ended `{report.status}`, as asked (`resolve: abort`).")
+        else:
+            conclude(report, finished, inputs.fail_on_run_failure, console, why)
+    finally:
+        if inputs.promote_to:
+            # Whatever the conclusion: the version is promoted only after
+            # a success and a passed gate, and the report says why not.
+            promote.after_run(action, run, gate_error)
     if gate_error:
         raise GateFailed(gate_error)
 

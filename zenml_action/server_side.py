@@ -39,7 +39,7 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
     # interrupted before the answer arrives.
     in_flight: list[RunKey] = []
     try:
-        if inputs.run_id:
+        if inputs.attached:
             attach(inputs, console, report, client)
         else:
             _run(inputs, console, report, client, run_configuration, in_flight)
@@ -82,17 +82,22 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
     deadline.entering("logging in")
     info_future = Background(client.call, api.server_info())
     client.login()
-    deadline.entering(f"reading run {inputs.run_id}")
+    run_id = inputs.run_id
+    if inputs.run_for_commit:
+        from zenml_action import promote
+
+        run_id = promote.run_for_commit(client, inputs.run_for_commit, inputs.github.get("github.repository", ""))
+    deadline.entering(f"reading run {run_id}")
     try:
-        run = client.call(api.get_run(inputs.run_id, hydrate=True))
+        run = client.call(api.get_run(run_id, hydrate=True))
     except NotFound as exc:
         raise InputError(
-            "run-id",
+            "run-id" if inputs.run_id else "run-for-commit",
             f"names no run this service account can see on {client.base_url} ({exc}).",
             "Check the ID, and that `workspace-url` is the server (and workspace) the run is on.",
         ) from exc
     if not isinstance(run, dict) or not run.get("id"):
-        raise ServerError(f"The server's answer for run {inputs.run_id} was not a run. Check `workspace-url`.")
+        raise ServerError(f"The server's answer for run {run_id} was not a run. Check `workspace-url`.")
     try:
         info = info_future.result()
     except ActionError:
@@ -114,6 +119,10 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
     if inputs.dry_run:
         console.info(f"Dry run: run `{report.run_name}` ({report.run_id}) is `{report.status}`; nothing is waited for or sent.")
         report.conclusion = "dry-run"
+        if inputs.promote_to:
+            from zenml_action import promote
+
+            promote.dry_run_attached(runs.Action(inputs, console, report, client), run)
         return
     console.info(f"Following run `{report.run_name}` ({report.run_id}): {report.run_url}")
     runs.follow(action, run, time.monotonic(), None)
@@ -145,6 +154,10 @@ def _run(
     target = resolve(client, inputs.template, inputs.pipeline, inputs.project, server)
     report.target = f"{target.name or target.id} ({target.kind})"
     report.pipeline = target.pipeline_name
+    if inputs.promote_to and target.kind != RUN_TEMPLATE:
+        from zenml_action import promote
+
+        promote.check_snapshot(client, target.id, console)
     source = "parameters" if inputs.parameters.strip() else "config"
     to_send = check_and_translate(run_configuration, target, source)
     report.sent = to_send
@@ -157,6 +170,8 @@ def _run(
         console.info(json.dumps(request.json, indent=2, sort_keys=True))
         for note in unchecked(target):
             console.info(f"Not checked on this server (ZenML {server.raw}): {note}.")
+        if inputs.promote_to:
+            console.info(f"Dry run: once completed (and past its gate), the run's model version would move to `{inputs.promote_to}`.")
         report.conclusion = "dry-run"
         report.snapshot_id = target.id if target.kind != RUN_TEMPLATE else ""
         return

@@ -1,0 +1,306 @@
+"""`promote-to`: after a run completed and passed its gate, move the model
+version it produced to a stage (`staging`, `production`, `archived`), and
+record on the version where the promotion came from.
+
+Called by `runs.follow` after the judgement and the conclusion, whatever
+they were: the report then says what was promoted, or why nothing was.
+What the requests look like is `model_versions.py`'s business.
+
+Nothing here trusts an answer it did not read back: after the stage change
+(or its failure: a 5xx after the server archived the old holder, a dropped
+connection) the stage is read back, and what the server holds is what the
+outputs say. Two promotions at the same moment can leave two versions in
+one stage (the server checks the holder and sets the stage without a lock):
+every action that sees that settles it the same way (`holder_order`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from zenml_action import api, deadline, judge_report
+from zenml_action import model_versions as mv
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import (
+    ActionError,
+    InputError,
+    NotFound,
+    PermissionDenied,
+    PromotionFailed,
+    ServerError,
+)
+from zenml_action.promotion import Promotion, not_promoted
+from zenml_action.report import Report
+
+if TYPE_CHECKING:
+    from zenml_action.github import Console
+    from zenml_action.inputs import Inputs
+    from zenml_action.runs import Action
+
+PROMOTED_TO_KEY = "zenml_action.promoted_to"
+PROMOTED_FROM_RUN_KEY = "zenml_action.promoted_from_run"
+NO_MODEL_FIX = (
+    "Give the pipeline a model (`@pipeline(model=Model(name=...))`) so that each run produces a model "
+    "version, or leave `promote-to` empty."
+)
+
+
+def record(report: Report, promotion: Promotion) -> None:
+    """The promotion into the report, and into the judgement's report and
+    `result` when the run was judged (they were rendered before)."""
+    report.promotion = promotion
+    if report.judgement is not None:
+        judgement = dataclasses.replace(report.judgement, promotion=promotion)
+        report.judgement = judgement
+        report.judged = judge_report.outputs(judgement, datetime.now(UTC))
+
+
+def expect(report: Report, stage: str) -> None:
+    """Before the wait: what stays true if the action ends before the run does."""
+    record(report, not_promoted(stage, "the action ended before the run completed"))
+
+
+def why_not(report: Report, gate_error: str) -> str:
+    """Why the run's model version must not be promoted ("" when it may)."""
+    if report.conclusion != "success" or report.status not in api.SUCCESS_STATUSES:
+        ended = report.status or report.conclusion or "unknown"
+        return f"the run did not complete (it is `{ended}`, conclusion `{report.conclusion or 'none'}`)"
+    if gate_error:
+        return "the gate failed"
+    return ""
+
+
+def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
+    """Promote the run's model version if the run earned it; otherwise say why not."""
+    inputs, report, console, client = action.inputs, action.report, action.console, action.client
+    stage = inputs.promote_to
+    reason = why_not(report, gate_error)
+    if reason:
+        record(report, not_promoted(stage, reason))
+        console.info(f"Model version not promoted to `{stage}`: {reason}.")
+        return
+    if client is None:  # inputs.py refuses promote-to without a server
+        raise InputError("promote-to", "needs a ZenML server.", "Set `workspace-url`.")
+    deadline.entering(f"promoting the run's model version to `{stage}`")
+    version = version_of_run(client, run, report, stage)
+    record(report, _promotion(stage, version, note="not promoted: the promotion did not finish"))
+    promote(action, version, stage)
+
+
+def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> mv.Version:
+    version_id = mv.linked_version_id(run)
+    if not version_id:
+        # The run passed in may be what code mode's child described: the
+        # server's hydrated run is the one that knows.
+        read = client.call(api.get_run(report.run_id, hydrate=True)) if report.run_id else None
+        version_id = mv.linked_version_id(read)
+    if not version_id and report.run_id:
+        linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
+        if len(linked) > 1:
+            raise InputError(
+                "promote-to",
+                f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
+                "and its pipeline names none: which one to promote is not clear.",
+                "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
+            )
+        version_id = linked[0] if linked else ""
+    if not version_id:
+        record(report, not_promoted(stage, "the run produced no model version"))
+        raise InputError(
+            "promote-to",
+            f"run `{report.run_name or report.run_id}` produced no model version: its pipeline has no model.",
+            NO_MODEL_FIX,
+        )
+    version = mv.decode_version(client.call(mv.get_version(version_id)))
+    if version is None or not version.model_id:
+        raise ServerError(f"The server's answer for model version {version_id} was not a model version.")
+    return version
+
+
+def promote(action: Action, version: mv.Version, stage: str) -> None:
+    """Move `version` to `stage`, archiving the holder; read back, settle a
+    race, record where the promotion came from."""
+    inputs, report, console, client = action.inputs, action.report, action.console, action.client
+    assert client is not None
+    # `archived` is held by any number of versions: nothing is displaced.
+    exclusive = stage != "archived"
+    before = [v for v in _holders(client, version, stage) if v.id != version.id] if exclusive else []
+    if version.stage == stage and not before:
+        record(report, _promotion(stage, version, promoted=True, note=f"already in `{stage}`: nothing to do"))
+        console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")
+        return
+    failure: ActionError | None = None
+    try:
+        client.call(mv.set_stage(version.id, stage))
+    except PermissionDenied as exc:
+        record(report, _promotion(stage, version, note="not promoted: permission denied"))
+        raise PermissionDenied(
+            f"The service account may not move {version.describe()} to `{stage}` ({exc}). It needs the "
+            f"`promote` and `update` permissions on model `{version.model}` (ZenML Pro: a role that may "
+            "promote models in the project), besides running pipelines."
+        ) from exc
+    except ActionError as exc:
+        # A 5xx after the server made the change, a dropped answer: it may
+        # have happened all the same. The server is asked below.
+        failure = exc
+    now, settled = _settle(client, version, stage) if exclusive else (_read_back(client, version, stage), [])
+    holders = ", ".join(v.describe() for v in now) or "no version"
+    ours = next((v for v in now if v.id == version.id), None)
+    if ours is None:
+        record(report, _promotion(stage, version, note=f"not promoted: `{stage}` holds {holders}"))
+        if failure is not None:
+            raise PromotionFailed(
+                f"Moving {version.describe()} to `{stage}` failed ({failure}). Read back from the server: "
+                f"`{stage}` holds {holders}; the version was not promoted. Re-run the job to try again."
+            ) from failure
+        raise PromotionFailed(
+            f"{version.describe()} was moved to `{stage}`, but another promotion at the same moment came "
+            f"after it: `{stage}` holds {holders}, and this version was archived (as a later promotion "
+            f"archives the one before). Re-run the job to promote {version.describe()} again."
+        )
+    # The version this one displaced: one the settling archived (it was
+    # promoted just before), else the one the stage change archived.
+    previous = settled[0] if settled else _archived_by(client, ours, stage) if exclusive else None
+    note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
+    if failure is not None:
+        console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
+    record(report, _promotion(stage, version, promoted=True, note=note, previous=previous, url=_url(client, version)))
+    console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
+    _record_provenance(client, version, stage, inputs, report.run_id, console)
+
+
+def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[mv.Version], list[mv.Version]]:
+    """The versions in `stage` once any race is settled, and those this
+    settling archived: if more than one holds the stage, all but the last
+    changed are archived (by whichever action sees it; archiving twice
+    changes nothing)."""
+    deadline.entering(f"reading back which model version is in `{stage}`")
+    holders = _holders(client, version, stage)
+    if len(holders) <= 1:
+        return holders, []
+    stays = max(holders, key=mv.holder_order)
+    others = [v for v in holders if v.id != stays.id]
+    for other in others:
+        client.call(mv.set_stage(other.id, "archived"))
+    return _holders(client, version, stage), [v for v in others if v.id != version.id]
+
+
+def _read_back(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
+    """The version itself, if it holds `stage` now."""
+    deadline.entering("reading the model version back")
+    read = mv.decode_version(client.call(mv.get_version(version.id)))
+    return [read] if read is not None and read.stage == stage else []
+
+
+def _archived_by(client: ZenMLClient, ours: mv.Version, stage: str) -> mv.Version | None:
+    """The version the stage change archived: the server archives the
+    holder and moves this version in one transaction, so it is the version
+    archived last, within moments before this one's change."""
+    archived = mv.decode_versions(client.call(mv.versions_in_stage(ours.model_id, "archived")))
+    return mv.archived_with(ours, archived)
+
+
+def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
+    return mv.decode_versions(client.call(mv.versions_in_stage(version.model_id, stage)))
+
+
+def _record_provenance(client: ZenMLClient, version: mv.Version, stage: str, inputs: Inputs, run_id: str, console: Console) -> None:
+    """Who put the version in the stage, from which run: the GitHub context
+    as metadata on the version. The promotion stands if this fails: it is
+    reported, and the step does not pretend otherwise."""
+    values = {**inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: run_id}
+    values.pop("zenml_action.baseline_of", None)  # a run's record, not a version's
+    deadline.entering("recording the promotion on the model version")
+    try:
+        client.call(mv.attach_metadata(version.project_id, version.id, values))
+    except ActionError as exc:
+        console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
+
+
+def _dry_run(client: ZenMLClient, version: mv.Version, stage: str, report: Report, console: Console) -> None:
+    others = [v for v in _holders(client, version, stage) if v.id != version.id]
+    if version.stage == stage and not others:
+        what = f"{version.describe()} is already in `{stage}`: nothing would change"
+    else:
+        archived = f", archiving {', '.join(v.describe() for v in others)}" if others else ""
+        what = f"would move {version.describe()} from `{version.stage or 'no stage'}` to `{stage}`{archived}"
+    record(report, dataclasses.replace(_promotion(stage, version, note=f"dry run: {what}"), dry_run=True))
+    console.info(f"Dry run: {what}; nothing is sent.")
+
+
+def _promotion(
+    stage: str, version: mv.Version, *, promoted: bool = False, note: str = "", previous: mv.Version | None = None, url: str = ""
+) -> Promotion:
+    return Promotion(
+        stage=stage,
+        promoted=promoted,
+        model=version.model,
+        version=version.name,
+        version_id=version.id,
+        previous=previous.name if previous else "",
+        previous_id=previous.id if previous else "",
+        url=url,
+        note=note,
+    )
+
+
+def _url(client: ZenMLClient, version: mv.Version) -> str:
+    """The version's dashboard page: ZenML Pro has one, the open-source
+    dashboard none (as ZenML's own `get_model_version_url`)."""
+    try:
+        info = client.call(api.server_info())
+    except ActionError:
+        return ""
+    return mv.dashboard_url(info, version)
+
+
+# -- before the run: which run, and can it be promoted at all -----------------
+
+
+def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
+    """The ID of the newest completed run the action started for commit
+    `sha` in this repository: made from it, or from a pull request whose
+    head it is (`github.sha`, `github.head_sha` run metadata)."""
+    deadline.entering(f"looking for the run of commit {sha[:12]}")
+    pages = [client.call(mv.runs_for_commit(key, sha)) for key in mv.COMMIT_KEYS]
+    found = mv.newest_for_repository(pages, repository)
+    if found is None:
+        where = f" in `{repository}`" if repository else ""
+        raise NotFound(
+            f"Input `run-for-commit`: no completed run started by this action for commit {sha}{where}. "
+            "Check that the commit's workflow ran the pipeline with this action (it records `github.sha` on "
+            "the run) and that the run completed; give the pull request's head commit "
+            "(`github.event.pull_request.head.sha`)."
+        )
+    return str(found["id"])
+
+
+def check_snapshot(client: ZenMLClient, snapshot_id: str, console: Console) -> None:
+    """Before the trigger: a snapshot whose configuration names no model
+    would run for nothing (its run could not be promoted)."""
+    try:
+        snapshot = client.call(api.get_snapshot(snapshot_id))
+    except ActionError as exc:
+        console.debug(f"could not read the snapshot's model ({exc}): checked after the run")
+        return
+    if mv.model_configured(snapshot) is False:
+        raise InputError(
+            "promote-to",
+            f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version.",
+            NO_MODEL_FIX,
+        )
+
+
+def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
+    """`dry-run` with a run that exists: which version would move where,
+    had the run completed; nothing is sent."""
+    report, client, stage = action.report, action.client, action.inputs.promote_to
+    assert client is not None
+    if report.status not in api.SUCCESS_STATUSES:
+        what = f"the run is `{report.status or 'unknown'}`: its model version is promoted only once it completed"
+        record(report, dataclasses.replace(not_promoted(stage, what), dry_run=True))
+        action.console.info(f"Dry run: {what}.")
+        return
+    _dry_run(client, version_of_run(client, run, report, stage), stage, report, action.console)
