@@ -24,6 +24,7 @@ from zenml_action.report import (
     flatten,
     strict_json,
 )
+from zenml_action.trend import PastRun, Trend, as_json, charted_metrics, trend
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
 
@@ -161,12 +162,12 @@ def differing_parameters(this: Mapping[str, Any], baseline: Mapping[str, Any]) -
     diffs = []
     for name in sorted(set(mine) | set(theirs)):
         a, b = mine.get(name, UNSET), theirs.get(name, UNSET)
-        if a is UNSET or b is UNSET or not _same(a, b):
+        if a is UNSET or b is UNSET or not same_setting(a, b):
             diffs.append(ParameterDiff(name, a, b))
     return diffs
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_setting(a: Any, b: Any) -> bool:
     # 1 and 1.0 are the same setting; True and 1 are not.
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
@@ -183,6 +184,8 @@ class RunInfo:
     url: str = ""
     status: str = ""
     pipeline: str = ""
+    duration_seconds: float | None = None
+    source: str = ""  # what started it: "NAME (snapshot)", "FILE:FUNCTION (code)"
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,11 @@ class Judgement:
     gate_note: str = ""  # why the gate was not evaluated
     failures: Sequence[FailureLog] = ()
     github: Mapping[str, str] = field(default_factory=dict)
+    # The baseline branch's last completed runs, newest first (`compare-to`
+    # a branch or `previous`); None: no trend asked for, or (with
+    # `history_note` saying why) the runs could not be listed.
+    history: Sequence[PastRun] | None = None
+    history_note: str = ""
 
     @property
     def rows(self) -> list[MetricRow]:
@@ -217,6 +225,14 @@ class Judgement:
         if not self.metrics:
             return []
         return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
+
+    @property
+    def trend(self) -> Trend | None:
+        """The charted metrics over the history and this run."""
+        if self.history is None:
+            return None
+        this = PastRun(self.run.id, self.run.name, None, self.metrics)
+        return trend(self.history, this, charted_metrics(self.metrics, [r.metric for r in self.rules]))
 
     @property
     def gate_result(self) -> str:
@@ -323,7 +339,15 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             {"where": f.where, "error": f.error, "last_lines": list(f.last_lines), "note": f.note}
             for f in judgement.failures
         ],
+        "trend": _trend_json(judgement),
     }
+
+
+def _trend_json(judgement: Judgement) -> dict[str, Any] | None:
+    found = judgement.trend
+    if found is None:
+        return {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
+    return {"note": "", **as_json(found)}
 
 
 def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:
