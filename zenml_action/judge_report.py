@@ -70,7 +70,7 @@ def render_report(judgement: Judgement, now: datetime) -> str:
     trend = judgement.trend
     if trend is not None and any(s.points >= 2 for s in trend.series):
         chart_note = (
-            "The trend charts are left out to fit GitHub's limit of "
+            "the charts are left out to fit GitHub's limit of "
             f"{MAX_REPORT_LENGTH:,} characters for a comment; the `result` output has their series."
         )
         judgement = replace(judgement, history=None, history_note=chart_note)
@@ -202,12 +202,13 @@ def _trend_sections(judgement: Judgement) -> list[list[str]]:
     past = len(trend.runs) - 1
     where = f"`compare-to`: {cell(judgement.compare_to)}" if judgement.compare_to else "the baseline"
     runs = f"the last {past} run{'' if past == 1 else 's'}" if past else "no earlier run"
-    heading = f"**Trend** over {runs} of {where} and this run"
     charts = [line for s in trend.series if s.points >= 2 for line in ["", *mermaid_chart(s, trend.labels)]]
-    lonely = [cell(s.metric) for s in trend.series if s.points < 2]
-    lines = [heading, *charts]
+    lonely = ", ".join(cell(s.metric) for s in trend.series if s.points < 2)
+    if not charts:
+        return [[f"No trend: fewer than 2 runs logged {lonely} ({runs} of {where}, and this run)."]]
+    lines = [f"**Trend** over {runs} of {where} and this run", *charts]
     if lonely:
-        lines += ["", f"No trend for {', '.join(lonely)}: fewer than 2 of these runs logged {'it' if len(lonely) == 1 else 'them'}."]
+        lines += ["", f"No trend for {lonely}: fewer than 2 of these runs logged {'them' if ', ' in lonely else 'it'}."]
     return [lines]
 
 
