@@ -22,7 +22,7 @@ import pytest
 from cmarkgfm.cmark import Options
 from test_judge import HISTORY, NOW, RUN, judged
 
-from zenml_action import judge, judge_report, trend
+from zenml_action import evaluation, judge, judge_report, trend
 from zenml_action.judge import ParameterDiff
 from zenml_action.report import FailureLog, Report, summary_markdown
 from zenml_action.trend import PastRun
@@ -333,3 +333,20 @@ def test_charts_carry_utc_labels() -> None:
     past = [PastRun("p", created=datetime(2026, 11, 28, 23, 30, tzinfo=UTC) + timedelta(hours=1), metrics={"f1": 0.9})]
     report = judge_report.render_report(judged(history=past, rules="f1 >= 0"), NOW)
     assert 'x-axis ["11-29 00:30", "this run"]' in report
+
+
+@pytest.mark.parametrize(
+    ("compare_to", "found", "note"),
+    [
+        ("main", evaluation.Found(history=()), ""),  # listed: the trend says the rest
+        ("previous", evaluation.Found(note="looking the baseline up failed (HTTP 500)", unknown=True),
+         "the baseline's runs could not be listed (looking the baseline up failed (HTTP 500))"),
+        ("main", evaluation.Found(note="no baseline: the run went to a local ZenML store"), "the run went to a local ZenML store"),
+        # Only a branch or `previous` has a trend.
+        ("model:clf@production", evaluation.Found(note="no baseline yet"), ""),
+        ("11111111-1111-1111-1111-111111111111", evaluation.Found(), ""),
+        ("", evaluation.Found(), ""),
+    ],
+)
+def test_why_a_trend_has_no_runs(compare_to: str, found: evaluation.Found, note: str) -> None:
+    assert evaluation._history_note(judge.parse_compare_to(compare_to), found) == note

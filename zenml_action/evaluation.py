@@ -129,6 +129,7 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
             note=f"{refused} run(s) claimed to be the baseline but the action's own record on them says otherwise "
             "(metadata a pipeline wrote itself)",
             unknown=True,
+            history=history,
         )
     where = "from this repository" if previous else f"from `{wanted.value}` (a push, dispatch or schedule)"
     return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}", history=history)
