@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo demo-server-side check test test-executing lint lint-workflows image test-image image-lock bench bench-quick
+.PHONY: venv mermaid demo demo-server-side check test test-executing lint lint-workflows image test-image image-lock bench bench-quick
 
 $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt requirements-lint.txt pipelines/requirements.txt
 	python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -16,6 +16,15 @@ $(VENV)/.installed: requirements.txt requirements-code.txt requirements-dev.txt 
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Mermaid's own parser under Node.js (pinned by its package-lock.json), which
+# checks the report's trend charts (tests/test_report_rendering.py).
+MERMAID := tests/support/mermaid
+$(MERMAID)/node_modules/.installed: $(MERMAID)/package.json $(MERMAID)/package-lock.json
+	cd $(MERMAID) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+mermaid: $(MERMAID)/node_modules/.installed
 
 # The sample pipeline through the action's own entrypoint, in code mode on a
 # local ZenML store in ./.zenml-local (no server needed).
@@ -32,13 +41,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: venv lint
+test: venv mermaid lint
 	$(PY) -m pytest
 
 # The rules in-process, stand-in servers on loopback, the workflow linters:
 # every test that needs no ZenML server and takes seconds (pytest marker
 # `offline`), after the linters.
-check: venv lint
+check: venv mermaid lint
 	$(PY) -m pytest -q -m offline
 
 # The executing tier alone (tests/test_executed_runs.py: a server that really

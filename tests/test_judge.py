@@ -4,6 +4,7 @@ report and the `result` JSON (in-process; pure rules, by tables)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from zenml_action import gate, judge, judge_report
 from zenml_action.errors import InputError
 from zenml_action.judge import UNSET, Baseline, Judgement, MetricRow, ParameterDiff, RunInfo
 from zenml_action.report import FailureLog
+from zenml_action.trend import PastRun
 
 pytestmark = pytest.mark.offline
 
@@ -143,31 +145,78 @@ def judged(**changes: Any) -> Judgement:
     return Judgement(**{**base, **changes})
 
 
+HISTORY = [  # newest first, as listed; the newest is the baseline
+    PastRun(BASELINE_RUN.id, BASELINE_RUN.name, datetime(2026, 11, 29, 9, 0), BASELINE_RUN.metrics),
+    PastRun("r2", "older", datetime(2026, 11, 28, 9, 30), {"accuracy": 0.94, "loss": 0.31}),
+    PastRun("r3", "oldest", datetime(2026, 11, 27, 9, 30), {"f1": 0.96}),
+]
+
+
 def test_report_of_a_judged_run() -> None:
-    report = judge_report.render_report(judged(), NOW)
+    report = judge_report.render_report(
+        judged(
+            run=replace(RUN, duration_seconds=183.4, source="trainer-prod (snapshot)"),
+            history=HISTORY,
+            parameters=[
+                ParameterDiff("model_type", "gradient_boosting", "random_forest"),
+                ParameterDiff("steps.train_model.depth", 3, 5),
+                ParameterDiff("steps.train_model.model_type", "gradient_boosting", "random_forest"),
+            ],
+        ),
+        NOW,
+    )
     assert report == (
-        "### 📊 ZenML run results\n\n"
+        "### ❌ ZenML run completed, gate failed\n\n"
         "| | |\n|---|---|\n"
-        "| Run | [training\\_pipeline-2026\\_11\\_29](https://zenml.example.com/projects/default/runs/11111111-1111-1111-1111-111111111111) |\n"
+        "| Run | [training\\_pipeline-2026\\_11\\_29](https://zenml.example.com/projects/default/runs/11111111-1111-1111-1111-111111111111)"
+        " (ID 11111111-1111-1111-1111-111111111111) |\n"
         "| Pipeline | training\\_pipeline |\n"
+        "| Started from | trainer-prod (snapshot) |\n"
         "| Status | completed |\n"
+        "| Duration | 3 min 3 s |\n"
         "| Baseline | [training\\_pipeline-2026\\_11\\_28](https://zenml.example.com/projects/default/runs/22222222-2222-2222-2222-222222222222), "
         "created 3 hours ago (2026-11-29 09:00 UTC), from `compare-to`: main |\n"
         "| Gate | ❌ failed (2 passed, 1 failed, 1 missing) |\n\n"
         "**Metrics**\n\n"
-        "| Metric | This run | Baseline | Change |\n|---|--:|--:|---|\n"
+        "| Metric | This run | Baseline | Change |\n|---|--:|--:|--:|\n"
         "| accuracy | 0.958 | 0.95 | +0.008 ✅ better |\n"
         "| f1 | 0.95 | 0.97 | -0.02 ⚠️ worse |\n"
         "| loss | 0.25 | 0.3 | -0.05 ✅ better |\n\n"
-        "**Parameters that differ from the baseline**\n\n"
-        "| Parameter | This run | Baseline |\n|---|---|---|\n"
-        "| model\\_type | gradient\\_boosting | random\\_forest |\n\n"
+        "**Trend** over the last 3 runs of `compare-to`: main and this run\n\n"
+        "```mermaid\n"
+        "xychart-beta\n"
+        '    title "accuracy"\n'
+        '    x-axis ["11-28 09:30", "11-29 09:00", "this run"]\n'
+        "    line [0.94, 0.95, 0.958]\n"
+        "```\n\n"
+        "```mermaid\n"
+        "xychart-beta\n"
+        '    title "f1"\n'
+        '    x-axis ["11-27 09:30", "11-29 09:00", "this run"]\n'
+        "    line [0.96, 0.97, 0.95]\n"
+        "```\n\n"
+        "```mermaid\n"
+        "xychart-beta\n"
+        '    title "loss"\n'
+        '    x-axis ["11-28 09:30", "11-29 09:00", "this run"]\n'
+        "    line [0.31, 0.3, 0.25]\n"
+        "```\n\n"
+        "No trend for precision: fewer than 2 of these runs logged it.\n\n"
         "**Gate**\n\n"
         "| Rule | Outcome | Details |\n|---|---|---|\n"
         "| `accuracy >= 0.9` | ✅ passed | this run 0.958 |\n"
         "| `f1 >= baseline - 0.01` | ❌ failed | this run 0.95, baseline 0.97, so the threshold is 0.96 |\n"
         "| `loss <= baseline` | ✅ passed | this run 0.25, baseline 0.3 |\n"
-        "| `precision > 0.5` | ❌ not logged | this run logged no metric \\`precision\\`. It logged: accuracy, f1, loss |\n"
+        "| `precision > 0.5` | ❌ not logged | this run logged no metric \\`precision\\`. It logged: accuracy, f1, loss |\n\n"
+        "**Parameters that differ from the baseline**\n\n"
+        "| Parameter | This run | Baseline |\n|---|---|---|\n"
+        "| model\\_type (and step train\\_model) | gradient\\_boosting | random\\_forest |\n"
+        "| steps.train\\_model.depth | 3 | 5 |\n\n"
+        "<details><summary>GitHub context</summary>\n\n"
+        "| Key | Value |\n|---|---|\n"
+        "| github.repository | octo/repo |\n"
+        "| github.sha | 0000000000000000000000000000000000000000 |\n\n"
+        "</details>\n"
     )
 
 
@@ -226,16 +275,17 @@ def test_report_of_a_judged_run() -> None:
                 "failures": [FailureLog("step `train_model`", "ValueError: bad", ("line 1", "Traceback | x"))],
             },
             [
+                "### ❌ ZenML run failed\n",
                 "| Status | failed |",
                 "| Gate | not evaluated: the run failed |",
                 "This run logged no metrics (numeric metadata).",
                 "**Failed: step \\`train\\_model\\`** ValueError: bad",
                 "| line 1 |\n| Traceback \\| x |",
             ],
-            ["**Gate**", "✅", "❌", "**Metrics**"],
+            ["**Gate**", "✅", "| ❌", "**Metrics**"],
         ),
         # A run with no link (a local store): its name, as text.
-        ({"run": RunInfo(RUN.id, RUN.name, "", "completed")}, ["| Run | training\\_pipeline-2026\\_11\\_29 |"], ["| Pipeline"]),
+        ({"run": RunInfo(RUN.id, RUN.name, "", "completed")}, ["| Run | training\\_pipeline-2026\\_11\\_29 (ID 11111111-1111-1111-1111-111111111111) |"], ["| Pipeline"]),
         # An age of days, and less than a minute.
         ({"baseline": BASELINE_RUN.__class__("run", "x", created=NOW - timedelta(days=2, hours=3))}, ["created 2 days ago"], []),
         ({"baseline": BASELINE_RUN.__class__("run", "x", created=NOW - timedelta(seconds=5))}, ["created less than a minute ago"], []),
@@ -404,7 +454,7 @@ def test_outputs(changes: dict[str, Any], expected: dict[str, str]) -> None:
     outputs = judge_report.outputs(judged(**changes), NOW)
     assert {k: outputs[k] for k in expected} == expected
     assert json.loads(outputs["metrics"]) == METRICS
-    assert outputs["report"].startswith("### 📊 ZenML run results")
+    assert outputs["report"].startswith("### ")
 
 
 def test_result_for_a_failed_run_says_the_gate_was_not_evaluated() -> None:

@@ -27,6 +27,8 @@ from support.action import ActionResult, ActionRunner
 from support.github_env import github_env
 from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
 
+from zenml_action import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = f"acme/judged-{uuid.uuid4().hex[:8]}"
 MAIN_METRICS = {"accuracy": 0.9, "f1": 0.88}
@@ -110,3 +112,42 @@ def test_no_baseline_is_not_an_error(pr: Any) -> None:
     assert result.outputs["baseline-run-id"] == ""
     assert result.outputs["gate-result"] == "passed-without-baseline"  # the baseline rule was skipped, and says so
     assert "no baseline" in result.outputs["report"].lower()
+
+
+def seeded_branch_run(zenml: Deployment, branch: str, metrics: dict[str, float]) -> str:
+    """A completed run of the pipeline as a push to `branch` leaves it: the
+    action's GitHub record on it, and the metrics it logged."""
+    run = dict(
+        zenml.server.admin(
+            "POST",
+            f"/api/v1/pipeline_snapshots/{zenml.snapshots['trainer']}/runs",
+            json={"run_configuration": {"run_name": f"seeded-{uuid.uuid4().hex[:10]}"}},
+        )
+    )
+    context = provenance.github_context({**github_env(REPOSITORY, f"refs/heads/{branch}"), "GITHUB_EVENT_NAME": "push"})
+    request = provenance.attach_run_metadata(run["body"]["project_id"], run["id"], context)
+    zenml.server.admin(request.method, request.path, json=request.json)
+    log_run_metadata(zenml.server, run, metrics)
+    complete_run(zenml.server, run)
+    return str(run["id"])
+
+
+def test_the_trend_of_the_gated_metric_over_the_branchs_last_runs(zenml: Deployment, pr: Any) -> None:
+    """Three runs on a branch, then a pull request compared with it: the
+    chart and the `result` series hold the three and this run, oldest first,
+    from the listing that found the baseline."""
+    branch = f"release-{uuid.uuid4().hex[:6]}"
+    seeded = [seeded_branch_run(zenml, branch, {"accuracy": a, "f1": 0.8}) for a in (0.8, 0.85, 0.88)]
+
+    result = pr({"compare-to": branch, "gate": "accuracy >= 0.5"}, {"accuracy": 0.9, "f1": 0.81})
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs["baseline-run-id"] == seeded[-1]
+    trend = json.loads(result.outputs["result"])["trend"]
+    assert [r["id"] for r in trend["runs"]] == [*seeded, result.outputs["run-id"]]
+    assert [r["this"] for r in trend["runs"]] == [False, False, False, True]
+    assert trend["series"] == [{"metric": "accuracy", "values": [0.8, 0.85, 0.88, 0.9]}]  # the gated metric only
+    report = result.outputs["report"]
+    assert f"**Trend** over the last 3 runs of `compare-to`: {branch} and this run" in report, report
+    assert "```mermaid\nxychart-beta\n    title \"accuracy\"\n" in report, report
+    assert "    line [0.8, 0.85, 0.88, 0.9]\n```" in report, report

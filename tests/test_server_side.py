@@ -237,8 +237,11 @@ def test_waits_until_the_run_completes(action: ActionRunner, zenml: Deployment, 
     assert "Run status: completed" in result.stdout
     # One line per status change, not one per poll.
     assert result.stdout.count("Run status: initializing") == 1
-    assert f"[open run]({zenml.url}/projects/default/runs/{run['id']})" in result.summary
+    assert f"]({zenml.url}/projects/default/runs/{run['id']}) (ID {run['id']}) |" in result.summary
     assert "| Status | completed |" in result.summary
+    # Each fact once: one header, one table of facts, the metrics once.
+    assert result.summary.count("### ") == 1 and result.summary.count("| Run |") == 1, result.summary
+    assert result.summary.count("| accuracy |") == 1, result.summary
     # The metrics the pipeline logged, read back over REST.
     assert json.loads(result.outputs["metadata"]) == {"accuracy": 0.93, "f1": 0.9}
     assert "| accuracy | 0.93 |" in result.summary

@@ -375,6 +375,10 @@ def test_a_pull_request_finds_its_main_branch_baseline_on_the_oldest_server(
     assert pull_request.outputs["gate-result"] == "passed"
     assert json.loads(pull_request.outputs["metrics"]) == {"accuracy": 0.91, "f1": 0.875}
     assert "| f1 | 0.875 | 0.88 | -0.005 ⚠️ worse |" in pull_request.outputs["report"], pull_request.outputs["report"]
+    # The trend from the same listing: its runs' metadata comes with it on the oldest server too.
+    trend = json.loads(pull_request.outputs["result"])["trend"]
+    assert trend["series"] == [{"metric": "f1", "values": [0.88, 0.875]}], trend
+    assert "    line [0.88, 0.875]\n" in pull_request.outputs["report"], pull_request.outputs["report"]
     recorded = run_details(versioned.server, pull_request.outputs["run-id"])["metadata"]["run_metadata"]
     assert (recorded["github.ref"], recorded["github.branch"], recorded["github.pull_request"]) == (
         "refs/pull/7/merge",

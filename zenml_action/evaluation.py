@@ -6,11 +6,11 @@ the pure rules and the rendering; this module does the requests)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from zenml_action import api, deadline, gate, judge, judge_report, provenance
+from zenml_action import api, deadline, gate, judge, judge_report, provenance, trend
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, NotFound
 from zenml_action.github import Console
@@ -68,6 +68,9 @@ class Found:
     note: str = ""
     run: dict[str, Any] | None = None  # the baseline run, to compare parameters
     unknown: bool = False
+    # The branch's last completed runs, newest first, from the same listing
+    # (`compare-to` a branch or `previous`); None: not listed.
+    history: tuple[trend.PastRun, ...] | None = None
 
 
 def find_baseline(client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:
@@ -82,6 +85,10 @@ def find_baseline(client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapp
         return Found(note=f"the baseline run {wanted.value} does not exist on the server ({exc})", unknown=True)
     except ActionError as exc:
         return Found(note=f"looking the baseline up failed ({exc})", unknown=True)
+
+
+def _past_run(run: Mapping[str, Any]) -> trend.PastRun:
+    return trend.PastRun(str(run["id"]), str(run.get("name") or ""), api.created_at(run), judge.numeric_metrics(api.run_metadata(run)))
 
 
 def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:
@@ -111,23 +118,36 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
     previous = wanted.kind == "previous"
     baseline_of = f"{repository}@" if previous else f"{repository}@{wanted.value}"
     listed = client.call(provenance.list_baseline_runs(baseline_of, pipeline_id, any_branch=previous))
-    found, refused = provenance.decode_baseline_run(listed, baseline_of, exclude_run_id=str(run.get("id") or ""), any_branch=previous)
+    this_run = str(run.get("id") or "")
+    found, refused = provenance.decode_baseline_run(listed, baseline_of, exclude_run_id=this_run, any_branch=previous)
+    recorded = provenance.recorded_runs(listed, baseline_of, exclude_run_id=this_run, any_branch=previous)
+    history = tuple(_past_run(r) for r in recorded)
     if found is not None:
-        return _baseline_run(client, found)
+        return replace(_baseline_run(client, found), history=history)
     if refused:
         return Found(
             note=f"{refused} run(s) claimed to be the baseline but the action's own record on them says otherwise "
             "(metadata a pipeline wrote itself)",
             unknown=True,
+            history=history,
         )
     where = "from this repository" if previous else f"from `{wanted.value}` (a push, dispatch or schedule)"
-    return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}")
+    return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}", history=history)
 
 
 def _baseline_run(client: ZenMLClient, found: dict[str, Any]) -> Found:
     url = api.dashboard_run_url({}, client.base_url, "", str(found["id"]))
     metrics = judge.numeric_metrics(api.run_metadata(found))
     return Found(judge.Baseline("run", str(found["id"]), str(found.get("name") or ""), url, api.created_at(found), metrics), run=found)
+
+
+def _history_note(wanted: judge.CompareTo | None, found: Found) -> str:
+    """Why a trend asked for (`compare-to` a branch or `previous`) has no runs."""
+    if wanted is None or wanted.kind not in ("branch", "previous") or found.history is not None:
+        return ""
+    if not found.unknown:
+        return found.note.removeprefix("no baseline: ")
+    return "the baseline's runs could not be listed" + (f" ({found.note})" if found.note else "")
 
 
 def judge_run(action: Action, run: Mapping[str, Any]) -> str:
@@ -151,7 +171,9 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
     gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
     parameters, parameters_note = differing_parameters(client, run, found.run)
     judgement = judge.Judgement(
-        run=judge.RunInfo(report.run_id, report.run_name, report.run_url, report.status, report.pipeline),
+        run=judge.RunInfo(
+            report.run_id, report.run_name, report.run_url, report.status, report.pipeline, report.duration_seconds, report.target
+        ),
         metrics=metrics,
         compare_to=inputs.compare_to_text,
         baseline=found.baseline,
@@ -164,6 +186,8 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         failures=tuple(report.failure_logs),
         github=dict(context),
         promotion=report.promotion,
+        history=found.history,
+        history_note=_history_note(inputs.compare_to, found),
     )
     report.judgement = judgement  # rendered again once the promotion is decided (promote.py)
     report.judged = judge_report.outputs(judgement, datetime.now(UTC))

@@ -25,6 +25,7 @@ from zenml_action.report import (
     flatten,
     strict_json,
 )
+from zenml_action.trend import PastRun, Trend, as_json, charted_metrics, trend
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
 
@@ -162,12 +163,12 @@ def differing_parameters(this: Mapping[str, Any], baseline: Mapping[str, Any]) -
     diffs = []
     for name in sorted(set(mine) | set(theirs)):
         a, b = mine.get(name, UNSET), theirs.get(name, UNSET)
-        if a is UNSET or b is UNSET or not _same(a, b):
+        if a is UNSET or b is UNSET or not same_setting(a, b):
             diffs.append(ParameterDiff(name, a, b))
     return diffs
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_setting(a: Any, b: Any) -> bool:
     # 1 and 1.0 are the same setting; True and 1 are not.
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
@@ -184,6 +185,8 @@ class RunInfo:
     url: str = ""
     status: str = ""
     pipeline: str = ""
+    duration_seconds: float | None = None
+    source: str = ""  # what started it: "NAME (snapshot)", "FILE:FUNCTION (code)"
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,11 @@ class Judgement:
     failures: Sequence[FailureLog] = ()
     github: Mapping[str, str] = field(default_factory=dict)
     promotion: Promotion | None = None  # `promote-to`, once decided
+    # The baseline branch's last completed runs, newest first (`compare-to`
+    # a branch or `previous`); None: no trend asked for, or (with
+    # `history_note` saying why) the runs could not be listed.
+    history: Sequence[PastRun] | None = None
+    history_note: str = ""
 
     @property
     def rows(self) -> list[MetricRow]:
@@ -219,6 +227,14 @@ class Judgement:
         if not self.metrics:
             return []
         return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
+
+    @property
+    def trend(self) -> Trend | None:
+        """The charted metrics over the history and this run."""
+        if self.history is None:
+            return None
+        this = PastRun(self.run.id, self.run.name, None, self.metrics)
+        return trend(self.history, this, charted_metrics(self.metrics, [r.metric for r in self.rules]))
 
     @property
     def gate_result(self) -> str:
@@ -327,7 +343,15 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
         ],
         # Added within v1: absent when `promote-to` is not set.
         **({"promotion": judgement.promotion.as_json()} if judgement.promotion else {}),
+        "trend": _trend_json(judgement),
     }
+
+
+def _trend_json(judgement: Judgement) -> dict[str, Any] | None:
+    found = judgement.trend
+    if found is None:
+        return {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
+    return {"note": "", **as_json(found)}
 
 
 def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:

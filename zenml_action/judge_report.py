@@ -10,9 +10,32 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from zenml_action.api import SUCCESS_STATUSES
 from zenml_action.gate import Outcome, Rule, number
-from zenml_action.judge import UNSET, Judgement, MetricRow, age_seconds, fitted_result, gate_note, result, utc
-from zenml_action.report import cell, document, failure_sections, link, promotion_cell, table
+from zenml_action.judge import (
+    UNSET,
+    Judgement,
+    MetricRow,
+    ParameterDiff,
+    age_seconds,
+    fitted_result,
+    gate_note,
+    result,
+    same_setting,
+    utc,
+)
+from zenml_action.report import (
+    cell,
+    document,
+    duration_text,
+    failure_sections,
+    folded,
+    link,
+    promotion_cell,
+    run_cell,
+    table,
+)
+from zenml_action.trend import mermaid_chart
 
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
 # JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
@@ -50,9 +73,20 @@ def render_report(judgement: Judgement, now: datetime) -> str:
     output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
     excerpt is shortened first, then the longest tables, and the report says
     so."""
-    full = _render(judgement, now, table_rows=None, notes=())
+    full = _render(judgement, now, None, ())
     if _length(full) <= MAX_REPORT_LENGTH:
         return full
+    # The trend's charts go first (the `result` output keeps their series).
+    trend = judgement.trend
+    if trend is not None and any(s.points >= 2 for s in trend.series):
+        chart_note = (
+            "the charts are left out to fit GitHub's limit of "
+            f"{MAX_REPORT_LENGTH:,} characters for a comment; the `result` output has their series."
+        )
+        judgement = replace(judgement, history=None, history_note=chart_note)
+        full = _render(judgement, now, None, ())
+        if _length(full) <= MAX_REPORT_LENGTH:
+            return full
     note = (
         "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
         f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
@@ -66,7 +100,7 @@ def render_report(judgement: Judgement, now: datetime) -> str:
     without_log = _keep_log_lines(judgement, 0)
     notes = (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
-    biggest = max(len(judgement.rows), len(judgement.parameters))
+    biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
     rows = _largest_fitting(
         biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
     )
@@ -113,10 +147,14 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     """The report with each table cut to `table_rows` rows (None: whole)
     and the `notes` saying what was shortened."""
     run = judgement.run
-    facts = [("Run", link(run.name or run.id, run.url))]
+    facts = [("Run", run_cell(run.name, run.id, run.url))]
     if run.pipeline:
         facts.append(("Pipeline", cell(run.pipeline)))
+    if run.source:
+        facts.append(("Started from", cell(run.source)))
     facts.append(("Status", cell(run.status or "unknown")))
+    if run.duration_seconds is not None:
+        facts.append(("Duration", duration_text(run.duration_seconds)))
     if judgement.compare_to or judgement.baseline:
         facts.append(("Baseline", _baseline_cell(judgement, now)))
     if judgement.rules:
@@ -124,16 +162,37 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     if judgement.promotion is not None:
         facts.append(("Promotion", promotion_cell(judgement.promotion)))
     sections = [_metrics_section(judgement, table_rows)]
-    if judgement.baseline is not None and judgement.baseline.kind == "run":
-        sections.append(_parameters_section(judgement, table_rows))
+    sections += _trend_sections(judgement)
     if judgement.gate is not None:
         results = judgement.gate.rules
         rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
         sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
+    if judgement.baseline is not None and judgement.baseline.kind == "run":
+        sections.append(_parameters_section(judgement, table_rows))
     for failure in judgement.failures:
         sections += failure_sections(failure)
+    if judgement.github:
+        context = [(cell(k), _context_cell(k, v)) for k, v in sorted(judgement.github.items())]
+        sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
-    return document("📊 ZenML run results", facts, sections)
+    return document(_title(judgement), facts, sections)
+
+
+def _title(judgement: Judgement) -> str:
+    """What a reviewer needs first: did the run complete, did it pass."""
+    status = judgement.run.status or "unknown"
+    gate = judgement.gate_result
+    if status in ("stopped", "cancelled"):
+        icon = "🛑"
+    else:
+        icon = "✅" if status in SUCCESS_STATUSES and gate != "failed" else "❌"
+    said = {"passed": "gate passed", "failed": "gate failed", "passed-without-baseline": "gate passed without a baseline"}
+    return f"{icon} ZenML run {cell(status)}" + (f", {said[gate]}" if gate in said else "")
+
+
+def _context_cell(key: str, value: str) -> str:
+    # The workflow run's address is the action's own (built from the runner's variables).
+    return link(value, value) if key == "github.workflow_run_url" else cell(value)
 
 
 def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
@@ -141,11 +200,32 @@ def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
         return ["This run logged no metrics (numeric metadata)."]
     columns = ["Metric", "This run", "Baseline", "Change"] if judgement.baseline else ["Metric", "This run"]
     rows = [(cell(r.metric), _number(r.this), _number(r.baseline), _change(r))[: len(columns)] for r in judgement.rows]
-    return table("Metrics", columns, _cut(rows, table_rows), numbers={"This run", "Baseline"})
+    return table("Metrics", columns, _cut(rows, table_rows), numbers={"This run", "Baseline", "Change"})
+
+
+def _trend_sections(judgement: Judgement) -> list[list[str]]:
+    """A chart of each charted metric over the baseline branch's last runs
+    and this run; one line for what has fewer than two points."""
+    trend = judgement.trend
+    if trend is None:
+        return [[f"No trend: {cell(judgement.history_note)}"]] if judgement.history_note else []
+    if not trend.series:
+        return [["No trend: this run logged no metrics to follow."]]
+    past = len(trend.runs) - 1
+    where = f"`compare-to`: {cell(judgement.compare_to)}" if judgement.compare_to else "the baseline"
+    runs = f"the last {past} run{'' if past == 1 else 's'}" if past else "no earlier run"
+    charts = [line for s in trend.series if s.points >= 2 for line in ["", *mermaid_chart(s, trend.labels)]]
+    lonely = ", ".join(cell(s.metric) for s in trend.series if s.points < 2)
+    if not charts:
+        return [[f"No trend: fewer than 2 runs logged {lonely} ({runs} of {where}, and this run)."]]
+    lines = [f"**Trend** over {runs} of {where} and this run", *charts]
+    if lonely:
+        lines += ["", f"No trend for {lonely}: fewer than 2 of these runs logged {'them' if ', ' in lonely else 'it'}."]
+    return [lines]
 
 
 def _change(row: MetricRow) -> str:
-    change = "" if row.change is None else f"{row.change:+.6g}"
+    change = "" if row.change is None else ("+" if row.change > 0 else "") + number(row.change)
     return " ".join(part for part in (change, _VERDICT.get(row.verdict, "")) if part)
 
 
@@ -154,9 +234,36 @@ def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[st
         return [cell(judgement.parameters_note)]
     if not judgement.parameters:
         return ["The parameters are the same as the baseline's."]
-    rows = [(cell(d.name), _value_cell(d.this), _value_cell(d.baseline)) for d in judgement.parameters]
+    rows = [(_parameter_cell(d, steps), _value_cell(d.this), _value_cell(d.baseline)) for d, steps in folded_parameters(judgement.parameters)]
     columns = ["Parameter", "This run", "Baseline"]
     return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
+
+
+def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDiff, list[str]]]:
+    """Each differing parameter once: a pipeline parameter and the step
+    parameters it became (`steps.STEP.NAME`, the same values on both sides)
+    are one row, which names those steps."""
+    flat = {d.name: d for d in diffs if not d.name.startswith("steps.")}
+    steps: dict[str, list[str]] = {}
+    kept = []
+    for diff in diffs:
+        step, _, name = diff.name.removeprefix("steps.").partition(".")
+        twin = flat.get(name) if diff.name.startswith("steps.") else None
+        if twin is not None and _same_value(twin.this, diff.this) and _same_value(twin.baseline, diff.baseline):
+            steps.setdefault(name, []).append(step)
+        else:
+            kept.append(diff)
+    return [(diff, steps.get(diff.name, [])) for diff in kept]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return a is b or (a is not UNSET and b is not UNSET and same_setting(a, b))
+
+
+def _parameter_cell(diff: ParameterDiff, steps: Sequence[str]) -> str:
+    if not steps:
+        return cell(diff.name)
+    return f"{cell(diff.name)} (and step{'s' if len(steps) > 1 else ''} {', '.join(cell(s) for s in steps)})"
 
 
 def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from zenml_action.api import API, dig, items, newest_first, run_metadata, text_metadata
 from zenml_action.http import Request
+from zenml_action.trend import MAX_HISTORY
 
 # The action tags nothing: it attaches the GitHub context as run metadata
 # (one request) and finds runs again with the `run_metadata` filter, which
@@ -102,10 +103,11 @@ def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool =
     """The newest completed runs of the pipeline recorded as a baseline of
     `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
     branch), filtered on the server by all of it. Hydrated: each comes with
-    its metadata, which saves reading the chosen one again. A few, as the
-    run being judged may be among them."""
+    its metadata, which saves reading the chosen one again, and gives the
+    trend its values (`trend.py`) in this one request. One more than the
+    trend's runs, as the run being judged may be among them."""
     wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
-    params = newest_first(5, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
+    params = newest_first(MAX_HISTORY + 1, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
     params["hydrate"] = "true"
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
 
@@ -119,8 +121,18 @@ def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any
     for run in items(body):
         if str(run.get("id")) == exclude_run_id:
             continue
-        record = run_metadata(run).get(BASELINE_KEY)
-        if isinstance(record, str) and (record.startswith(baseline_of) if any_branch else record == baseline_of):
+        if _recorded(run, baseline_of, any_branch):
             return run, refused
         refused += 1
     return None, refused
+
+
+def recorded_runs(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> list[dict[str, Any]]:
+    """The listed runs (newest first) other than the one being judged whose
+    record as the action last wrote it names `baseline_of`: the trend's."""
+    return [run for run in items(body) if str(run.get("id")) != exclude_run_id and _recorded(run, baseline_of, any_branch)]
+
+
+def _recorded(run: Mapping[str, Any], baseline_of: str, any_branch: bool) -> bool:
+    record = run_metadata(run).get(BASELINE_KEY)
+    return isinstance(record, str) and (record.startswith(baseline_of) if any_branch else record == baseline_of)

@@ -170,6 +170,30 @@ def promotion_cell(promotion: Promotion) -> str:
     return f"{icon} {subject} → `{cell(promotion.stage)}`: {cell(promotion.note)}"
 
 
+def folded(summary: str, lines: Sequence[str]) -> list[str]:
+    """A section folded under `summary` (the action's own words: GitHub
+    keeps `<details>` and `<summary>`); the blank lines let the Markdown
+    inside render."""
+    return [f"<details><summary>{html.escape(summary)}</summary>", "", *lines, "", "</details>"]
+
+
+def run_cell(name: str, run_id: str, url: str) -> str:
+    """The run as a link to its dashboard page (text where there is none),
+    with its ID when it has a name."""
+    shown = link(name or run_id, url)
+    return f"{shown} (ID {cell(run_id)})" if name and run_id else shown
+
+
+def duration_text(seconds: float) -> str:
+    """42 s, 3 min 5 s, 2 h 4 min."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
 def failure_sections(failure: FailureLog) -> list[list[str]]:
     """A failed step's error and the last lines of its log, each line a
     table cell: escaped like every other value, one row per line."""
@@ -182,39 +206,60 @@ def failure_sections(failure: FailureLog) -> list[list[str]]:
 
 
 _ICONS = {"success": "✅", "failure": "❌", "timeout": "⏱️", "cancelled": "🛑", "triggered": "🚀", "dry-run": "🧪", "waiting-for-input": "⏸️"}
+# Run metadata the judged report shows already: the metrics, and the GitHub
+# context the action recorded (in its own folded block).
+_RECORDED_PREFIXES = ("github.", "zenml_action.")
 
 
 def summary_markdown(report: Report) -> str:
+    """The job summary. A judged run's is its report (one header, one table
+    of facts, the metrics, the trend, the gate...) and, folded, what only
+    the summary has room for: the configuration sent and the rest of the
+    run's metadata. Otherwise the facts known so far."""
     if not (report.target or report.run_id or report.error):
         return ""
-    facts = [("Template", report.target), ("Pipeline", report.pipeline)]
-    if report.run_id:
-        facts += [("Run", report.run_name or report.run_id), ("Run ID", report.run_id)]
-    facts.append(("Status", report.status))
-    if report.duration_seconds is not None:
-        facts.append(("Duration", f"{report.duration_seconds:.0f} s"))
-    shown = [(name, cell(value)) for name, value in facts if value]
-    if report.run_url.startswith(("https://", "http://")):
-        shown.append(("Dashboard", link("open run", report.run_url)))
-    if report.promotion is not None and not report.judged.get("report"):
-        shown.append(("Promotion", promotion_cell(report.promotion)))
+    judged = report.judged.get("report", "")
     sections: list[Sequence[str]] = []
-    for title, name, values in (("Run configuration sent", "Setting", report.sent), ("Run metadata", "Key", report.metadata)):
-        if values:
-            sections.append(capped_table(title, [name, "Value"], [(cell(k), cell(v)) for k, v in flatten(values)]))
     if report.error:
         sections.append([f"**Error:** {cell(report.error)}"])
     if report.asked_section:
         sections.append(report.asked_section)
-    if report.judged.get("report"):
-        # The results section (metrics, baseline, gate, a failed step's log):
-        # the same Markdown as the `report` output.
-        sections.append([report.judged["report"]])
-    else:
-        for failure in report.failure_logs:
-            sections += failure_sections(failure)
+    if report.sent:
+        rows = [(cell(k), cell(v)) for k, v in flatten(report.sent)]
+        sections.append(folded("Run configuration sent", capped_table("", ["Setting", "Value"], rows)))
+    metadata = [(k, v) for k, v in flatten(report.metadata) if not (judged and _shown_in_report(k, v))]
+    if metadata:
+        rows = [(cell(k), cell(v)) for k, v in metadata]
+        title = "Other run metadata" if judged else "Run metadata"
+        sections.append(folded(title, capped_table("", ["Key", "Value"], rows)))
+    if judged:
+        return judged + "".join("\n" + "\n".join(section) + "\n" for section in sections) + "\n"
+    facts = []
+    if report.run_id:
+        facts.append(("Run", run_cell(report.run_name, report.run_id, report.run_url)))
+    facts += [(name, cell(value)) for name, value in (("Pipeline", report.pipeline), ("Started from", report.target)) if value]
+    if report.status:
+        facts.append(("Status", cell(report.status)))
+    if report.duration_seconds is not None:
+        facts.append(("Duration", duration_text(report.duration_seconds)))
+    if report.promotion is not None:
+        facts.append(("Promotion", promotion_cell(report.promotion)))
+    for failure in report.failure_logs:
+        sections += failure_sections(failure)
     title = f"{_ICONS.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
-    return document(title, shown, sections) + "\n"
+    return document(title, facts, sections) + "\n"
+
+
+def _shown_in_report(key: str, value: Any) -> bool:
+    """A metric (as `judge.numeric_metrics` finds them) or the GitHub record."""
+    if key.startswith(_RECORDED_PREFIXES):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
