@@ -39,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     "wait": "true",
     "timeout": "1h",
     "poll-interval": "5s",
+    "stream-logs": "true",
     "stop-on-cancel": "true",
     "fail-on-run-failure": "true",
     "dry-run": "false",
@@ -102,6 +103,9 @@ class Inputs:
     gate: tuple[Rule, ...] = ()
     on_missing_baseline: str = "pass"
     run_id: str = ""  # attach to this run instead of starting one
+    # While waiting, the steps' log lines in the GitHub log (their
+    # transitions are shown either way: progress.py).
+    stream_logs: bool = True
     github: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -286,6 +290,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         wait=wait,
         timeout=parse_duration("timeout", raw["timeout"]),
         poll_interval=parse_duration("poll-interval", raw["poll-interval"]),
+        stream_logs=parse_bool("stream-logs", raw["stream-logs"]),
         stop_on_cancel=parse_bool("stop-on-cancel", raw["stop-on-cancel"]),
         fail_on_run_failure=parse_bool("fail-on-run-failure", raw["fail-on-run-failure"]),
         dry_run=parse_bool("dry-run", raw["dry-run"]),

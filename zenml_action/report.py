@@ -47,6 +47,9 @@ class Report:
     # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
     # result: evaluation.py), once the run was judged.
     judged: dict[str, str] = field(default_factory=dict)
+    # The steps as the wait last saw them: name, status, seconds
+    # (progress.steps_summary).
+    steps: list[tuple[str, str, float | None]] = field(default_factory=list)
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):

@@ -107,7 +107,9 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
         report.conclusion = "dry-run"
         return
     console.info(f"Following run `{report.run_name}` ({report.run_id}): {report.run_url}")
-    runs.follow(runs.Action(inputs, console, report, client), run, time.monotonic(), None)
+    from zenml_action.versions import stated
+
+    runs.follow(runs.Action(inputs, console, report, client, stated(info)), run, time.monotonic(), None)
 
 
 def _run(
@@ -179,4 +181,4 @@ def _run(
     run_id = str(api.dig(run_body, "id") or "")
     runs.adopt(report, run_body, api.dashboard_run_url(info, client.base_url, target.project_id, run_id))
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")
-    runs.follow(runs.Action(inputs, console, report, client), dict(run_body), started, key)
+    runs.follow(runs.Action(inputs, console, report, client, server), dict(run_body), started, key)
