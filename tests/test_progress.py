@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 from datetime import datetime
 from typing import Any
 
 import pytest
+from support.streaming import relayed
 
 from zenml_action import progress
 from zenml_action.errors import NotFound, ServerError
@@ -303,26 +303,12 @@ def watch(server: RunServer, stream: bool = True, version: ServerVersion | None 
     return out.getvalue(), server.clock
 
 
-def streamed(output: str) -> list[str]:
-    """The lines relayed inside stop-commands blocks (checked well formed)."""
-    lines, token = [], None
-    for line in output.splitlines():
-        if token is None and (opened := re.fullmatch(r"::stop-commands::([0-9a-f]{32})", line)):
-            token = opened.group(1)
-        elif token is not None and line == f"::{token}::":
-            token = None
-        elif token is not None:
-            lines.append(line)
-    assert token is None, "a stop-commands block was left open"
-    return lines
-
-
 @pytest.mark.parametrize(("mode", "version"), [("whole", OLD), ("cursor", NEW), ("nocursor", NEW), ("whole", None)])
 def test_every_line_of_every_step_is_streamed_once_in_order(mode: str, version: ServerVersion | None) -> None:
     server = RunServer(FakeClock(), steps=2, step_seconds=20, mode=mode)
     output, _ = watch(server, version=version)
     expected = [f"[step_{i}] step_{i} says {n}" for i in range(2) for n in range(1, 21)]
-    assert streamed(output) == expected
+    assert relayed(output) == expected
     used = {path.split("/")[-1] for _, path in server.requests}
     assert ("entries" in used) == (version is NEW)
     lines = output.splitlines()
@@ -337,7 +323,7 @@ def test_every_line_of_every_step_is_streamed_once_in_order(mode: str, version: 
 def test_stream_logs_false_shows_the_transitions_alone() -> None:
     server = RunServer(FakeClock(), steps=2)
     output, _ = watch(server, stream=False)
-    assert streamed(output) == []
+    assert relayed(output) == []
     assert "step_1: completed in 20 s" in output
     assert not any(path.endswith(("/logs", "/entries")) for _, path in server.requests)
 
@@ -347,7 +333,7 @@ def test_a_line_cannot_issue_a_workflow_command_nor_show_the_key() -> None:
     said = {1: "::error::not from the action", 2: f"key={KEY}", 3: "##[group]x", 4: "bell\x07 and nul\x00"}
     server.text = lambda step, n: said[n]
     output, _ = watch(server)
-    assert streamed(output) == [
+    assert relayed(output) == [
         "[step_0] ::error::not from the action",
         "[step_0] key=***",
         "[step_0] ##[group]x",
@@ -359,7 +345,7 @@ def test_a_line_cannot_issue_a_workflow_command_nor_show_the_key() -> None:
 def test_the_caps_end_streaming_with_one_notice_and_the_dashboard_link() -> None:
     server = RunServer(FakeClock(), steps=1, step_seconds=4000, parallel=True)
     output, _ = watch(server)
-    assert len(streamed(output)) == progress.MAX_LINES
+    assert len(relayed(output)) == progress.MAX_LINES
     [notice] = [line for line in output.splitlines() if line.startswith("::notice")]
     assert f"Streamed {progress.MAX_LINES} lines" in notice and "https://zenml.example/runs/run-1" in notice
     # No log is read once the cap is reached.
@@ -369,9 +355,9 @@ def test_the_caps_end_streaming_with_one_notice_and_the_dashboard_link() -> None
     wide = RunServer(FakeClock(), steps=1, step_seconds=400)
     wide.text = lambda step, n: "x" * 5000
     output, _ = watch(wide)
-    relayed = streamed(output)
-    assert all(len(line) <= progress.MAX_LINE_CHARS for line in relayed)
-    assert sum(len(line) + 1 for line in relayed) <= progress.MAX_BYTES
+    shown = relayed(output)
+    assert all(len(line) <= progress.MAX_LINE_CHARS for line in shown)
+    assert sum(len(line) + 1 for line in shown) <= progress.MAX_BYTES
 
 
 def test_a_log_that_cannot_be_read_warns_once_and_the_wait_goes_on() -> None:

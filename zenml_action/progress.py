@@ -311,7 +311,11 @@ class Watcher:
 
     def _read(self, step: Step) -> list[str]:
         shown = self.tracker.logs.setdefault(step.id, Shown())
-        by_entries = self._entries_api and bool(step.logs_id)
+        if self._entries_api and not step.logs_id:
+            # 0.97 on, a step's log is listed with it: none, nothing to read.
+            self.tracker.unread(step, gone=True)
+            return []
+        by_entries = self._entries_api
         from_cursor = by_entries and bool(shown.cursor)
         if by_entries:
             request = log_entries(step.logs_id, shown.cursor, shown.entries)
