@@ -24,6 +24,7 @@ from zenml_action import progress
 from zenml_action.errors import NotFound, ServerError
 from zenml_action.github import Console
 from zenml_action.http import Request
+from zenml_action.inputs import read_inputs
 from zenml_action.progress import Page, Step, Tracker
 from zenml_action.versions import ServerVersion
 from zenml_action.waiting import Polling, wait_for_run
@@ -285,9 +286,11 @@ class RunServer:
         assert path.endswith("/entries"), path
         if self.mode == "nocursor":
             return {"items": lines[: int(request.params["limit"])]}
-        after = int(request.params.get("after", "0"))
-        page = lines[after : after + int(request.params["limit"])]
-        return {"items": page, "after": str(after + len(page))}
+        # A cursor keeps the page size it was made with (as Datadog's does).
+        after, size = (int(part) for part in request.params.get("after", f"0:{request.params.get('limit')}").split(":"))
+        assert "limit" not in request.params or "after" not in request.params
+        page = lines[after : after + size]
+        return {"items": page, "after": f"{after + len(page)}:{size}"}
 
 
 def watch(server: RunServer, stream: bool = True, version: ServerVersion | None = OLD, interval: float = 5.0) -> tuple[str, FakeClock]:
@@ -326,6 +329,15 @@ def test_stream_logs_false_shows_the_transitions_alone() -> None:
     assert relayed(output) == []
     assert "step_1: completed in 20 s" in output
     assert not any(path.endswith(("/logs", "/entries")) for _, path in server.requests)
+
+
+@pytest.mark.parametrize(
+    ("given", "stream"),
+    [({}, True), ({"INPUT_STREAM-LOGS": "false"}, False), ({"INPUT_STREAM_LOGS": "off"}, False), ({"INPUT_STREAM-LOGS": "yes"}, True)],
+)
+def test_the_stream_logs_input(given: dict[str, str], stream: bool) -> None:
+    env = {"INPUT_TEMPLATE": "t", "INPUT_WORKSPACE-URL": "https://zenml.example", "INPUT_API-KEY": KEY, "GITHUB_WORKSPACE": "/tmp"}
+    assert read_inputs({**env, **given}, []).stream_logs is stream
 
 
 def test_a_line_cannot_issue_a_workflow_command_nor_show_the_key() -> None:

@@ -245,24 +245,21 @@ def test_waits_until_the_run_completes(action: ActionRunner, zenml: Deployment, 
     assert "| accuracy | 0.93 |" in result.summary
 
 
-@pytest.mark.parametrize("stream", ["true", "false"])
-def test_a_steps_log_is_streamed_while_it_runs(action: ActionRunner, zenml: Deployment, unique_name: str, stream: str) -> None:
+def test_a_steps_log_is_streamed_while_it_runs(action: ActionRunner, zenml: Deployment, unique_name: str) -> None:
     """0.98 serves a log as entries (`GET /logs/{id}/entries`); its
     artifact log store gives no cursor, so each read skips what was shown.
-    test_versions.py runs the same on 0.85 and 0.93 (the step-log endpoint)."""
+    test_versions.py runs the same on 0.85 and 0.93 (the step-log endpoint);
+    `stream-logs: false` is test_progress.py's."""
     # RUNNER_DEBUG: the requests in the log.
-    result = watched_step_run(action, zenml.server, unique_name, {"stream-logs": stream}, {"RUNNER_DEBUG": "1"})
+    result = watched_step_run(action, zenml.server, unique_name, {}, {"RUNNER_DEBUG": "1"})
 
     assert result.returncode == 0, result.stdout
     assert result.warnings == [] and result.errors == [], result.warnings
+    assert relayed(result.stdout) == expected_lines()
     lines = result.stdout.splitlines()
+    assert lines.index("load_data: running") < lines.index("[load_data] line 1")
     reads = [line for line in lines if line.startswith("::debug::GET /api/v1/") and "/logs" in line]
-    if stream == "true":
-        assert relayed(result.stdout) == expected_lines()
-        assert lines.index("load_data: running") < lines.index("[load_data] line 1")
-        assert len(reads) >= 3 and all("/entries" in line for line in reads)
-    else:
-        assert relayed(result.stdout) == [] and reads == []
+    assert len(reads) >= 3 and all("/entries" in line for line in reads)
     completed = [line for line in lines if line.startswith("load_data: completed in ")]
     assert len(completed) == 1 and lines.index(completed[0]) > lines.index("load_data: running")
     assert "train_model: completed" in result.stdout

@@ -71,7 +71,9 @@ def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
     """A page of a log (0.97 on): after `cursor` when there is one, else
     from the oldest entry, enough to hold the `skip` already shown and a
     page more."""
-    params = {"after": cursor, "limit": str(LOG_PAGE)} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
+    # A cursor carries its own page size and direction: a different one
+    # given beside it is refused (the Datadog log store's 400).
+    params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
     return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
 
 
@@ -319,6 +321,7 @@ class Watcher:
         from_cursor = by_entries and bool(shown.cursor)
         if by_entries:
             request = log_entries(step.logs_id, shown.cursor, shown.entries)
+            # A page after a cursor holds at least `LOG_PAGE` when full.
             asked: int | None = LOG_PAGE if from_cursor else shown.entries + LOG_PAGE
         else:
             request, asked = step_log(step.id), None
