@@ -100,6 +100,9 @@ class Rule:
     body: bytes = b""
     delay: float = 0.0
     forward: bool = False
+    # A regular expression searched in the query too ("" matches any): the
+    # failed steps' listing (`status=failed`) and not the wait's.
+    query: str = ""
     # How many requests matched, and how many got the fault.
     matched: int = 0
     applied: int = 0
@@ -109,9 +112,11 @@ class Rule:
             raise ValueError(f"unknown fault {self.fault!r}")
         self._pattern = re.compile(self.path)
 
-    def claim(self, method: str, path: str) -> bool:
+    def claim(self, method: str, path: str, query: str = "") -> bool:
         """Does this rule apply to this request? Counts it if so."""
         if self.method not in ("*", method) or not self._pattern.search(path):
+            return False
+        if self.query and not re.search(self.query, query):
             return False
         self.matched += 1
         if self.matched <= self.skip:
@@ -151,7 +156,7 @@ class _Handler(QuietHandler):
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         path, query = parts.path, parts.query
-        rule = proxy.claim(self.command, path)
+        rule = proxy.claim(self.command, path, query)
         fault = rule.fault if rule else "forwarded"
 
         def record(status: int | None, reached: bool, upstream: int | None) -> None:
@@ -266,10 +271,10 @@ class FaultProxy(LoopbackHTTPServer):
             self.rules.clear()
             self.records.clear()
 
-    def claim(self, method: str, path: str) -> Rule | None:
+    def claim(self, method: str, path: str, query: str = "") -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.claim(method, path):
+                if rule.claim(method, path, query):
                     return rule
         return None
 
