@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import threading
 import time
@@ -32,6 +33,7 @@ import pytest
 from support import executing_server
 from support.action import ROOT, ActionResult, ActionRunner, RunningAction
 from support.executing_server import ExecutingDeployment
+from support.streaming import relayed
 
 pytestmark = pytest.mark.executing
 
@@ -47,6 +49,9 @@ RUNNING_TIMEOUT = 300
 RUN_TIMEOUT = "15m"
 FINISH_WITHIN = 960
 RESULT_SCHEMA = json.loads((ROOT / "schemas" / "result-v1.json").read_text())
+# The `running` run's step prints this many numbered lines, a second apart,
+# before it waits for its gate.
+TICKS = 20
 
 
 @contextlib.contextmanager
@@ -60,15 +65,24 @@ def started_actions(executing: ExecutingDeployment, workspace: Path) -> Iterator
         base_inputs={"workspace-url": executing.url, "api-key": executing.api_key, "poll-interval": "1s"},
     )
     running_gate = executing.gate("running")
+    # The `running` run's step says what this file holds: the API key, which
+    # the action must show as `***` (test_a_running_steps_log_is_streamed...).
+    say = executing.gate("running-says")
+    say.write_text(executing.api_key)
     executing.hold()
     inputs = {
         "completed": {"template": "training-executed", "parameters": "model_type: logistic_regression", "timeout": RUN_TIMEOUT},
         "failed": {"template": "training-executed", "parameters": "model_type: svm_deluxe", "timeout": RUN_TIMEOUT},
         "provisioning": {"template": "held-executed", "timeout": f"{PROVISIONING_TIMEOUT}s"},
-        "running": {"template": "gated-executed", "parameters": f"gate: {running_gate}", "timeout": f"{RUNNING_TIMEOUT}s"},
+        "running": {
+            "template": "gated-executed",
+            "parameters": f"gate: {running_gate}\nticks: {TICKS}\nsay: {say}",
+            "timeout": f"{RUNNING_TIMEOUT}s",
+        },
         "dynamic": {"template": "dynamic-executed", "parameters": "width: 3", "timeout": RUN_TIMEOUT},
     }
-    runs = {name: runner.start(given) for name, given in inputs.items()}
+    # The running run's output is read as it comes, each line timestamped.
+    runs = {name: runner.start(given, stamped=name == "running") for name, given in inputs.items()}
 
     def let_go_once_given_up() -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -170,6 +184,37 @@ def test_a_timeout_while_running_stops_the_run(started: dict[str, RunningAction]
     assert final_status(executing, run_id) == "stopped"
 
 
+def test_a_running_steps_log_is_streamed_as_it_is_written(
+    started: dict[str, RunningAction], executing: ExecutingDeployment
+) -> None:
+    """The `running` run's step prints `tick 1` ... `tick 20` a second
+    apart (then waits for its gate until the action times out): the action
+    shows them while the step runs, in order, each once, inside
+    `stop-commands`, prefixed with the step; a line that looks like a
+    workflow command is inert and the API key it says is `***`."""
+    result = finish(started, "running", executing)
+    evidence = f"{result.stdout}\n{executing.evidence()}"
+
+    shown = relayed(result.stdout)
+    ticks = [line for line in shown if line.startswith("[wait_for_gate] tick ")]
+    assert ticks == [f"[wait_for_gate] tick {n}" for n in range(1, TICKS + 1)], evidence
+    assert "[wait_for_gate] ::error::a step's line is no command" in shown
+    assert "[wait_for_gate] saying ***" in shown
+    # The only `::error` is the action's own (the timeout).
+    assert [line for line in result.stdout.splitlines() if line.startswith("::error")] == result.errors
+    assert len(result.errors) == 1 and "ran out while waiting" in result.errors[0]
+    # Read as written: over more than one read, while the step ran, long
+    # before the action ended.
+    read_at = {line: moment for moment, line in result.stamped}
+    first, last = read_at["[wait_for_gate] tick 1"], read_at[f"[wait_for_gate] tick {TICKS}"]
+    ended = result.stamped[-1][0]
+    assert last - first >= 5, f"all ticks read at once\n{evidence}"
+    assert ended - last >= 60, evidence
+    lines = result.stdout.splitlines()
+    assert lines.index("wait_for_gate: running") < lines.index("[wait_for_gate] tick 1")
+    assert "| wait\\_for\\_gate | running |" in result.summary
+
+
 def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
     started: dict[str, RunningAction], executing: ExecutingDeployment
 ) -> None:
@@ -181,6 +226,13 @@ def test_a_completed_run_reports_the_metrics_its_evaluate_step_logged(
     assert result.outputs["status"] == "completed"
     for status in ("initializing", "running", "completed"):
         assert f"Run status: {status}" in result.stdout
+    # Each step's start and end, in order, the end with its duration.
+    transitions = [line for line in result.stdout.splitlines() if line.split(":")[0] in ("load_data", "train_model", "evaluate")]
+    ends = [line for line in transitions if " completed in " in line]
+    assert [line.split(":")[0] for line in ends] == ["load_data", "train_model", "evaluate"], result.stdout
+    assert all(re.fullmatch(r"\w+: completed in \d+ s", line) for line in ends), ends
+    assert transitions[-1] == ends[-1]
+    assert result.stdout.index(ends[-1]) < result.stdout.index("Run status: completed")
     # What the sample's `evaluate` step computed with logistic regression
     # on scikit-learn's breast-cancer data (seeded: the same every run),
     # as the server recorded it on the run.

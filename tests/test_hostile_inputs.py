@@ -156,6 +156,7 @@ CASES = [
     Bad("bool-dry-run", {**T, "dry-run": "Y"}, "Input `dry-run`: `Y` is not a boolean", BOOLEAN),
     Bad("bool-stop-on-cancel", {**T, "stop-on-cancel": "enabled"}, "Input `stop-on-cancel`: `enabled` is not a boolean", BOOLEAN),
     Bad("bool-fail-on-run-failure", {**T, "fail-on-run-failure": "nope"}, "Input `fail-on-run-failure`: `nope` is not a boolean", BOOLEAN),
+    Bad("bool-stream-logs", {**T, "stream-logs": "quiet"}, "Input `stream-logs`: `quiet` is not a boolean", BOOLEAN),
     Bad("bool-allow-insecure-http", {**T, "allow-insecure-http": "yes please"}, "Input `allow-insecure-http`: `yes please` is not a boolean", BOOLEAN),
     # -- files ---------------------------------------------------------------------
     Bad("path-dotdot", {**T, "parameters": "../outside.yaml"}, f"{PARAMS}: `../outside.yaml` is outside the workspace", OUTSIDE, files={"../outside.yaml": "model_type: x\n"}),

@@ -24,6 +24,7 @@ from support.orchestrator import (
     run_details,
     step_parameters,
 )
+from support.streaming import expected_lines, relayed, watched_step_run
 
 TRIGGER_ONLY = {"wait": "false"}
 
@@ -245,6 +246,27 @@ def test_waits_until_the_run_completes(action: ActionRunner, zenml: Deployment, 
     # The metrics the pipeline logged, read back over REST.
     assert json.loads(result.outputs["metadata"]) == {"accuracy": 0.93, "f1": 0.9}
     assert "| accuracy | 0.93 |" in result.summary
+
+
+def test_a_steps_log_is_streamed_while_it_runs(action: ActionRunner, zenml: Deployment, unique_name: str) -> None:
+    """0.98 serves a log as entries (`GET /logs/{id}/entries`); its
+    artifact log store gives no cursor, so each read skips what was shown.
+    test_versions.py runs the same on 0.85 and 0.93 (the step-log endpoint);
+    `stream-logs: false` is test_progress.py's."""
+    # RUNNER_DEBUG: the requests in the log.
+    result = watched_step_run(action, zenml.server, unique_name, {}, {"RUNNER_DEBUG": "1"})
+
+    assert result.returncode == 0, result.stdout
+    assert result.warnings == [] and result.errors == [], result.warnings
+    assert relayed(result.stdout) == expected_lines()
+    lines = result.stdout.splitlines()
+    assert lines.index("load_data: running") < lines.index("[load_data] line 1")
+    reads = [line for line in lines if line.startswith("::debug::GET /api/v1/") and "/logs" in line]
+    assert len(reads) >= 3 and all("/entries" in line for line in reads)
+    completed = [line for line in lines if line.startswith("load_data: completed in ")]
+    assert len(completed) == 1 and lines.index(completed[0]) > lines.index("load_data: running")
+    assert "train_model: completed" in result.stdout
+    assert "| load\\_data | completed |" in result.summary
 
 
 @pytest.mark.parametrize(("fail_on_failure", "exit_code"), [("true", 1), ("false", 0)])

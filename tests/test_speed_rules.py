@@ -23,7 +23,7 @@ from support.orchestrator import STEPS, complete_run, find_run
 
 from zenml_action.github import Console
 from zenml_action.http import Request
-from zenml_action.waiting import wait_for_run
+from zenml_action.waiting import Polling, wait_for_run
 
 HOUR = 3600.0
 POLL_SECONDS = 0.05  # a status poll's round trip on the test server
@@ -75,7 +75,7 @@ def wait(finishes_at: float | None, poll_interval: float = 5.0) -> tuple[StatusS
     console = Console(stream=open("/dev/null", "w"), in_github=False)
     # Only the deadline ends the wait for a run that never finishes.
     with pytest.raises(HourOver) if finishes_at is None else contextlib.nullcontext():
-        for _ in wait_for_run(server, "run-1", "initializing", poll_interval, console, clock=clock):  # type: ignore[arg-type]
+        for _ in wait_for_run(server, "run-1", "initializing", poll_interval, console, Polling(clock)):  # type: ignore[arg-type]
             pass
     return server, clock.now
 

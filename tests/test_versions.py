@@ -28,6 +28,7 @@ from support.action import ActionResult, ActionRunner
 from support.github_env import github_env
 from support.orchestrator import complete_run, find_run, log_run_metadata, run_details
 from support.server import ZenMLServer
+from support.streaming import expected_lines, relayed, watched_step_run
 from support.zenml_versions import MAIN_VERSION, OLD_VERSIONS
 
 OLDEST = OLD_VERSIONS[0]
@@ -278,6 +279,19 @@ def test_waits_until_the_run_completes(versioned: Versioned, action: ActionRunne
     assert result.outputs["conclusion"] == "success"
     assert result.outputs["status"] == "completed"
     assert result.outputs["run-name"] == unique_name
+
+
+def test_a_steps_log_is_streamed_while_it_runs(versioned: Versioned, action: ActionRunner, unique_name: str) -> None:
+    """Before 0.97 a step's log is read whole (`GET /steps/{id}/logs`) and
+    what was shown is skipped: each line once, in order, as it is written."""
+    result = watched_step_run(action, versioned.server, unique_name, {})
+
+    assert result.returncode == 0, result.stdout
+    assert result.warnings == [] and result.errors == [], result.stdout
+    assert relayed(result.stdout) == expected_lines()
+    lines = result.stdout.splitlines()
+    assert lines.index("load_data: running") < lines.index("[load_data] line 1")
+    assert [line for line in lines if line.startswith("load_data: completed in ")] != []
 
 
 def test_a_run_started_by_an_earlier_job_is_followed_with_run_id(

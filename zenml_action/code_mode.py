@@ -35,7 +35,7 @@ from zenml_action.inputs import Inputs
 from zenml_action.parameters import inside_workspace, read_run_configuration
 from zenml_action.report import Report
 from zenml_action.trigger import RunKey, choose_key, forget_tag
-from zenml_action.versions import server_version
+from zenml_action.versions import server_version, stated
 
 ACTION_ROOT = str(Path(__file__).resolve().parent.parent)
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -200,7 +200,7 @@ def _after_child(
     console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
     if report.metadata:
         console.info("Metadata: " + json.dumps(report.metadata, sort_keys=True, default=str))
-    runs.follow(action, run, started, key, child_error)
+    runs.follow(dataclasses.replace(action, server=stated(info)), run, started, key, child_error)
 
 
 def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineSource, arguments: dict[str, Any]) -> None:

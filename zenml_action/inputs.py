@@ -41,6 +41,7 @@ DEFAULTS: dict[str, str] = {
     "wait": "true",
     "timeout": "1h",
     "poll-interval": "5s",
+    "stream-logs": "true",
     "stop-on-cancel": "true",
     "fail-on-run-failure": "true",
     "dry-run": "false",
@@ -112,6 +113,9 @@ class Inputs:
     answering: Answering | None = None  # answer the run's question (`resolve`)
     # `OWNER/REPO@REF` of this action, for the step a summary suggests.
     action_ref: str = ""
+    # While waiting, the steps' log lines in the GitHub log (their
+    # transitions are shown either way: progress.py).
+    stream_logs: bool = True
     github: dict[str, str] = field(default_factory=dict)
     promote_to: str = ""  # the stage for the run's model version (promote.py)
     run_for_commit: str = ""  # attach to the newest completed run of this commit
@@ -309,6 +313,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         wait=wait,
         timeout=parse_duration("timeout", raw["timeout"]),
         poll_interval=parse_duration("poll-interval", raw["poll-interval"]),
+        stream_logs=parse_bool("stream-logs", raw["stream-logs"]),
         stop_on_cancel=parse_bool("stop-on-cancel", raw["stop-on-cancel"]),
         fail_on_run_failure=parse_bool("fail-on-run-failure", raw["fail-on-run-failure"]),
         dry_run=parse_bool("dry-run", raw["dry-run"]),

@@ -53,9 +53,11 @@ def _write(report: Report, output_file: Path | None, summary_file: Path | None, 
     # Redaction comes last, on everything written: a key in a parameter
     # or a run name must not reach an output or the summary either.
     outputs = {name: console.redact(value) for name, value in report.outputs().items()}
+    from zenml_action.progress import steps_summary  # after the run: off the trigger's path
+
     try:
         write_outputs(outputs, output_file, console)
-        append_summary(console.redact(summary_markdown(report)), summary_file)
+        append_summary(console.redact(summary_markdown(report) + steps_summary(report.steps)), summary_file)
     except OSError as exc:
         console.error(
             f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "

@@ -59,6 +59,9 @@ class Report:
     asked_section: list[str] = field(default_factory=list)
     judgement: Judgement | None = None  # what `judged` was rendered from
     promotion: Promotion | None = None  # `promote-to`: promote.py
+    # The steps as the wait last saw them: name, status, seconds
+    # (progress.steps_summary).
+    steps: list[tuple[str, str, float | None]] = field(default_factory=list)
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zenml_action import api, deadline, evaluation, failures
+from zenml_action import api, deadline, evaluation, failures, progress
 from zenml_action.background import Background
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, GateFailed, RunFailed
@@ -24,7 +24,8 @@ from zenml_action.inputs import Inputs
 from zenml_action.questions import pending_condition_id
 from zenml_action.report import FailureLog, Report
 from zenml_action.trigger import RunKey, find_run, forget_tag
-from zenml_action.waiting import wait_for_run
+from zenml_action.versions import ServerVersion
+from zenml_action.waiting import Polling, wait_for_run
 
 CANCELLED_STATUSES = frozenset({"stopped", "cancelled"})
 
@@ -38,6 +39,8 @@ class Action:
     console: Console
     report: Report
     client: ZenMLClient | None
+    # The server's version where known: which log endpoint streaming reads.
+    server: ServerVersion | None = None
 
 
 def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
@@ -74,11 +77,14 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
     # A run may be asking already (`run-id` on a paused run).
     asking = "" if finished else pending_condition_id(run)
     if inputs.wait and not finished and not asking and client is not None:
+        watcher = progress.Watcher(client, report.run_id, console, inputs.stream_logs, action.server, report.run_url)
         try:
-            for polled in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console):
+            polling = Polling(after_each=watcher.poll)
+            for polled in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console, polling):
                 report.status, asking = polled.status, polled.asking
         finally:
             report.duration_seconds = time.monotonic() - started
+            report.steps = watcher.rows()
         finished = api.is_finished(report.status)
         if inputs.code_mode and record:
             # The repository's code ran with the key, on a remote

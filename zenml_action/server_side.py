@@ -102,7 +102,9 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
         info = info_future.result()
     except ActionError:
         info = {}  # the run exists: a missing link is no reason to fail
-    action = runs.Action(inputs, console, report, client)
+    from zenml_action.versions import stated
+
+    action = runs.Action(inputs, console, report, client, stated(info))
     project_id = str(api.dig(run, "body", "project_id") or "")
     runs.adopt(report, run, api.dashboard_run_url(info, client.base_url, project_id, str(run["id"])))
     report.pipeline = str(api.dig(run, "resources", "pipeline", "name") or api.dig(run, "body", "pipeline", "name") or "")
@@ -122,7 +124,7 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
         if inputs.promote_to:
             from zenml_action import promote
 
-            promote.dry_run_attached(runs.Action(inputs, console, report, client), run)
+            promote.dry_run_attached(action, run)
         return
     console.info(f"Following run `{report.run_name}` ({report.run_id}): {report.run_url}")
     runs.follow(action, run, time.monotonic(), None)
@@ -203,4 +205,4 @@ def _run(
     run_id = str(api.dig(run_body, "id") or "")
     runs.adopt(report, run_body, api.dashboard_run_url(info, client.base_url, target.project_id, run_id))
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")
-    runs.follow(runs.Action(inputs, console, report, client), dict(run_body), started, key)
+    runs.follow(runs.Action(inputs, console, report, client, server), dict(run_body), started, key)

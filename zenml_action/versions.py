@@ -20,6 +20,9 @@ MINIMUM: Release = (0, 85, 0)
 NEWEST_TESTED: Release = (0, 98, 0)
 
 SNAPSHOTS_FROM: Release = (0, 90, 0)  # before: run templates made from deployments
+# `GET /logs/{id}/entries`, pages of a log with cursors; before: a step's
+# whole log from `GET /steps/{id}/logs` (progress.py).
+LOG_ENTRIES_FROM: Release = (0, 97, 0)
 
 # "0.93.1.dev20260129", "0.98.0rc1", "v0.98.0", a Pro build's "0.91.2+pro.7":
 # the leading release numbers are what counts.
@@ -53,6 +56,10 @@ class ServerVersion:
     def has_snapshots(self) -> bool:
         return self.release >= SNAPSHOTS_FROM
 
+    @property
+    def has_log_entries(self) -> bool:
+        return self.release >= LOG_ENTRIES_FROM
+
 
 NEWEST = ServerVersion(show(NEWEST_TESTED), NEWEST_TESTED)
 
@@ -80,3 +87,11 @@ def server_version(info: Any) -> tuple[ServerVersion, str]:
             f"({series(NEWEST_TESTED)}); it is used as {series(NEWEST_TESTED)}."
         )
     return ServerVersion(raw, release), ""
+
+
+def stated(info: Any) -> ServerVersion | None:
+    """The version an `/info` answer states, for what only adapts to it
+    (None when it states none that can be read); never an error."""
+    raw = str(info.get("version") or "").strip() if isinstance(info, dict) else ""
+    release = parse_release(raw)
+    return ServerVersion(raw, min(release, NEWEST_TESTED)) if release else None

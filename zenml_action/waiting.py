@@ -7,7 +7,7 @@ There is no deadline here: `timeout` is the process's one deadline
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,14 +62,25 @@ class Polled:
     asking: str = ""
 
 
+@dataclass(frozen=True)
+class Polling:
+    """How the wait keeps time, and what it does after each status read:
+    `after_each(run_finished)` shows the steps' progress
+    (progress.Watcher.poll) before the run's new status."""
+
+    clock: Clock = MONOTONIC
+    after_each: Callable[[bool], None] | None = None
+
+
 def wait_for_run(
-    client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, clock: Clock = MONOTONIC
+    client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, polling: Polling = Polling()
 ) -> Iterator[Polled]:
     """Poll until the status is final or the run asks a question, yielding
     what changed as it is noticed (the report always holds the latest,
     even when the deadline interrupts the wait). A run that asks, whether
     still `running` (its orchestrator polls for the answer) or `paused`,
     ends the wait: nobody can answer while the action waits."""
+    clock = polling.clock
     start = polled = clock()
     console.info(f"Run status: {status}")
     deadline.entering(f"waiting for run {run_id} (still `{status}`)")
@@ -90,6 +101,8 @@ def wait_for_run(
             if problems == 1:
                 console.warning(f"Could not read the run's status, will keep trying: {exc}")
             continue
+        if polling.after_each is not None:
+            polling.after_each(api.is_finished(polled_status))
         if asking:
             yield Polled(polled_status, asking)
             return

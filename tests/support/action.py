@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class ActionResult:
     outputs: dict[str, str]
     summary: str
     output_text: str = ""
+    # (monotonic time read, line) for each line printed, when started `stamped`.
+    stamped: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
@@ -119,7 +122,9 @@ class ActionRunner:
             env[f"INPUT_{name.upper()}"] = value
         return env
 
-    def start(self, inputs: dict[str, str], extra_env: dict[str, str] | None = None) -> RunningAction:
+    def start(self, inputs: dict[str, str], extra_env: dict[str, str] | None = None, stamped: bool = False) -> RunningAction:
+        """`stamped`: each line the action prints is read as it comes, with
+        the time it was read (`ActionResult.stamped`)."""
         self._count += 1
         files = self.workspace.parent / f"files-{os.getpid()}-{self._count}-{time.monotonic_ns()}"
         files.mkdir()
@@ -135,7 +140,10 @@ class ActionRunner:
             stderr=subprocess.PIPE,
             text=True,
         )
-        return RunningAction(process, files)
+        running = RunningAction(process, files)
+        if stamped:
+            running.read_as_it_comes()
+        return running
 
     def run(self, inputs: dict[str, str], timeout: float = 120, extra_env: dict[str, str] | None = None) -> ActionResult:
         return self.start(inputs, extra_env).finish(timeout)
@@ -166,12 +174,31 @@ class ActionRunner:
 class RunningAction:
     process: subprocess.Popen[str]
     files: Path
+    stamped: list[tuple[float, str]] = field(default_factory=list)
+    _reader: threading.Thread | None = None
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
 
+    def read_as_it_comes(self) -> None:
+        def read() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.stamped.append((time.monotonic(), line))
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+
+    def _communicate(self, timeout: float) -> tuple[str, str]:
+        if self._reader is None:
+            return self.process.communicate(timeout=timeout)
+        self.process.wait(timeout=timeout)
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        return "".join(line for _, line in self.stamped), self.process.stderr.read()
+
     def finish(self, timeout: float = 120) -> ActionResult:
-        stdout, stderr = self.process.communicate(timeout=timeout)
+        stdout, stderr = self._communicate(timeout)
         output_text = (self.files / "output").read_text()
         summary = (self.files / "summary").read_text()
         check_no_secret("\n".join([stdout, stderr, output_text, summary]))
@@ -182,6 +209,7 @@ class RunningAction:
             outputs=parse_output_file(output_text),
             summary=summary,
             output_text=output_text,
+            stamped=[(moment, line.rstrip("\n")) for moment, line in self.stamped],
         )
 
 

@@ -101,6 +101,9 @@ class Rule:
     body: bytes = b""
     delay: float = 0.0
     forward: bool = False
+    # A regular expression searched in the query too ("" matches any): the
+    # failed steps' listing (`status=failed`) and not the wait's.
+    query: str = ""
     # How many requests matched, and how many got the fault.
     matched: int = 0
     applied: int = 0

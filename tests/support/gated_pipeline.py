@@ -20,8 +20,18 @@ GATE_MAX_SECONDS = 300
 
 
 @step
-def wait_for_gate(gate: str = "") -> str:
-    """Waits until the file `gate` exists (no wait when empty)."""
+def wait_for_gate(gate: str = "", ticks: int = 0, say: str = "") -> str:
+    """First prints what the file `say` holds (if given), a line that looks
+    like a workflow command and `ticks` numbered lines a second apart, for
+    the action to stream while the step runs; then waits until the file
+    `gate` exists (no wait when empty)."""
+    if say:
+        print(f"saying {Path(say).read_text().strip()}", flush=True)
+    if ticks:
+        print("::error::a step's line is no command", flush=True)
+    for number in range(1, ticks + 1):
+        print(f"tick {number}", flush=True)
+        time.sleep(1)
     started = time.monotonic()
     logger.info("Waiting for %s", gate or "nothing")
     while gate and not Path(gate).exists():
@@ -32,5 +42,5 @@ def wait_for_gate(gate: str = "") -> str:
 
 
 @pipeline(enable_cache=False)
-def gated_pipeline(gate: str = "") -> None:
-    wait_for_gate(gate=gate)
+def gated_pipeline(gate: str = "", ticks: int = 0, say: str = "") -> None:
+    wait_for_gate(gate=gate, ticks=ticks, say=say)

@@ -7,7 +7,9 @@ a test moves them, the way a real orchestrator reports step results.
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from support.server import ZenMLServer
@@ -76,3 +78,49 @@ def step_parameters(server: ZenMLServer, run_id: str) -> dict[str, dict[str, Any
         name: step["config"]["parameters"]
         for name, step in snapshot["metadata"]["step_configurations"].items()
     }
+
+
+def artifact_store(server: ZenMLServer) -> tuple[str, str]:
+    """The server's default artifact store: its ID and local path (a local
+    store without one lives in the server's `local_stores`)."""
+    page = server.admin("GET", "/api/v1/components", params={"type": "artifact_store", "hydrate": "true"})
+    store = page["items"][0]
+    path = store["metadata"]["configuration"].get("path") or server.root / "config" / "local_stores" / store["id"]
+    return str(store["id"]), str(path)
+
+
+def start_step_with_log(server: ZenMLServer, run: dict[str, Any], step: str) -> tuple[dict[str, Any], Path]:
+    """A step that is running, with its own (empty) log file in the server's
+    local artifact store, as a step's logging writes it: every version
+    serves it from its step-log endpoint (and, 0.97 on, as log entries)."""
+    store_id, root = artifact_store(server)
+    log = Path(root) / "logs" / f"{uuid.uuid4().hex}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    project = run["body"]["project_id"]
+    logs: Any = {"uri": str(log), "source": "step", "artifact_store_id": store_id, "project": project}
+    try:
+        # 0.93 on: the log first, the step then names it (0.93 refuses a
+        # step that brings its log along); 0.85 has no such route.
+        logs = server.admin("POST", "/api/v1/logs", json=logs)["id"]
+    except RuntimeError as exc:
+        if not str(exc).startswith(("POST /api/v1/logs: 404", "POST /api/v1/logs: 405")):
+            raise
+    body = server.admin(
+        "POST",
+        "/api/v1/steps",
+        json={
+            "name": step,
+            "start_time": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "status": "running",
+            "pipeline_run_id": run["id"],
+            "project": project,
+            "logs": logs,
+        },
+    )
+    return dict(body), log
+
+
+def finish_step(server: ZenMLServer, step: dict[str, Any], status: str = "completed") -> None:
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    server.admin("PUT", f"/api/v1/steps/{step['id']}", json={"status": status, "end_time": now})

@@ -104,6 +104,10 @@ class ZenMLServer:
             ZENML_CONFIG_PATH=str(self.root / "config"),
             ZENML_ANALYTICS_OPT_IN="false",
             ZENML_LOGGING_VERBOSITY="WARN",
+            # As `zenml login --local` starts one: the server reads its local
+            # artifact store, where the tests write the steps' logs they play
+            # (support/orchestrator.py `start_step_with_log`).
+            ZENML_SERVER_ALLOW_LOCAL_FILE_ACCESS="true",
             PYTHONPATH=str(TESTS_DIR),
         )
         if self.workload_manager:

@@ -1,0 +1,378 @@
+"""Progress while waiting: each step's transitions, and the lines its log
+gains, shown in the GitHub log as the action notices them.
+
+At each poll of the run's status (`waiting.wait_for_run`), `Watcher.poll`
+lists the run's steps (one request), says which changed state, and reads
+the logs of the steps that are running or just ended (at most
+`MAX_LOG_READS` a poll). A log is read where the server allows from where
+the last read ended: with a cursor (`GET /logs/{id}/entries`, ZenML 0.97
+on, for log stores that give one); otherwise the log is read from its start
+and the entries already shown are skipped (`Tracker.fresh`), so a line is
+never shown twice nor skipped between polls. The request budget this gives
+is stated in docs/speed.md ("While waiting") and tested on a fake clock
+(tests/test_progress.py).
+
+Everything from the server here is untrusted: step names and log lines are
+shortened, redacted and relayed inside `stop-commands`. A log that cannot
+be read never fails the action: one warning, and the wait goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from zenml_action import api
+from zenml_action.client import ZenMLClient
+from zenml_action.errors import ActionError, NotFound
+from zenml_action.failures import decode_log
+from zenml_action.github import Console, markdown_text, shorten
+from zenml_action.http import Request
+from zenml_action.versions import ServerVersion
+
+# Steps listed a poll: a dynamic pipeline's first ones, in creation order.
+MAX_STEPS = 100
+# Log reads a poll, the steps that just ended first (their last lines).
+MAX_LOG_READS = 4
+# Log entries asked for in one read beyond those already shown.
+LOG_PAGE = 500
+# What one run may put in the GitHub log; then a notice with the dashboard.
+MAX_LINES = 2000
+MAX_BYTES = 256 * 1024
+MAX_LINE_CHARS = 2000
+# Reads to the end of an ended step's log before it counts as shown.
+SETTLE_READS = 2
+# Consecutive failed reads of one step's log before it is given up.
+MAX_READ_FAILURES = 3
+
+# A step in these has a log that may still grow; cached and skipped steps
+# ran nothing here.
+GROWING = frozenset({"running", "retrying", "stopping"})
+NO_LOG = frozenset({"cached", "skipped"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+# -- requests and decoders ------------------------------------------------------
+
+
+def list_steps(run_id: str) -> Request:
+    params = {"pipeline_run_id": run_id, "sort_by": "asc:created", "size": str(MAX_STEPS)}
+    return Request("GET", f"{api.API}/steps", params=params, purpose="listing the run's steps")
+
+
+def step_log(step_id: str) -> Request:
+    """A step's whole log, on every server version (entries or one string)."""
+    return Request("GET", f"{api.API}/steps/{step_id}/logs", params={"source": "step"}, purpose="reading a step's log")
+
+
+def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
+    """A page of a log (0.97 on): after `cursor` when there is one, else
+    from the oldest entry, enough to hold the `skip` already shown and a
+    page more."""
+    # A cursor carries its own page size and direction: a different one
+    # given beside it is refused (the Datadog log store's 400).
+    params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
+    return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    name: str
+    status: str
+    started: datetime | None = None
+    ended: datetime | None = None
+    logs_id: str = ""  # the step's own log (`source: step`), 0.93 on
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return max(0.0, (self.ended - self.started).total_seconds())
+
+
+def decode_steps(body: Any) -> list[Step]:
+    steps = []
+    for item in api.items(body):
+        status = api.dig(item, "body", "status")
+        if not isinstance(status, str) or not status:
+            continue
+        logs = api.dig(item, "resources", "log_collection")
+        own = [entry for entry in logs if api.dig(entry, "body", "source") == "step"] if isinstance(logs, list) else []
+        logs_id = api.dig(own[0], "id") if own else None
+        steps.append(
+            Step(
+                id=str(item["id"]),
+                name=step_name(item.get("name"), str(item["id"])),
+                status=status,
+                started=_moment(api.dig(item, "body", "start_time")),
+                ended=_moment(api.dig(item, "body", "end_time")),
+                logs_id=logs_id if isinstance(logs_id, str) else "",
+            )
+        )
+    return steps
+
+
+def step_name(raw: Any, fallback: str) -> str:
+    name = _CONTROL.sub("", raw).strip() if isinstance(raw, str) else ""
+    return shorten(name or fallback, 80)
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a log read gave: its entries (or lines, from an old server's
+    single string) in order, and the cursor to the newer ones ("" if none)."""
+
+    entries: list[Any]
+    after: str = ""
+
+
+def decode_page(body: Any) -> Page:
+    """Either answer: an entries page (`items`, `after`), a list of entries,
+    or one string."""
+    if isinstance(body, dict):
+        items = body.get("items")
+        after = body.get("after")
+        return Page(list(items) if isinstance(items, list) else [], after if isinstance(after, str) else "")
+    if isinstance(body, list):
+        return Page(body)
+    if isinstance(body, str):
+        return Page(list(body.splitlines()))
+    return Page([])
+
+
+def duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def transition(step: Step) -> str:
+    """`train_model: running`, `train_model: completed in 42 s`."""
+    if api.is_finished(step.status) and step.status not in NO_LOG and step.seconds is not None:
+        word = "in" if step.status == "completed" else "after"
+        return f"{step.name}: {step.status} {word} {duration(step.seconds)}"
+    return f"{step.name}: {step.status}"
+
+
+# -- what has been shown ----------------------------------------------------------
+
+
+@dataclass
+class Shown:
+    """One step's log as far as it was shown."""
+
+    entries: int = 0  # entries shown, counted from the log's start
+    cursor: str = ""
+    failures: int = 0
+    read_at: int = -1  # the poll that last read it
+    settled: int = 0  # reads to its end since it ended
+    done: bool = False  # ended and read to its end, or given up
+
+
+@dataclass
+class Tracker:
+    """What the log already holds of the run's steps: their last status
+    seen, and how much of each log was shown. Pure: the Watcher asks the
+    server and writes."""
+
+    statuses: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, Step] = field(default_factory=dict)
+    logs: dict[str, Shown] = field(default_factory=dict)
+    lines: int = 0
+    bytes: int = 0
+    polls: int = 0
+
+    def transitions(self, steps: list[Step]) -> list[str]:
+        """The lines for the steps whose status changed (new steps too)."""
+        said = []
+        for step in steps:
+            self.steps[step.id] = step
+            if self.statuses.get(step.id) != step.status:
+                self.statuses[step.id] = step.status
+                said.append(transition(step))
+        return said
+
+    def to_read(self, run_finished: bool, limit: int) -> list[Step]:
+        """The logs to read this poll: the steps that ended and are not
+        read to their end first, then the running ones least recently read."""
+        ended, running = [], []
+        for step in self.steps.values():
+            shown = self.logs.setdefault(step.id, Shown())
+            if shown.done or step.status in NO_LOG:
+                continue
+            if api.is_finished(step.status) or (run_finished and step.status not in GROWING):
+                ended.append(step)
+            elif step.status in GROWING:
+                running.append(step)
+        running.sort(key=lambda step: self.logs[step.id].read_at)
+        return (ended + running)[:limit]
+
+    def fresh(self, step: Step, page: Page, asked: int | None, from_cursor: bool) -> list[str]:
+        """The lines of a read not shown yet; remembers where it ended.
+        `asked`: the entries the read asked for (None: all there are)."""
+        shown = self.logs.setdefault(step.id, Shown())
+        shown.read_at, shown.failures = self.polls, 0
+        entries = page.entries if from_cursor else page.entries[shown.entries :]
+        shown.entries += len(entries)
+        if page.after:
+            shown.cursor = page.after
+        elif from_cursor and entries:
+            # No way on from here: the next read starts from the oldest
+            # entry and skips those counted.
+            shown.cursor = ""
+        more = asked is not None and len(page.entries) >= asked
+        if not more:
+            self._settle(step, shown)
+        return decode_log(entries)
+
+    def unread(self, step: Step, gone: bool) -> bool:
+        """A read that failed; True when it is a failure worth a warning.
+        `gone`: the server has no log for the step (yet)."""
+        shown = self.logs.setdefault(step.id, Shown())
+        shown.read_at = self.polls
+        if gone:
+            self._settle(step, shown)
+            return False
+        shown.failures += 1
+        shown.done = shown.done or shown.failures >= MAX_READ_FAILURES
+        return True
+
+    @staticmethod
+    def _settle(step: Step, shown: Shown) -> None:
+        """A step that ended is read to its end twice (a poll apart) before
+        its log counts as shown: its last lines reach the log store just
+        after its status (ZenML publishes it inside the step's log context)."""
+        if api.is_finished(step.status):
+            shown.settled += 1
+            shown.done = shown.settled >= SETTLE_READS
+
+    def admit(self, line: str) -> bool:
+        """Count a line against the run's caps; False once they are reached."""
+        size = len(line.encode("utf-8")) + 1
+        if self.lines + 1 > MAX_LINES or self.bytes + size > MAX_BYTES:
+            return False
+        self.lines += 1
+        self.bytes += size
+        return True
+
+
+# -- the one part that asks the server and writes --------------------------------------
+
+
+class Watcher:
+    """Called once a poll (`poll`): lists the steps, prints their
+    transitions, streams what their logs gained."""
+
+    def __init__(
+        self, client: ZenMLClient, run_id: str, console: Console, stream: bool, server: ServerVersion | None, run_url: str
+    ) -> None:
+        self._client = client
+        self._run_id = run_id
+        self._console = console
+        self._stream = stream
+        self._entries_api = server is not None and server.has_log_entries
+        self._run_url = run_url
+        self.tracker = Tracker()
+        self._warned: set[str] = set()
+        self._capped = False
+
+    def poll(self, run_finished: bool) -> None:
+        """One poll's progress; never raises an `ActionError`."""
+        self.tracker.polls += 1
+        try:
+            steps = decode_steps(self._client.call(list_steps(self._run_id)))
+        except ActionError as exc:
+            self._warn_once("steps", f"Could not list the run's steps ({exc}); the wait goes on without them.")
+            return
+        for line in self.tracker.transitions(steps):
+            self._console.info(line)
+        if not self._stream or self._capped:
+            return
+        limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
+        streamed: list[str] = []
+        for step in self.tracker.to_read(run_finished, limit):
+            streamed += [f"[{step.name}] {line}" for line in self._read(step)]
+        self._relay(streamed)
+
+    def rows(self) -> list[tuple[str, str, float | None]]:
+        """The steps as last seen, for the summary: name, status, seconds."""
+        return [(step.name, step.status, step.seconds) for step in self.tracker.steps.values()]
+
+    def _read(self, step: Step) -> list[str]:
+        shown = self.tracker.logs.setdefault(step.id, Shown())
+        if self._entries_api and not step.logs_id:
+            # 0.97 on, a step's log is listed with it: none, nothing to read.
+            self.tracker.unread(step, gone=True)
+            return []
+        by_entries = self._entries_api
+        from_cursor = by_entries and bool(shown.cursor)
+        if by_entries:
+            request = log_entries(step.logs_id, shown.cursor, shown.entries)
+            # A page after a cursor holds at least `LOG_PAGE` when full.
+            asked: int | None = LOG_PAGE if from_cursor else shown.entries + LOG_PAGE
+        else:
+            request, asked = step_log(step.id), None
+        try:
+            page = decode_page(self._client.call(request))
+        except NotFound:
+            self.tracker.unread(step, gone=True)
+            return []
+        except ActionError as exc:
+            if self.tracker.unread(step, gone=False):
+                self._warn_once(
+                    "log",
+                    f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
+                    f"The steps' logs are in the dashboard: {self._run_url}",
+                )
+            return []
+        return self.tracker.fresh(step, page, asked, from_cursor)
+
+    def _relay(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        relay = self._console.relay()
+        try:
+            for line in lines:
+                # Redacted before it is cut: a key across the cut would
+                # survive as a prefix.
+                text = shorten(_CONTROL.sub("", self._console.redact(line)), MAX_LINE_CHARS)
+                if not self.tracker.admit(text):
+                    self._capped = True
+                    break
+                relay.line(text)
+        finally:
+            relay.close()
+        if self._capped:
+            self._console.notice(
+                f"Streamed {self.tracker.lines} lines of the steps' logs, the most this action shows of a run "
+                f"({MAX_LINES} lines, {MAX_BYTES // 1024} KiB); the rest are in the dashboard: {self._run_url}"
+            )
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self._console.warning(message)
+
+
+def steps_summary(rows: list[tuple[str, str, float | None]]) -> str:
+    """The steps' table for the job summary ("" without steps)."""
+    if not rows:
+        return ""
+    lines = ["**Steps**", "", "| Step | Status | Duration |", "|---|---|--:|"]
+    for name, status, seconds in rows[:MAX_STEPS]:
+        cells = [markdown_text(name), markdown_text(status), duration(seconds) if seconds is not None else ""]
+        lines.append("| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |")
+    return "\n".join(lines) + "\n\n"
