@@ -1,16 +1,12 @@
 """The one place that does HTTP: `requests`, with urllib3's `Retry`.
 
-`send()` is the only function that touches the network (`api.py` builds
-the `Request`s and reads the `Response`s); what requests, urllib3, ssl or
-the OS raise leaves it as the action's error (`http_failures.explain`).
-Time is the deadline's business (`deadline.bounded` interrupts any read or
-back-off sleep); an endless answer ends at MAX_BODY_BYTES.
-
-requests hands urllib3 the adapter's retries, so each retry kind has its
-own adapter, all sharing one pool manager: the login, `/info` and the
-trigger go over one kept-alive connection (one TLS handshake, not three).
-Sending through the adapter skips the session's redirect and environment
-handling; proxy and CA bundle are decided once (`proxies.py`, `inputs.py`).
+`send()` alone touches the network (`api.py` builds its `Request`s and reads
+its `Response`s); what requests, urllib3, ssl or the OS raise leaves it as
+the action's error (`http_failures.explain`). Time is the deadline's business
+(`deadline.bounded` interrupts any read or back-off sleep); an endless answer
+ends at MAX_BODY_BYTES. requests hands urllib3 the adapter's retries, so each
+retry kind has its own adapter, all over one pool manager: the login, `/info`
+and the trigger share one kept-alive connection (one TLS handshake, not three).
 """
 
 from __future__ import annotations
@@ -154,10 +150,10 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
 
 class Transport:
-    """One per action run: an adapter per retry kind, all over one set of
-    kept-alive connections, shared by threads too (the login goes out
-    beside `/info`). No `requests.Session`: nothing picks up a proxy, CA
-    bundle or .netrc from the environment behind the action's back."""
+    """One per action run, shared by threads (the login goes out beside
+    `/info`). No `requests.Session`: no redirect is followed, and no proxy,
+    CA bundle or .netrc is read from the environment (`proxies.py` and
+    `inputs.py` decide them once)."""
 
     def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
         self.base_url, self.proxy = base_url, proxy
