@@ -479,9 +479,6 @@ def test_a_key_in_a_value_stays_out_of_summary_and_outputs(action: ActionRunner,
 def test_tls_verification_is_on_by_default() -> None:
     transport = Transport("https://zenml.example.com")
     assert transport.verify is True
-    # Proxies, CA bundles and .netrc are never picked up behind the
-    # action's back: inputs.py reads the environment once.
-    assert transport.session.trust_env is False
     context = system_trust()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True

@@ -80,7 +80,7 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
     if question is None:
         raise ActionError(f"The server's answer for the run's question {pending_id} was not a question. Check `workspace-url`.")
     if answering.wait_condition and not names(question, answering.wait_condition):
-        earlier = _find(action, answering.wait_condition)
+        earlier = next((q for q in _listed(action) if names(q, answering.wait_condition)), None)
         if earlier is not None and _same(earlier, answering):
             console.info(f"Question {quoted(earlier.name)} was already answered so; the run now asks {quoted(question.name)}.")
             return None if inputs.dry_run else run
@@ -166,10 +166,6 @@ def _already_answered(action: Action, answering: Answering) -> None:
         f"question {quoted(newest.name)} of run `{report.run_name}` was already answered: {_how(newest)}.",
         "Nothing was changed. Check the run in the dashboard; a new question would be pending.",
     )
-
-
-def _find(action: Action, wanted: str) -> Question | None:
-    return next((q for q in _listed(action) if names(q, wanted)), None)
 
 
 def _listed(action: Action) -> list[Question]:

@@ -20,34 +20,23 @@ from zenml_action.github import Console
 from zenml_action.http import CONNECT_TIMEOUT, READ_TIMEOUT, Request, Response, Transport, send
 from zenml_action.inputs import Inputs
 
+# What a refusal means, by status: the error, and its message ({what}: while
+# doing what; {said}: the server's own words).
+_REFUSALS: dict[int, tuple[type[ActionError], str]] = {
+    401: (AuthenticationFailed, "The server refused the credentials {what}. {said}. Check that `api-key` holds a current, active service-account key created on THIS server or workspace (keys are not shared between servers), and that the service account is active."),
+    403: (PermissionDenied, "The service account is not allowed to do this {what}. {said}. Give the service account a role that can read snapshots and run pipelines in the project."),
+    404: (NotFound, "Not found {what}. {said}."),
+    407: (ProxyFailed, "The proxy between the runner and the server refused its credentials (HTTP 407) {what}. Put a valid user and password in the proxy URL (HTTP_PROXY/HTTPS_PROXY: http://user:password@proxy:port), or add the server's host to NO_PROXY."),
+    429: (ServerError, "The server is busy and refused the request {what} (HTTP 429), even after retries. {said}. Try again later, or ask the server's operator to raise its limit of concurrent runs."),
+    **dict.fromkeys((400, 409, 422), (ServerRejected, "The server refused the request {what}. {said}.")),
+}
+_SERVER_FAILED = "The server failed {what} (HTTP {status}). {said}. This is a problem on the server; if it persists, check the server's logs."
+_UNEXPECTED = "Unexpected HTTP {status} {what}. {said}."
+
 
 def translate(response: Response, request: Request) -> ActionError:
     """What a failed response means for the user, and what to do about it."""
-    server = api.decode_error(response)
-    what = f"while {request.purpose}" if request.purpose else ""
-    said = f"The server said: {server.message.rstrip('.')}"
     status = response.status
-    if status == 401:
-        return AuthenticationFailed(
-            f"The server refused the credentials {what}. {said}. Check that `api-key` "
-            "holds a current, active service-account key created on THIS server or "
-            "workspace (keys are not shared between servers), and that the service "
-            "account is active."
-        )
-    if status == 403:
-        return PermissionDenied(
-            f"The service account is not allowed to do this {what}. {said}. Give the "
-            "service account a role that can read snapshots and run pipelines in "
-            "the project."
-        )
-    if status == 407:
-        return ProxyFailed(
-            f"The proxy between the runner and the server refused its credentials (HTTP 407) {what}. "
-            "Put a valid user and password in the proxy URL (HTTP_PROXY/HTTPS_PROXY: "
-            "http://user:password@proxy:port), or add the server's host to NO_PROXY."
-        )
-    if status == 404:
-        return NotFound(f"Not found {what}. {said}.")
     if status == 405 and request.method == "POST" and request.path.endswith("/runs"):
         return ServerCannotRun(
             "The server does not run snapshots itself (HTTP 405 on the run endpoint): "
@@ -56,20 +45,10 @@ def translate(response: Response, request: Request) -> ActionError:
             "server (ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE), or run "
             "the pipeline from your repository's code with `pipeline: path/to/file.py:pipeline`."
         )
-    if status == 429:
-        return ServerError(
-            f"The server is busy and refused the request {what} (HTTP 429), even after "
-            f"retries. {said}. Try again later, or ask the server's operator to raise "
-            "its limit of concurrent runs."
-        )
-    if status in (400, 409, 422):
-        return ServerRejected(f"The server refused the request {what}. {said}.")
-    if status >= 500:
-        return ServerError(
-            f"The server failed {what} (HTTP {status}). {said}. This is a problem on "
-            "the server; if it persists, check the server's logs."
-        )
-    return ServerError(f"Unexpected HTTP {status} {what}. {said}.")
+    error, message = _REFUSALS.get(status) or (ServerError, _SERVER_FAILED if status >= 500 else _UNEXPECTED)
+    what = f"while {request.purpose}" if request.purpose else ""
+    said = f"The server said: {api.decode_error(response).message.rstrip('.')}"
+    return error(message.format(what=what, said=said, status=status))
 
 
 class ZenMLClient:

@@ -21,7 +21,7 @@ from zenml_action.errors import InputError, ServerError
 from zenml_action.github import Console
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import inside_workspace
-from zenml_action.versions import Release, ServerVersion, parse_release, show
+from zenml_action.versions import ServerVersion, parse_release, show
 
 LOCAL_STORE_DIR = ".zenml-local"
 
@@ -63,35 +63,32 @@ def requirements_file(inputs: Inputs) -> Path | None:
     return full
 
 
-def install_requirements(inputs: Inputs, console: Console, python: str = sys.executable) -> None:
+def _uv(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "uv", *arguments], capture_output=True, text=True)
+
+
+def _last_line(result: subprocess.CompletedProcess[str], otherwise: str) -> str:
+    return (result.stderr.strip().splitlines() or [otherwise])[-1]
+
+
+def install_requirements(inputs: Inputs, console: Console) -> None:
+    """Into the action's own environment."""
     full = requirements_file(inputs)
     if full is None:
         return
     console.group(f"Installing {inputs.requirements}")
     started = time.monotonic()
     # uv skips what is already installed, so a second run costs little.
-    result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--python", python, "-r", str(full)],
-        capture_output=True,
-        text=True,
-    )
+    result = _uv("pip", "install", "--python", sys.executable, "-r", str(full))
     console.info((result.stdout + result.stderr).strip())
     console.endgroup()
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise InputError(
             "requirements",
-            f"installing `{inputs.requirements}` failed: {last}",
+            f"installing `{inputs.requirements}` failed: {_last_line(result, '(no output)')}",
             "Fix the requirements file (versions must exist on the package index).",
         )
     console.info(f"Requirements ready in {time.monotonic() - started:.1f}s.")
-
-
-def local_zenml_release() -> Release | None:
-    try:
-        return parse_release(importlib.metadata.version("zenml"))
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def client_cache_dir() -> Path:
@@ -118,7 +115,10 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
     The action's own environment is never changed: zenml 0.85 pins pydantic,
     click and sqlmodel versions that break 0.98's."""
     version = client_zenml_version(server)
-    local = local_zenml_release()
+    try:
+        local = parse_release(importlib.metadata.version("zenml"))
+    except importlib.metadata.PackageNotFoundError:
+        local = None
     if local is not None and local[:2] == (parse_release(version) or server.release)[:2]:
         install_requirements(inputs, console)
         return sys.executable
@@ -133,21 +133,15 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
         return str(python)
     console.info(f"Making a ZenML {version} client environment to match the server ({venv}).")
     started = time.monotonic()
-    uv = [sys.executable, "-m", "uv"]
-    made = subprocess.run(
-        [*uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
-        capture_output=True,
-        text=True,
-    )
-    install = [*uv, "pip", "install", "--quiet", "--python", str(python), f"zenml=={version}"]
+    made = _uv("venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv))
+    install = ["pip", "install", "--quiet", "--python", str(python), f"zenml=={version}"]
     if requirements is not None:
         install += ["-r", str(requirements)]
-    result = made if made.returncode != 0 else subprocess.run(install, capture_output=True, text=True)
+    result = made if made.returncode != 0 else _uv(*install)
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise ServerError(
             f"The server runs ZenML {server.raw} and a matching client could not be installed "
-            f"({last}). Run the action on a runner with access to PyPI"
+            f"({_last_line(result, '?')}). Run the action on a runner with access to PyPI"
             + (f", and check that `{inputs.requirements}` can be installed beside zenml=={version}." if requirements else ".")
         )
     (venv / ".installed").write_text(f"zenml=={version}\n")

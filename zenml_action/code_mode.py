@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zenml_action import api, deadline, runs
-from zenml_action.client import ZenMLClient, connect
+from zenml_action.client import connect
 from zenml_action.code_env import client_python, install_requirements, zenml_environment
 from zenml_action.errors import ActionError, InputError, ParameterError, RunFailed
 from zenml_action.github import Console, Relay
@@ -118,13 +118,13 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
         "run_name": key.run_name,
         "tag": key.tag,
     }
+    client = connect(inputs, console) if inputs.workspace_url else None  # nothing is sent yet
+    action = runs.Action(inputs, console, report, client)
     # Readable by this user only, and removed whatever happens: it holds the
     # ZenML client's credentials.
     private_dir = Path(tempfile.mkdtemp(prefix="zenml-action-"))
     child = Child(private_dir)
-    action = runs.Action(inputs, console, report, None)
     try:
-        action = runs.Action(inputs, console, report, _connect(inputs, console))
         info, python = _prepare(action)
         # With a server, the GitHub context is recorded over REST once the
         # run exists (`runs.follow`); a local store only the SDK can write.
@@ -195,7 +195,13 @@ def _after_child(
         report.status = "failed"
         child_error = str(error.get("message", ""))
     if inputs.create_snapshot:
-        _snapshot_created(inputs, console, report, result)
+        report.conclusion = "success"
+        console.info(f"Snapshot `{inputs.create_snapshot}` is {result['snapshot_id']}.")
+        if not result.get("runnable"):
+            console.warning(
+                f"Snapshot `{inputs.create_snapshot}` cannot be run by the server: it was made on a "
+                "stack with local components. Set `stack` to a remote stack to trigger it later."
+            )
         return
     console.info(f"Run `{report.run_name}` ({report.run_id}): {report.status}")
     if report.metadata:
@@ -220,9 +226,7 @@ def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineS
             [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
             env=env, cwd=inputs.workspace, capture_output=True,
         )
-        result = json.loads(result_file.read_text()) if result_file.exists() else {
-            "error": {"kind": "internal", "message": f"the runner exited with code {completed.returncode}"}
-        }
+        result = _read_result(result_file, completed.returncode)
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
     if "error" in result:
@@ -232,11 +236,6 @@ def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineS
         f"{json.dumps(report.sent, sort_keys=True)}"
     )
     report.conclusion = "dry-run"
-
-
-def _connect(inputs: Inputs, console: Console) -> ZenMLClient | None:
-    """A client for the server, if there is one (nothing is sent yet)."""
-    return connect(inputs, console) if inputs.workspace_url else None
 
 
 class Child:
@@ -282,9 +281,7 @@ class Child:
         self._log_ended = log_ended
         self.process.wait()
         log_ended()
-        if not result_file.exists():
-            return {"error": {"kind": "internal", "message": f"the runner exited with code {self.process.returncode}"}}
-        return dict(json.loads(result_file.read_text()))
+        return _read_result(result_file, self.process.returncode)
 
     def end(self) -> None:
         """End the child and what it started (a local orchestrator's steps),
@@ -305,17 +302,13 @@ class Child:
         self._log_ended()
 
 
+def _read_result(result_file: Path, returncode: int) -> dict[str, Any]:
+    if not result_file.exists():
+        return {"error": {"kind": "internal", "message": f"the runner exited with code {returncode}"}}
+    return dict(json.loads(result_file.read_text()))
+
+
 def _copy_lines(child: subprocess.Popen[bytes], relay: Relay) -> None:
     assert child.stdout is not None
     for raw in child.stdout:
         relay.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-
-
-def _snapshot_created(inputs: Inputs, console: Console, report: Report, result: dict[str, Any]) -> None:
-    report.conclusion = "success"
-    console.info(f"Snapshot `{inputs.create_snapshot}` is {result['snapshot_id']}.")
-    if not result.get("runnable"):
-        console.warning(
-            f"Snapshot `{inputs.create_snapshot}` cannot be run by the server: it was made on a "
-            "stack with local components. Set `stack` to a remote stack to trigger it later."
-        )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import inspect
 import json
 import sys
@@ -151,10 +150,8 @@ def started_run(spec: dict[str, Any]) -> Any:
     name it chose, or its one-off tag."""
     from zenml.client import Client
 
-    if spec.get("run_name"):
-        runs = Client().list_pipeline_runs(name=f"equals:{spec['run_name']}", size=1, hydrate=True)
-    else:
-        runs = Client().list_pipeline_runs(tags=[spec["tag"]], size=1, hydrate=True)
+    key = {"name": f"equals:{spec['run_name']}"} if spec.get("run_name") else {"tags": [spec["tag"]]}
+    runs = Client().list_pipeline_runs(size=1, hydrate=True, **key)
     return runs.items[0] if runs.items else None
 
 
@@ -188,21 +185,20 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
             "runnable": bool(snapshot.runnable),
             "project_id": str(snapshot.project_id),
         }
+    failure = ""
     try:
         run = configured(**parameters)
     except Exception as exc:
-        run = started_run(spec)
-        message = step_failures(run) if run is not None else ""
-        message = message or f"{type(exc).__name__}: {exc}"
-        if run is None:
-            return {"error": {"kind": "run_failed", "message": message}}
-        recorded = record_context(run, spec.get("github_context") or {})
-        return {"error": {"kind": "run_failed", "message": message}, **recorded, **run_info(run)}
+        run, failure = None, f"{type(exc).__name__}: {exc}"
     if run is None:
         run = started_run(spec)
     if run is None:
-        return {"error": {"kind": "internal", "message": "the run was not found"}}
-    return {**record_context(run, spec.get("github_context") or {}), **run_info(run)}
+        kind = "run_failed" if failure else "internal"
+        return {"error": {"kind": kind, "message": failure or "the run was not found"}}
+    result = {**record_context(run, spec.get("github_context") or {}), **run_info(run)}
+    if failure:
+        result["error"] = {"kind": "run_failed", "message": step_failures(run) or failure}
+    return result
 
 
 def main(argv: list[str]) -> int:

@@ -29,13 +29,6 @@ def refuse_first(name: str, checks: Iterable[tuple[bool, str, str]]) -> None:
             raise InputError(name, problem, fix)
 
 
-def ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
 def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     name = "workspace-url"
     url = raw.strip()
@@ -57,7 +50,10 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 bracket)
         raise InputError(name, f"{quoted(url)} is not a valid URL ({exc}).", "Give the full URL, e.g. https://zenml.example.com.") from exc
     host = parts.hostname or ""
-    address = ip_address(host)
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
     loopback = host == "localhost" or (address is not None and address.is_loopback)
     refuse_first(name, [
         (

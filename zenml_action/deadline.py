@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import ClassVar
 
@@ -45,7 +46,6 @@ class Interrupted(BaseException):
 
 class Cancelled(Interrupted):
     title = "Cancelled"
-    conclusion = "cancelled"
 
 
 class TimedOut(Interrupted):
@@ -53,16 +53,14 @@ class TimedOut(Interrupted):
     conclusion = "timeout"
 
 
+@dataclass
 class _Clock:
     """What the handlers need: one per process, since signals are."""
 
     seconds: float = math.inf
     at: float = math.inf
     phase: str = "starting"
-    pending: list[int]
-
-    def __init__(self) -> None:
-        self.pending = []
+    pending: list[int] = field(default_factory=list)
 
 
 _clock = _Clock()
@@ -74,24 +72,16 @@ def entering(phase: str) -> None:
     _clock.phase = phase
 
 
-def phase() -> str:
-    return _clock.phase
-
-
 def left() -> float:
     """Seconds until the deadline (infinite without one)."""
     return max(0.0, _clock.at - time.monotonic())
 
 
-def _timed_out() -> TimedOut:
-    return TimedOut(
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise TimedOut(
         f"`timeout` ({_clock.seconds:g}s) ran out while {_clock.phase}. Raise `timeout`, "
         "or set `wait: false` to return as soon as the run starts."
     )
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise _timed_out()
 
 
 def _on_cancel(signum: int, frame: FrameType | None) -> None:

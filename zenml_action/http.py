@@ -1,23 +1,12 @@
 """The one place that does HTTP: `requests`, with urllib3's `Retry`.
 
-Everything else builds `Request` values and reads `Response` values
-(`api.py`). `send()` is the only function that touches the network; what
-requests, urllib3, ssl or the OS raise leaves it as the action's error
-(`http_failures.explain`).
-
-- Time is not this module's business: `deadline.bounded` raises `TimedOut`
-  in the main thread wherever it blocks (a read, a back-off sleep), so a
-  trickling or silent answer ends at the action's deadline. An endless one
-  ends at MAX_BODY_BYTES.
-- Each request gets the retries safe for its kind (`RetryPolicy.retry_for`).
-  requests hands urllib3 the adapter's retries, so each kind has its own
-  adapter, made once and called through its public `send()`. The three
-  share one pool manager: the login, the `/info` read and the trigger go
-  over one kept-alive connection (one TLS handshake, not three). Sending
-  through the adapter skips all of the session's redirect and environment
-  handling; `Retry(redirect=0)` hands a redirect back as it came.
-- Proxy and CA bundle are decided once (`proxies.py`, `inputs.py`) and
-  passed explicitly; the session reads nothing from the environment.
+`send()` alone touches the network (`api.py` builds its `Request`s and reads
+its `Response`s); what requests, urllib3, ssl or the OS raise leaves it as
+the action's error (`http_failures.explain`). Time is the deadline's business
+(`deadline.bounded` interrupts any read or back-off sleep); an endless answer
+ends at MAX_BODY_BYTES. requests hands urllib3 the adapter's retries, so each
+retry kind has its own adapter, all over one pool manager: the login, `/info`
+and the trigger share one kept-alive connection (one TLS handshake, not three).
 """
 
 from __future__ import annotations
@@ -161,15 +150,14 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
 
 class Transport:
-    """One per action run: a `requests.Session` and an adapter per retry
-    kind, all over one set of kept-alive connections, shared by threads too
-    (the login goes out beside `/info`)."""
+    """One per action run, shared by threads (the login goes out beside
+    `/info`). No `requests.Session`: no redirect is followed, and no proxy,
+    CA bundle or .netrc is read from the environment (`proxies.py` and
+    `inputs.py` decide them once)."""
 
-    def __init__(
-        self, base_url: str, cafile: str | None = None, proxy: str = "", policy: RetryPolicy | None = None
-    ) -> None:
+    def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
         self.base_url, self.proxy = base_url, proxy
-        self.policy = policy or RetryPolicy()
+        self.policy = RetryPolicy()
         self.verify: bool | str = cafile or True
         self.proxies = {"http": proxy, "https": proxy} if proxy else {}
         # Loading the system's CAs takes 25-45 ms: only where TLS is spoken.
@@ -181,10 +169,6 @@ class Transport:
             "login": _Adapter(self.policy.retry_for("login"), trust, shared=reads),
             "once": _Adapter(self.policy.retry_for("once"), trust, shared=reads),
         }
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy, CA bundle or .netrc behind the action's back
-        for prefix in ("https://", "http://"):
-            self.session.mount(prefix, reads)  # closing the session closes the connections
 
 
 def encode(request: Request, token: str | None, base_url: str) -> requests.PreparedRequest:
@@ -229,26 +213,23 @@ def send(
         try:
             with answer:
                 body = _read_body(answer, request.purpose, transport.base_url)
+            return Response(answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, body)
         except requests.RequestException as exc:
             if attempt == body_retries:
                 raise explain(exc, transport.base_url, transport.proxy, request.purpose, timeout[0]) from exc
             time.sleep(transport.policy.backoff_factor * attempt)  # the first at once, as urllib3's
-            continue
-        return Response(answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, body)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _read_body(answer: requests.Response, purpose: str, base_url: str) -> bytes:
     """The whole answer, at most MAX_BODY_BYTES: an endless answer is cut."""
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     for chunk in answer.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
             raise ServerError(
                 f"The answer from {base_url} while {purpose} was larger than "
                 f"{MAX_BODY_BYTES // 2**20} MB, far more than a ZenML server sends. Check "
                 "`workspace-url` and any proxy between the runner and the server."
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return bytes(body)

@@ -41,7 +41,7 @@ def explain(exc: BaseException, server: str, proxy: str, purpose: str, connect_t
 def _diagnose(causes: list[BaseException], proxy: str, connect_timeout: float) -> tuple[str, str]:
     """The `_FAILURES` entry for an exception and what it wraps (outermost
     first), and the detail its message shows."""
-    text = _short(str(causes[-1]))
+    text = shorten(" ".join(str(causes[-1]).split()), 200)
 
     def caused_by(*kinds: type[BaseException]) -> bool:
         return any(isinstance(cause, kinds) for cause in causes)
@@ -78,10 +78,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
             break
         chain.append(inner)
     return chain
-
-
-def _short(text: str) -> str:
-    return shorten(" ".join(text.split()), 200)
 
 
 def _proxy_shown(proxy: str) -> str:

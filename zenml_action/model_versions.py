@@ -9,7 +9,6 @@ holds the stage is left as it is, so it is retried like a read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,21 +90,6 @@ def set_stage(version_id: str, stage: str) -> Request:
     )
 
 
-def attach_metadata(project_id: str, version_id: str, values: Mapping[str, str]) -> Request:
-    """Record text `values` on the model version (the server answers `null`)."""
-    return Request(
-        "POST",
-        f"{API}/run-metadata",
-        json={
-            "project": project_id,
-            "resources": [{"id": version_id, "type": "model_version"}],
-            "values": dict(values),
-            "types": dict.fromkeys(values, "str"),
-        },
-        purpose="recording the promotion on the model version",
-    )
-
-
 # A run records the commit it was made from (`github.sha`) and, for a pull
 # request, the pull request's head commit (`github.head_sha`): either finds it.
 COMMIT_KEYS = ("github.head_sha", "github.sha")
@@ -178,8 +162,9 @@ SAME_CHANGE = timedelta(seconds=2)
 
 
 def archived_with(ours: Version, archived: list[Version]) -> Version | None:
-    """Of the archived versions, the one archived last within SAME_CHANGE
-    before `ours` moved (None: the stage change archived none)."""
+    """The version `ours`'s stage change archived: of the archived versions,
+    the one archived last within SAME_CHANGE before `ours` moved (None: the
+    stage change archived none)."""
     moved = _moment(ours.updated)
     if moved is None:
         return None

@@ -36,7 +36,6 @@ from zenml_action.report import Report
 
 if TYPE_CHECKING:
     from zenml_action.github import Console
-    from zenml_action.inputs import Inputs
     from zenml_action.runs import Action
 
 PROMOTED_TO_KEY = "zenml_action.promoted_to"
@@ -81,11 +80,10 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
         record(report, not_promoted(stage, reason))
         console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
-    if client is None:  # inputs.py refuses promote-to without a server
-        raise InputError("promote-to", "needs a ZenML server.", "Set `workspace-url`.")
+    assert client is not None  # inputs.py refuses promote-to without a server
     deadline.entering(f"promoting the run's model version to `{stage}`")
     version = version_of_run(client, run, report, stage)
-    record(report, _promotion(stage, version, note="not promoted: the promotion did not finish"))
+    record(report, _promotion(stage, version, "not promoted: the promotion did not finish"))
     promote(action, version, stage)
 
 
@@ -122,20 +120,20 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
 def promote(action: Action, version: mv.Version, stage: str) -> None:
     """Move `version` to `stage`, archiving the holder; read back, settle a
     race, record where the promotion came from."""
-    inputs, report, console, client = action.inputs, action.report, action.console, action.client
+    report, console, client = action.report, action.console, action.client
     assert client is not None
     # `archived` is held by any number of versions: nothing is displaced.
     exclusive = stage != "archived"
     before = [v for v in _holders(client, version, stage) if v.id != version.id] if exclusive else []
     if version.stage == stage and not before:
-        record(report, _promotion(stage, version, promoted=True, note=f"already in `{stage}`: nothing to do"))
+        record(report, _promotion(stage, version, f"already in `{stage}`: nothing to do", promoted=True))
         console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")
         return
     failure: ActionError | None = None
     try:
         client.call(mv.set_stage(version.id, stage))
     except PermissionDenied as exc:
-        record(report, _promotion(stage, version, note="not promoted: permission denied"))
+        record(report, _promotion(stage, version, "not promoted: permission denied"))
         raise PermissionDenied(
             f"The service account may not move {version.describe()} to `{stage}` ({exc}). It needs the "
             f"`promote` and `update` permissions on model `{version.model}` (ZenML Pro: a role that may "
@@ -149,7 +147,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     holders = ", ".join(v.describe() for v in now) or "no version"
     ours = next((v for v in now if v.id == version.id), None)
     if ours is None:
-        record(report, _promotion(stage, version, note=f"not promoted: `{stage}` holds {holders}"))
+        record(report, _promotion(stage, version, f"not promoted: `{stage}` holds {holders}"))
         if failure is not None:
             raise PromotionFailed(
                 f"Moving {version.describe()} to `{stage}` failed ({failure}). Read back from the server: "
@@ -162,13 +160,18 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         )
     # The version this one displaced: one the settling archived (it was
     # promoted just before), else the one the stage change archived.
-    previous = settled[0] if settled else _archived_by(client, ours, stage) if exclusive else None
+    previous = settled[0] if settled else None
+    if previous is None and exclusive:
+        previous = mv.archived_with(ours, _holders(client, ours, "archived"))
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
-    record(report, _promotion(stage, version, promoted=True, note=note, previous=previous, url=_url(client, version)))
+    promotion = _promotion(stage, version, note, promoted=True)
+    if previous is not None:
+        promotion = dataclasses.replace(promotion, previous=previous.name, previous_id=previous.id)
+    record(report, dataclasses.replace(promotion, url=_url(client, version)))
     console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
-    _record_provenance(client, version, stage, inputs, report.run_id, console)
+    _record_provenance(action, version, stage)
 
 
 def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[mv.Version], list[mv.Version]]:
@@ -194,56 +197,27 @@ def _read_back(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.
     return [read] if read is not None and read.stage == stage else []
 
 
-def _archived_by(client: ZenMLClient, ours: mv.Version, stage: str) -> mv.Version | None:
-    """The version the stage change archived: the server archives the
-    holder and moves this version in one transaction, so it is the version
-    archived last, within moments before this one's change."""
-    archived = mv.decode_versions(client.call(mv.versions_in_stage(ours.model_id, "archived")))
-    return mv.archived_with(ours, archived)
-
-
 def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
     return mv.decode_versions(client.call(mv.versions_in_stage(version.model_id, stage)))
 
 
-def _record_provenance(client: ZenMLClient, version: mv.Version, stage: str, inputs: Inputs, run_id: str, console: Console) -> None:
+def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
     """Who put the version in the stage, from which run: the GitHub context
     as metadata on the version. The promotion stands if this fails: it is
     reported, and the step does not pretend otherwise."""
-    values = {**inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: run_id}
+    assert action.client is not None
+    values = {**action.inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: action.report.run_id}
     values.pop("zenml_action.baseline_of", None)  # a run's record, not a version's
-    deadline.entering("recording the promotion on the model version")
+    purpose = "recording the promotion on the model version"
+    deadline.entering(purpose)
     try:
-        client.call(mv.attach_metadata(version.project_id, version.id, values))
+        action.client.call(api.text_metadata(version.project_id, version.id, "model_version", values, purpose))
     except ActionError as exc:
-        console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
+        action.console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
 
 
-def _dry_run(client: ZenMLClient, version: mv.Version, stage: str, report: Report, console: Console) -> None:
-    others = [v for v in _holders(client, version, stage) if v.id != version.id]
-    if version.stage == stage and not others:
-        what = f"{version.describe()} is already in `{stage}`: nothing would change"
-    else:
-        archived = f", archiving {', '.join(v.describe() for v in others)}" if others else ""
-        what = f"would move {version.describe()} from `{version.stage or 'no stage'}` to `{stage}`{archived}"
-    record(report, dataclasses.replace(_promotion(stage, version, note=f"dry run: {what}"), dry_run=True))
-    console.info(f"Dry run: {what}; nothing is sent.")
-
-
-def _promotion(
-    stage: str, version: mv.Version, *, promoted: bool = False, note: str = "", previous: mv.Version | None = None, url: str = ""
-) -> Promotion:
-    return Promotion(
-        stage=stage,
-        promoted=promoted,
-        model=version.model,
-        version=version.name,
-        version_id=version.id,
-        previous=previous.name if previous else "",
-        previous_id=previous.id if previous else "",
-        url=url,
-        note=note,
-    )
+def _promotion(stage: str, version: mv.Version, note: str, promoted: bool = False) -> Promotion:
+    return Promotion(stage, promoted, model=version.model, version=version.name, version_id=version.id, note=note)
 
 
 def _url(client: ZenMLClient, version: mv.Version) -> str:
@@ -303,4 +277,12 @@ def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
         record(report, dataclasses.replace(not_promoted(stage, what), dry_run=True))
         action.console.info(f"Dry run: {what}.")
         return
-    _dry_run(client, version_of_run(client, run, report, stage), stage, report, action.console)
+    version = version_of_run(client, run, report, stage)
+    others = [v for v in _holders(client, version, stage) if v.id != version.id]
+    if version.stage == stage and not others:
+        what = f"{version.describe()} is already in `{stage}`: nothing would change"
+    else:
+        archived = f", archiving {', '.join(v.describe() for v in others)}" if others else ""
+        what = f"would move {version.describe()} from `{version.stage or 'no stage'}` to `{stage}`{archived}"
+    record(report, dataclasses.replace(_promotion(stage, version, f"dry run: {what}"), dry_run=True))
+    action.console.info(f"Dry run: {what}; nothing is sent.")

@@ -180,12 +180,8 @@ def answer_error(question: Question, answering: Answering, problem: str) -> Inpu
     )
 
 
-def example_answer(schema: dict[str, Any] | None) -> str:
-    """A YAML answer for the ready-to-copy step."""
-    if schema is None:
-        return ""
-    examples = {"boolean": "true", "integer": "1", "number": "0.5", "string": "yes", "object": "{}", "array": "[]"}
-    return examples.get(str(schema.get("type")), "true")
+# An answer of each JSON type, for the ready-to-copy step.
+EXAMPLE_ANSWERS = {"boolean": "true", "integer": "1", "number": "0.5", "string": "yes", "object": "{}", "array": "[]"}
 
 
 def answer_step(question: Question, run_id: str, action_ref: str) -> list[str]:
@@ -199,8 +195,9 @@ def answer_step(question: Question, run_id: str, action_ref: str) -> list[str]:
         f"    wait-condition: {question.id}",
         "    resolve: continue  # or abort",
     ]
-    answer = example_answer(question.schema)
-    return [*lines, f"    answer: {answer}"] if answer else lines
+    if question.schema is None:
+        return lines
+    return [*lines, f"    answer: {EXAMPLE_ANSWERS.get(str(question.schema.get('type')), 'true')}"]
 
 
 def question_section(question: Question, run_id: str, action_ref: str) -> list[str]:

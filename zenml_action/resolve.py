@@ -16,8 +16,9 @@ from typing import Any
 from zenml_action import api
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import Ambiguous, NotFound, NotRunnable
+from zenml_action.http import Request
 from zenml_action.inputs import parse_uuid
-from zenml_action.versions import NEWEST, ServerVersion
+from zenml_action.versions import ServerVersion
 
 SNAPSHOT = "snapshot"
 RUN_TEMPLATE = "run template"
@@ -57,27 +58,20 @@ def _names(mapping: Any) -> tuple[str, ...]:
 def snapshot_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     """`metadata.step_configurations[step].config.parameters`: every step
     parameter with its value, defaults included."""
-    configurations = api.dig(body, "metadata", "step_configurations")
-    if not isinstance(configurations, dict):
-        return {}
-    return {
-        str(step): _names(api.dig(configuration, "config", "parameters"))
-        for step, configuration in configurations.items()
-    }
+    configurations = _mapping(api.dig(body, "metadata", "step_configurations"))
+    return {str(step): _names(api.dig(config, "config", "parameters")) for step, config in configurations.items()}
 
 
 def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     """A run template's `metadata.config_template.steps[step].parameters`
     and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
-    steps = api.dig(body, "metadata", "config_template", "steps")
-    definitions = api.dig(body, "metadata", "config_schema", "$defs")
+    steps = _mapping(api.dig(body, "metadata", "config_template", "steps"))
+    definitions = _mapping(api.dig(body, "metadata", "config_schema", "$defs"))
     found: dict[str, tuple[str, ...]] = {}
-    for step, config in (steps if isinstance(steps, dict) else {}).items():
-        found[str(step)] = _names(api.dig(config, "parameters"))
-    for step in list(found):
-        schema = definitions.get(f"{step}_parameters") if isinstance(definitions, dict) else None
-        extra = [n for n in _names(api.dig(schema, "properties")) if n not in found[step]]
-        found[step] += tuple(extra)
+    for step, config in steps.items():
+        names = _names(api.dig(config, "parameters"))
+        schema_names = _names(api.dig(definitions.get(f"{step}_parameters"), "properties"))
+        found[str(step)] = names + tuple(name for name in schema_names if name not in names)
     return found
 
 
@@ -119,21 +113,15 @@ def _describe(entries: list[dict[str, Any]]) -> str:
     )
 
 
-def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion = NEWEST) -> str:
+def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> str:
     """A few names that do exist, to put in a not-found message."""
-    names = [
-        str(e.get("name"))
-        for e in api.items(client.call(api.list_snapshots(project=project, pipeline=pipeline, size=8)))
-    ] if server.has_snapshots else []
-    templates = [
-        str(e.get("name"))
-        for e in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=5)))
-    ]
-    parts = []
-    if names:
-        parts.append("snapshots: " + ", ".join(f"`{n}`" for n in names))
-    if templates:
-        parts.append("run templates: " + ", ".join(f"`{n}`" for n in templates))
+
+    def names(listing: Request) -> str:
+        return ", ".join(f"`{entry.get('name')}`" for entry in api.items(client.call(listing)))
+
+    snapshots = names(api.list_snapshots(project=project, pipeline=pipeline, size=8)) if server.has_snapshots else ""
+    templates = names(api.list_run_templates(project=project, pipeline=pipeline, size=5))
+    parts = [f"{kind}: {found}" for kind, found in (("snapshots", snapshots), ("run templates", templates)) if found]
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     if parts:
         return "Named ones" + where + " on the server: " + "; ".join(parts) + "."
@@ -149,7 +137,7 @@ def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerV
     )
 
 
-def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion = NEWEST) -> Target:
+def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion) -> Target:
     if server.has_snapshots:
         try:
             return target_from_snapshot(client.call(api.get_snapshot(template_id)))
@@ -171,7 +159,7 @@ def _named(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in entries if e.get("name") == name and e.get("id")]
 
 
-def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion = NEWEST) -> Target:
+def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion) -> Target:
     found = _named(api.items(
         client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True))
     ), name) if server.has_snapshots else []
@@ -216,7 +204,7 @@ def _newest_run_template(client: ZenMLClient, project: str, pipeline: str, serve
     return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
 
 
-def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion = NEWEST) -> Target:
+def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
     if not server.has_snapshots:
         return _newest_run_template(client, project, pipeline, server)
     found = api.items(
@@ -241,9 +229,7 @@ def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
     return target_from_snapshot(client.call(api.get_snapshot(str(listed["id"]))))
 
 
-def resolve(
-    client: ZenMLClient, template: str, pipeline: str, project: str, server: ServerVersion = NEWEST
-) -> Target:
+def resolve(client: ZenMLClient, template: str, pipeline: str, project: str, server: ServerVersion) -> Target:
     if template and parse_uuid(template) is not None:
         target = _by_id(client, template, server)
         if pipeline and target.pipeline_name and target.pipeline_name != pipeline:

@@ -15,21 +15,14 @@ from zenml_action.background import Background
 from zenml_action.client import ZenMLClient, connect
 from zenml_action.errors import ActionError, InputError, NotFound, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Request
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import check_and_translate, prepare_checks, read_run_configuration, unchecked
 from zenml_action.report import Report
-from zenml_action.resolve import RUN_TEMPLATE, Target, resolve
+from zenml_action.resolve import RUN_TEMPLATE, resolve
 
 if TYPE_CHECKING:
     from zenml_action.trigger import RunKey
     from zenml_action.versions import ServerVersion
-
-
-def trigger_request(target: Target, run_configuration: dict[str, Any]) -> Request:
-    if target.kind == RUN_TEMPLATE:
-        return api.trigger_run_template(target.id, run_configuration)
-    return api.trigger_snapshot(target.id, run_configuration)
 
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
@@ -164,7 +157,8 @@ def _run(
     to_send = check_and_translate(run_configuration, target, source)
     report.sent = to_send
     key = choose_key(inputs.run_name, target.pipeline_name, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
-    request = trigger_request(target, key.apply(to_send))
+    trigger = api.trigger_run_template if target.kind == RUN_TEMPLATE else api.trigger_snapshot
+    request = trigger(target.id, key.apply(to_send))
     console.info(f"Running {target.label} of pipeline `{target.pipeline_name}` (id {target.id}).")
     if inputs.dry_run:
         console.info("Dry run: nothing is sent. The request would be:")

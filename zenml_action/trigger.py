@@ -178,7 +178,16 @@ def _settle(
     until = clock() + min(SETTLE_SECONDS_BY_NAME if key.run_name else SETTLE_SECONDS, deadline.left())
     pause = 0.5
     while True:
-        run = _lookup(client, key)
+        try:
+            run = find_run(client, key)
+        except ActionError as exc:
+            # Not knowing is not "absent": triggering again could start a
+            # second run, so stop here and say what to check.
+            raise ServerError(
+                f"The trigger may have started a run, and looking it up failed too ({exc}). "
+                f"Check the dashboard for a run named or tagged `{key.run_name or key.tag}` "
+                "before re-running this workflow."
+            ) from exc
         if run is not None:
             return run
         if clock() + pause > until:
@@ -190,19 +199,6 @@ def _settle(
 def find_run(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
     found = api.items(client.call(key.lookup()))
     return next((run for run in found if key.matches(run)), None)
-
-
-def _lookup(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
-    try:
-        return find_run(client, key)
-    except ActionError as exc:
-        # Not knowing is not "absent": triggering again could start a second
-        # run, so stop here and say what to check.
-        raise ServerError(
-            f"The trigger may have started a run, and looking it up failed too ({exc}). "
-            f"Check the dashboard for a run named or tagged `{key.run_name or key.tag}` "
-            "before re-running this workflow."
-        ) from exc
 
 
 def _retry_after(response: Response, policy: RetryPolicy) -> float | None:

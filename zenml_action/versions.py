@@ -66,9 +66,7 @@ NEWEST = ServerVersion(show(NEWEST_TESTED), NEWEST_TESTED)
 
 def server_version(info: Any) -> tuple[ServerVersion, str]:
     """The version to use for a server's `/info` answer, and a notice line
-    for the log when it is not used as stated ("" otherwise).
-
-    Raises `UnsupportedServer` for servers older than `MINIMUM`."""
+    for the log when it is not used as stated ("" otherwise)."""
     raw = str(info.get("version") or "").strip() if isinstance(info, dict) else ""
     release = parse_release(raw)
     if release is None:
