@@ -3,9 +3,13 @@
 No test here plays the orchestrator: the runs are executed by ZenML's `ssh`
 orchestrator, each step a real process running the project's code
 (`tests/support/executing_server.py` says how, and what stands in for
-Docker). All five runs start at once (the server dispatches them together)
+Docker). All seven runs start at once (the server dispatches them together)
 and each test then reads its own: what the action printed and wrote, and
-the run as the server recorded it.
+the run as the server recorded it. Two of them are runs of the approval
+pipeline (`pipelines/approval.py`), which ask whether to promote the model
+version they trained: a background thread answers each with a second action
+once the server has paused the run (`Approval`), so the resumed runs finish
+beside the rest of the suite too.
 
 Nothing races the clock: the held runs cannot leave their state on their
 own (an image "pull" held by a file, a step waiting for a file), so the
@@ -24,7 +28,9 @@ import re
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,6 +58,86 @@ RESULT_SCHEMA = json.loads((ROOT / "schemas" / "result-v1.json").read_text())
 # The `running` run's step prints this many numbered lines, a second apart,
 # before it waits for its gate.
 TICKS = 20
+
+# The approval pipeline's runs: each asks after 5 s of polling whether to
+# promote, then pauses. The asking action ends at the question, long before
+# its own timeout (a bound for the trigger to reach the question under load).
+APPROVAL_PARAMETERS = "model_type: logistic_regression\nwait_timeout: 5"
+ASK_TIMEOUT = "8m"
+PAUSED_WITHIN = 180
+QUESTION = re.compile(
+    r"Promote breast_cancer_classifier version (\d+) \(accuracy 0\.986, f1 0\.989, roc_auc 0\.998\) to production\?"
+)
+APPROVAL_STEPS = ["describe_candidate", "evaluate", "load_data", "preprocess", "train_model"]
+
+
+@dataclass
+class Approval:
+    """A run of the approval pipeline: the action that started it and ended
+    at its question, what the server showed then, and the actions that
+    answered it afterwards (`answer_once_paused`, in the background)."""
+
+    asking: RunningAction
+    resolve: str
+    answer: str | None = None
+    # Given first, and refused: the question must stay pending.
+    wrong_answer: str | None = None
+    asked: ActionResult | None = None
+    run_when_asked: dict[str, Any] = field(default_factory=dict)
+    condition_when_asked: dict[str, Any] = field(default_factory=dict)
+    # The run's statuses from the question until it was answered.
+    statuses: list[str] = field(default_factory=list)
+    refused: ActionResult | None = None
+    condition_after_refusal: dict[str, Any] = field(default_factory=dict)
+    answering: RunningAction | None = None
+    answered: ActionResult | None = None
+    failure: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def kill(self) -> None:
+        for action in (self.asking, self.answering):
+            if action is not None and action.process.poll() is None:
+                action.process.kill()
+                action.process.wait()
+
+
+def answer_once_paused(approval: Approval, runner: ActionRunner, executing: ExecutingDeployment) -> None:
+    """Wait for the asking action to end at the question and for the server
+    to pause the run; then give the wrong answer, if any, and the answer, each
+    from an action process of its own, as the `approve` job of
+    .github/workflows/example-approval.yml does."""
+    admin = executing.server.admin
+    try:
+        approval.asked = asked = approval.asking.finish(timeout=FINISH_WITHIN)
+        run_id = asked.outputs.get("run-id", "")
+        if asked.outputs.get("conclusion") != "waiting-for-input" or not run_id:
+            return  # the tests say what went wrong
+        approval.run_when_asked = admin("GET", f"/api/v1/runs/{run_id}", params={"hydrate": "true"})
+        condition_path = f"/api/v1/run_wait_conditions/{asked.outputs['wait-condition-id']}"
+        approval.condition_when_asked = admin("GET", condition_path, params={"hydrate": "true"})
+        approval.statuses.append(approval.run_when_asked["body"]["status"])
+        deadline = time.monotonic() + PAUSED_WITHIN
+        while approval.statuses[-1] != "paused" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = str(admin("GET", f"/api/v1/runs/{run_id}/status"))
+            if status != approval.statuses[-1]:
+                approval.statuses.append(status)
+        if approval.statuses[-1] != "paused":
+            return
+        if approval.wrong_answer is not None:
+            wrong = {"run-id": run_id, "resolve": "continue", "answer": approval.wrong_answer}
+            approval.answering = runner.start(wrong)
+            approval.refused = approval.answering.finish(timeout=120)
+            approval.condition_after_refusal = admin("GET", condition_path, params={"hydrate": "true"})
+        answer = {"run-id": run_id, "wait-condition": asked.outputs["wait-condition-id"], "resolve": approval.resolve, "timeout": RUN_TIMEOUT}
+        if approval.answer is not None:
+            answer["answer"] = approval.answer
+        approval.answering = runner.start(answer)
+        approval.answered = approval.answering.finish(timeout=FINISH_WITHIN)
+    except BaseException:
+        approval.failure = traceback.format_exc()
+    finally:
+        approval.done.set()
 
 
 @contextlib.contextmanager
@@ -83,6 +169,13 @@ def started_actions(executing: ExecutingDeployment, workspace: Path) -> Iterator
     }
     # The running run's output is read as it comes, each line timestamped.
     runs = {name: runner.start(given, stamped=name == "running") for name, given in inputs.items()}
+    ask = {"template": "approval-executed", "parameters": APPROVAL_PARAMETERS, "timeout": ASK_TIMEOUT}
+    approvals = {
+        "approval-continue": Approval(runner.start(ask), resolve="continue", answer="true"),
+        "approval-abort": Approval(runner.start(ask), resolve="abort", wrong_answer="maybe"),
+    }
+    for approval in approvals.values():
+        threading.Thread(target=answer_once_paused, args=(approval, runner, executing), daemon=True).start()
 
     def let_go_once_given_up() -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -94,10 +187,12 @@ def started_actions(executing: ExecutingDeployment, workspace: Path) -> Iterator
 
     threading.Thread(target=let_go_once_given_up, daemon=True).start()
     try:
-        yield runs
+        yield {**runs, **approvals}
     finally:
         executing.release()
         running_gate.touch()
+        for approval in approvals.values():
+            approval.kill()
         for action in runs.values():
             if action.process.poll() is None:
                 action.process.kill()
@@ -110,6 +205,25 @@ def started() -> dict[str, RunningAction]:
 
 
 _FINISHED: dict[str, ActionResult] = {}
+
+
+@pytest.fixture
+def approvals() -> dict[str, Approval]:
+    actions = executing_server.tier().actions
+    return {name: action for name, action in actions.items() if isinstance(action, Approval)}
+
+
+def settled(approvals: dict[str, Approval], name: str, executing: ExecutingDeployment) -> Approval:
+    """The approval run once its answering is over, or a failure that shows
+    what the steps did."""
+    approval = approvals[name]
+    if not approval.done.wait(2 * FINISH_WITHIN):
+        raise AssertionError(f"`{name}` was not answered within {2 * FINISH_WITHIN}s\n{executing.evidence()}")
+    assert approval.failure == "", approval.failure
+    assert approval.asked is not None
+    for action in (approval.asked, approval.refused, approval.answered):
+        assert action is None or action.stderr == "", action.stderr
+    return approval
 
 
 def finish(started: dict[str, RunningAction], name: str, executing: ExecutingDeployment) -> ActionResult:
@@ -334,3 +448,102 @@ def test_a_dynamic_pipeline_runs_the_steps_it_decides_on_and_reports_what_they_l
     run_id = result.outputs["run-id"]
     steps = executing.server.admin("GET", "/api/v1/steps", params={"pipeline_run_id": run_id, "size": "20"})["items"]
     assert sorted(step["body"]["status"] for step in steps) == ["completed"] * 3
+
+
+# -- runs that ask: the approval pipeline ----------------------------------------
+
+
+def test_a_run_that_asks_ends_the_action_waiting_for_input_without_stopping_the_run(
+    approvals: dict[str, Approval], executing: ExecutingDeployment
+) -> None:
+    approval = settled(approvals, "approval-continue", executing)
+    asked = approval.asked
+    assert asked is not None
+    assert asked.returncode == 0, f"{asked.stdout}\n{executing.evidence()}"
+    assert asked.errors == []
+    assert asked.outputs["conclusion"] == "waiting-for-input", f"{asked.stdout}\n{executing.evidence()}"
+    # Both are legal: the pipeline still polling for the answer (`running`,
+    # holding its lease), or already `paused`. The action says what the
+    # server showed, and the server showed the same as it ended.
+    assert asked.outputs["status"] in ("running", "paused")
+    assert approval.run_when_asked["body"]["status"] in ("running", "paused")
+    condition = approval.condition_when_asked
+    assert condition["body"]["status"] == "pending"
+    assert condition["name"] == "promote"
+    assert approval.run_when_asked["resources"]["active_wait_condition"]["id"] == asked.outputs["wait-condition-id"] == condition["id"]
+    # The question carries the metrics the run's `evaluate` step logged.
+    assert asked.outputs["question"] == condition["metadata"]["question"]
+    assert QUESTION.fullmatch(asked.outputs["question"]), asked.outputs["question"]
+    # `schema=bool`, as ZenML records it.
+    assert json.loads(asked.outputs["answer-schema"]) == condition["metadata"]["data_schema"] == {"type": "boolean"}
+    # The action left the run alone: 5 s after asking, the pipeline stopped
+    # polling and the server paused it, releasing its compute; nothing
+    # asked it to stop.
+    assert approval.statuses[-1] == "paused", approval.statuses
+    assert not {"stopping", "stopped"} & set(approval.statuses), approval.statuses
+
+
+def test_a_second_action_answers_continue_and_the_resumed_run_promotes_the_model_version(
+    approvals: dict[str, Approval], executing: ExecutingDeployment
+) -> None:
+    approval = settled(approvals, "approval-continue", executing)
+    assert approval.asked is not None and approval.answered is not None, approval.statuses
+    run_id = approval.asked.outputs["run-id"]
+    answered = approval.answered
+    assert answered.returncode == 0, f"{answered.stdout}\n{executing.evidence()}"
+    assert answered.errors == []
+    # The answering action waited for the run the server resumed.
+    assert answered.outputs["run-id"] == run_id
+    assert answered.outputs["conclusion"] == "success", f"{answered.stdout}\n{executing.evidence()}"
+    assert answered.outputs["status"] == "completed"
+    assert final_status(executing, run_id) == "completed"
+    condition = executing.server.admin("GET", f"/api/v1/run_wait_conditions/{approval.asked.outputs['wait-condition-id']}", params={"hydrate": "true"})
+    assert (condition["body"]["status"], condition["metadata"]["resolution"], condition["metadata"]["result"]) == ("resolved", "continue", True)
+    # The version the question named is in production now.
+    question = QUESTION.fullmatch(approval.asked.outputs["question"])
+    assert question is not None
+    run = executing.server.admin("GET", f"/api/v1/runs/{run_id}", params={"hydrate": "true"})
+    version = executing.server.admin("GET", f"/api/v1/model_versions/{run['resources']['model_version']['id']}")
+    assert (version["body"]["number"], version["body"]["stage"]) == (int(question.group(1)), "production")
+    # Resumed, not run again: each step once, and the promotion after the answer.
+    steps = executing.server.admin("GET", "/api/v1/steps", params={"pipeline_run_id": run_id, "size": "50"})["items"]
+    assert sorted((step["name"], step["body"]["status"]) for step in steps) == sorted(
+        (name, "completed") for name in [*APPROVAL_STEPS, "promote_model"]
+    )
+
+
+def test_an_answer_of_the_wrong_type_is_refused_and_the_question_stays_pending(
+    approvals: dict[str, Approval], executing: ExecutingDeployment
+) -> None:
+    approval = settled(approvals, "approval-abort", executing)
+    assert approval.refused is not None, (approval.statuses, approval.asked and approval.asked.stdout)
+    refused = approval.refused
+    assert refused.returncode == 1, refused.stdout
+    [error] = refused.errors
+    assert "Input `answer`" in error
+    # No request that changes anything: the question is still unanswered.
+    condition = approval.condition_after_refusal
+    assert condition["body"]["status"] == "pending"
+    assert (condition["metadata"]["resolution"], condition["metadata"]["result"]) == (None, None)
+    assert condition["body"]["resolved_by_user_id"] is None
+
+
+def test_a_second_action_answers_abort_and_the_run_ends_stopped(
+    approvals: dict[str, Approval], executing: ExecutingDeployment
+) -> None:
+    approval = settled(approvals, "approval-abort", executing)
+    assert approval.asked is not None and approval.answered is not None, approval.statuses
+    run_id = approval.asked.outputs["run-id"]
+    answered = approval.answered
+    # The user asked for the stop: not a failure.
+    assert answered.returncode == 0, f"{answered.stdout}\n{executing.evidence()}"
+    assert answered.errors == []
+    assert answered.outputs["status"] == "stopped"
+    assert final_status(executing, run_id) == "stopped"
+    run = executing.server.admin("GET", f"/api/v1/runs/{run_id}", params={"hydrate": "true"})
+    assert run["body"]["status_reason"] == "Wait condition was aborted."
+    # Nothing promoted: the version stays without a stage.
+    version = executing.server.admin("GET", f"/api/v1/model_versions/{run['resources']['model_version']['id']}")
+    assert version["body"]["stage"] is None
+    steps = executing.server.admin("GET", "/api/v1/steps", params={"pipeline_run_id": run_id, "size": "50"})["items"]
+    assert sorted(step["name"] for step in steps) == APPROVAL_STEPS

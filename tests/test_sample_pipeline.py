@@ -1,10 +1,15 @@
-"""Tests of the sample training pipeline in `pipelines/training.py`.
+"""Tests of the sample pipelines: `pipelines/training.py` and the dynamic
+`pipelines/approval.py`, which asks before it promotes.
 
 Real pipeline runs happen on a throwaway local ZenML store in a subprocess:
 a run initialises ZenML's global configuration and client, which must not
 leak into the pytest process. One subprocess runs every scenario so that
-ZenML is imported (about 10 s) once. The loading and validation helpers are
-plain functions and are called directly.
+ZenML is imported (about 10 s) once; in it, a thread answers the approval
+pipeline's question through ZenML's store as soon as it is asked, as a
+reviewer would (the local orchestrator polls the question, so the run takes
+the answer itself: pausing and resuming need a server, and are tested on
+the executing tier, tests/test_executed_runs.py). The loading and
+validation helpers are plain functions and are called directly.
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_MODEL_TYPES = ("random_forest", "gradient_boosting", "logistic_regression")
 METRICS = ("accuracy", "f1", "roc_auc")
+# The approval pipeline's scenarios: the reviewer's answer to its question.
+APPROVAL_ANSWERS: dict[str, Any] = {"approved": True, "declined": False}
 
 # Runs each scenario, then reads the run back through the client the way the
 # action reads it from the server (run-level metadata only).
 RUNNER = r"""
-import importlib, json, sys, uuid
+import importlib, json, sys, threading, time, uuid
 from zenml.client import Client
+from zenml.models import RunWaitConditionFilter, RunWaitConditionResolveRequest
+from pipelines.approval import approval_pipeline
 from pipelines.training import training_pipeline
 
 
@@ -50,17 +59,52 @@ def step_error(info):
             "bases": [c.__name__ for c in cls.__mro__]}
 
 
+def answer_when_asked(run_name, answer, asked):
+    # The reviewer: resolves the run's pending question with `answer`
+    # (`abort`, or the result of `continue`), recording what it was asked.
+    client = Client()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            run = client.get_pipeline_run(run_name)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        pending = client.zen_store.list_run_wait_conditions(
+            RunWaitConditionFilter(pipeline_run=run.id, status="pending"), hydrate=True
+        ).items
+        if pending:
+            condition = pending[0]
+            asked.update(name=condition.name, question=condition.question,
+                         data_schema=condition.data_schema)
+            if answer == "abort":
+                request = RunWaitConditionResolveRequest(resolution="abort")
+            else:
+                request = RunWaitConditionResolveRequest(resolution="continue", result=answer)
+            client.zen_store.resolve_run_wait_condition(condition.id, request)
+            return
+        time.sleep(0.2)
+
+
 with open(sys.argv[1]) as f:
     scenarios = json.load(f)
 results = {}
-for name, params in scenarios.items():
+for name, scenario in scenarios.items():
+    params = scenario["params"]
     run_name = f"{name}-{uuid.uuid4().hex[:8]}"
     result = {"run_name": run_name, "run_id": None, "status": None,
               "run_metadata": {}, "steps": {}, "step_errors": {},
-              "model_version": None,
+              "model_version": None, "asked": {},
               "error_type": None, "error_bases": [], "error": None}
+    reviewer = None
+    if scenario["pipeline"] == "approval":
+        reviewer = threading.Thread(
+            target=answer_when_asked, args=(run_name, scenario["answer"], result["asked"]), daemon=True
+        )
+        reviewer.start()
+    pipeline = approval_pipeline if scenario["pipeline"] == "approval" else training_pipeline
     try:
-        training_pipeline.with_options(run_name=run_name)(**params)
+        pipeline.with_options(run_name=run_name)(**params)
     except Exception as exc:
         result["error_type"] = type(exc).__name__
         result["error_bases"] = [c.__name__ for c in type(exc).__mro__]
@@ -79,11 +123,16 @@ for name, params in scenarios.items():
                          for n, s in run.steps.items() if s.exception_info},
         )
         if run.model_version is not None:
+            version = Client().get_model_version(run.model_version.model.id, run.model_version.id)
             result["model_version"] = {
-                "model": run.model_version.model.name,
-                "id": str(run.model_version.id),
-                "run_metadata": dict(run.model_version.run_metadata),
+                "model": version.model.name,
+                "id": str(version.id),
+                "number": version.number,
+                "stage": version.stage,
+                "run_metadata": dict(version.run_metadata),
             }
+    if reviewer is not None:
+        reviewer.join(5)
     results[name] = result
 with open(sys.argv[2], "w") as f:
     json.dump(results, f, default=str)
@@ -127,7 +176,7 @@ def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dic
     work = tmp_path_factory.mktemp("sample_pipeline")
     no_target = work / "no_target.csv"
     write_csv(no_target, target=None)
-    scenarios: dict[str, dict[str, str]] = {
+    training: dict[str, dict[str, str]] = {
         **{m: {"model_type": m} for m in EXPECTED_MODEL_TYPES},
         "random_forest_again": {"model_type": "random_forest"},
         "local_csv": {
@@ -137,6 +186,16 @@ def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dic
         "missing_file": {"data_url": str(work / "does_not_exist.csv")},
         "no_target": {"data_url": str(no_target)},
         "unknown_model": {"model_type": "svm"},
+    }
+    # The approval pipeline, answered by the runner's "reviewer" thread
+    # (RUNNER): within the wait timeout, so the run takes the answer itself.
+    approval_params = {"model_type": "logistic_regression", "wait_timeout": 120}
+    scenarios: dict[str, dict[str, Any]] = {
+        **{name: {"pipeline": "training", "params": params} for name, params in training.items()},
+        **{
+            f"approval_{name}": {"pipeline": "approval", "params": approval_params, "answer": answer}
+            for name, answer in APPROVAL_ANSWERS.items()
+        },
     }
     scenarios_file = work / "scenarios.json"
     scenarios_file.write_text(json.dumps(scenarios))
@@ -300,6 +359,52 @@ def test_unknown_model_type_fails_before_a_run(
     assert result["run_id"] is None
 
 
+def approval_run(runs: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """An approval scenario's run, after checking it asked its question
+    about the model version it made, with the metrics it logged."""
+    result = runs[f"approval_{name}"]
+    assert result["error"] is None, result["error"]
+    assert result["status"] == "completed"
+    metrics = {k: result["run_metadata"][k] for k in METRICS}
+    version = result["model_version"]
+    assert version["model"] == "breast_cancer_classifier"
+    assert {k: version["run_metadata"][k] for k in METRICS} == metrics
+    asked = result["asked"]
+    assert asked["name"] == "promote"
+    # What ZenML records for `schema=bool`: the action checks answers
+    # against it and shows it as `answer-schema`.
+    assert asked["data_schema"] == {"type": "boolean"}
+    assert asked["question"] == (
+        f"Promote breast_cancer_classifier version {version['number']} "
+        f"(accuracy {metrics['accuracy']:.3f}, f1 {metrics['f1']:.3f}, "
+        f"roc_auc {metrics['roc_auc']:.3f}) to production?"
+    )
+    return result
+
+
+def test_an_approved_model_version_is_promoted_to_production(runs: dict[str, dict[str, Any]]) -> None:
+    result = approval_run(runs, "approved")
+    # Logistic regression on the bundled data, seeded: always this.
+    assert "(accuracy 0.986," in result["asked"]["question"]
+    assert result["steps"] == {
+        "load_data": "completed",
+        "preprocess": "completed",
+        "train_model": "completed",
+        "evaluate": "completed",
+        "describe_candidate": "completed",
+        "promote_model": "completed",
+    }
+    assert result["model_version"]["stage"] == "production"
+
+
+def test_a_declined_model_version_is_not_promoted(runs: dict[str, dict[str, Any]]) -> None:
+    result = approval_run(runs, "declined")
+    assert "promote_model" not in result["steps"]
+    assert result["model_version"]["stage"] is None
+    # The version approved before it keeps the stage.
+    assert runs["approval_approved"]["model_version"]["number"] < result["model_version"]["number"]
+
+
 # ------------------------------------------------- helpers, no ZenML run
 
 
@@ -453,3 +558,45 @@ def test_train_model_rejects_unknown_model_type(training: ModuleType) -> None:
     with pytest.raises(ValueError, match="'svm'") as info:
         training.train_model.entrypoint(x_train=x, y_train=y, model_type="svm")
     assert all(choice in str(info.value) for choice in EXPECTED_MODEL_TYPES)
+
+
+@pytest.fixture(scope="module")
+def approval(training: ModuleType) -> ModuleType:
+    """`pipelines.approval`, imported under `training`'s scratch ZenML."""
+    return importlib.import_module("pipelines.approval")
+
+
+def test_the_approval_pipeline_is_dynamic_and_reuses_the_training_steps(
+    approval: ModuleType, training: ModuleType
+) -> None:
+    from zenml.pipelines.dynamic.pipeline_definition import DynamicPipeline
+
+    # `zenml.wait` works only in dynamic pipelines.
+    assert isinstance(approval.approval_pipeline, DynamicPipeline)
+    parameters = inspect.signature(approval.approval_pipeline.entrypoint).parameters
+    assert {n: p.default for n, p in parameters.items()} == {
+        "data_url": training.DEFAULT_DATA_URL,
+        "model_type": "random_forest",
+        "wait_timeout": 600,
+    }
+    for shared in ("load_data", "preprocess", "train_model", "evaluate"):
+        assert getattr(approval, shared) is getattr(training, shared)
+    assert approval.approval_pipeline.configuration.model.name == training.MODEL_NAME
+
+
+@pytest.mark.parametrize(
+    ("number", "metrics", "question"),
+    [
+        (
+            12,
+            {"accuracy": 0.98601, "f1": 0.98888, "roc_auc": 0.99769},
+            "Promote m version 12 (accuracy 0.986, f1 0.989, roc_auc 0.998) to production?",
+        ),
+        # Other metrics are left out; missing ones are not invented.
+        (1, {"roc_auc": 0.5, "loss": 0.7}, "Promote m version 1 (roc_auc 0.500) to production?"),
+    ],
+)
+def test_the_promotion_question_carries_the_version_and_its_metrics(
+    approval: ModuleType, number: int, metrics: dict[str, float], question: str
+) -> None:
+    assert approval.promotion_question("m", number, metrics) == question

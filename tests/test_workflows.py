@@ -86,7 +86,9 @@ def workflow_ids() -> list[str]:
 
 
 def test_there_are_the_expected_workflows() -> None:
-    assert {"ci.yml", "release.yml", "example-dispatch.yml", "example-retrain.yml"} <= set(workflow_ids())
+    assert {"ci.yml", "release.yml", "example-dispatch.yml", "example-retrain.yml", "example-approval.yml"} <= set(
+        workflow_ids()
+    )
 
 
 def test_actionlint_with_shellcheck() -> None:
@@ -201,6 +203,33 @@ def test_examples_use_the_documented_inputs() -> None:
     assert triggers(retrain)["push"] == {"branches": ["main"], "paths": ["pipelines/**"]}
     snapshot = [s for _, s in steps(retrain) if "create-snapshot" in s.get("with", {})]
     assert snapshot and snapshot[0]["with"]["pipeline"] == "pipelines/training.py:training_pipeline"
+
+
+def test_the_approval_example_answers_only_in_the_protected_environment() -> None:
+    """docs/approval.md: `train` ends at the question, `approve` waits for a
+    reviewer of `production` and answers the question the reviewer saw."""
+    workflow = jobs(load(ROOT / ".github/workflows/example-approval.yml"))
+    train, approve = workflow["train"], workflow["approve"]
+    [asking] = [step for step in train["steps"] if step.get("uses") == "./"]
+    assert asking["with"]["template"] and "run-id" not in asking["with"]
+    assert train["outputs"] == {
+        name: f"${{{{ steps.{asking['id']}.outputs.{name} }}}}"
+        for name in ("conclusion", "run-id", "run-url", "wait-condition-id")
+    }
+    assert "environment" not in train
+    assert approve["needs"] == "train"
+    assert approve["if"] == "needs.train.outputs.conclusion == 'waiting-for-input'"
+    assert approve["environment"]["name"] == "production"
+    [answering] = [step for step in approve["steps"] if step.get("uses") == "./"]
+    assert answering["with"] == {
+        "workspace-url": "${{ vars.ZENML_URL }}",
+        "api-key": "${{ secrets.ZENML_API_KEY }}",
+        "run-id": "${{ needs.train.outputs.run-id }}",
+        "wait-condition": "${{ needs.train.outputs.wait-condition-id }}",
+        "resolve": "continue",
+        "answer": True,
+        "timeout": "1h",
+    }
 
 
 # -- action.yml and the release -----------------------------------------

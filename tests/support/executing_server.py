@@ -77,7 +77,7 @@ GATED_IMAGE = "registry.invalid/zenml/gated:standin"
 HELD_IMAGE = "registry.invalid/zenml/gated-held:standin"
 NO_PROXY = "127.0.0.1,localhost"
 # Runs the server dispatches at once: all of the tier's.
-CONCURRENT_RUNS = 5
+CONCURRENT_RUNS = 7
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
@@ -356,7 +356,7 @@ def executing_deployment(root: Path) -> Iterator[ExecutingDeployment]:
         extra_env={
             "NO_PROXY": NO_PROXY,
             "no_proxy": NO_PROXY,
-            # The tier's five runs are dispatched at once (ZenML's default
+            # The tier's seven runs are dispatched at once (ZenML's default
             # is 2; more answer 429 until a runner has submitted its run).
             "ZENML_SERVER_MAX_CONCURRENT_SNAPSHOT_RUNS": str(CONCURRENT_RUNS),
         },

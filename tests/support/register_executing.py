@@ -12,7 +12,8 @@ built (no Docker here): its image name is what the stand-in "runs". The
 snapshots are compiled on that stack from the project's own code, which
 ZenML uploads to the artifact store; the steps download it from there: the
 sample training pipeline, the gated test pipeline (twice: once on a build
-whose image a test holds) and a dynamic pipeline.
+whose image a test holds), a dynamic pipeline, and the dynamic sample
+pipeline that asks before it promotes (`pipelines/approval.py`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
     stack_id = register_stack(client, config)
     client.activate_stack(stack_id)
 
+    from pipelines.approval import approval_pipeline
     from pipelines.training import training_pipeline
     from tests.support.dynamic_pipeline import dynamic_pipeline
     from tests.support.gated_pipeline import gated_pipeline
@@ -104,6 +106,10 @@ def main() -> None:
     # Its one container (the orchestrator's) runs the gated image's build.
     dynamic = dynamic_pipeline.with_options(build=gated_build).create_snapshot(name="dynamic-executed")
     out["dynamic"] = str(dynamic.id)
+    # Dynamic too (`zenml.wait` needs it): its orchestrator container runs
+    # the pipeline function and its steps, on the training image's build.
+    approval = approval_pipeline.with_options(build=build).create_snapshot(name="approval-executed")
+    out["approval"] = str(approval.id)
     print(json.dumps(out))
 
 
