@@ -374,19 +374,21 @@ def test_the_completed_runs_model_version_is_promoted_with_who_promoted_it(
     started: dict[str, RunningAction], executing: ExecutingDeployment, tmp_path: Path
 ) -> None:
     """Promote on merge: a second action, once the run's own ended, moves
-    the version the executed run produced to production by `run-id`."""
+    the version the executed run produced to a stage by `run-id`
+    (`staging`: the approval runs beside it promote theirs to production,
+    which would archive this one)."""
     completed = finish(started, "completed", executing)
     assert completed.returncode == 0, completed.stdout
     runner = ActionRunner(tmp_path, base_inputs={"workspace-url": executing.url, "api-key": executing.api_key})
     context = {"GITHUB_REPOSITORY": "acme/executed", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_ACTOR": "merger",
                "GITHUB_SHA": "e" * 40, "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "pull_request"}
-    result = runner.run({"run-id": completed.outputs["run-id"], "promote-to": "production"}, extra_env=context)
+    result = runner.run({"run-id": completed.outputs["run-id"], "promote-to": "staging"}, extra_env=context)
 
     assert result.returncode == 0, result.stdout
     assert result.outputs["promoted"] == "true"
     version = executing.server.admin("GET", f"/api/v1/model_versions/{result.outputs['model-version-id']}", params={"hydrate": "true"})
     assert version["body"]["model"]["name"] == "breast_cancer_classifier"
-    assert (version["body"]["stage"], str(version["name"])) == ("production", result.outputs["model-version"])
+    assert (version["body"]["stage"], str(version["name"])) == ("staging", result.outputs["model-version"])
     recorded = version["metadata"]["run_metadata"]
     assert 0.9 < recorded["accuracy"] <= 1.0  # what the evaluate step logged on the version
     assert (recorded["github.actor"], recorded["zenml_action.promoted_from_run"]) == ("merger", completed.outputs["run-id"])
