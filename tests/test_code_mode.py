@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ SAMPLE = "pipelines/training.py:training_pipeline"
 
 @pytest.fixture
 def checkout(workspace: Path) -> Path:
+    return checked_out(workspace)
+
+
+def checked_out(workspace: Path) -> Path:
     """A workspace that holds the repository's pipelines, as after actions/checkout."""
     shutil.copytree(ROOT / "pipelines", workspace / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
     return workspace
@@ -91,27 +96,41 @@ def local_run_metadata(store: Path, run_id: str) -> dict[str, Any]:
     return {key: json.loads(value) for key, value in rows}
 
 
-@pytest.mark.parametrize(
-    ("inputs", "title", "message"),
-    [
-        ({"parameters": "data_url: /nonexistent/data.csv"}, "Pipeline run failed", "data_url"),
-        ({"parameters": "model_type: deep_forest"}, "Pipeline run failed", "random_forest"),
-        ({"parameters": "model_typ: random_forest"}, "Invalid pipeline parameters", "Did you mean `model_type`?"),
-        ({"parameters": "model_type: [1, 2]"}, "Invalid pipeline parameters", "expected str"),
-        ({"pipeline": "pipelines/nope.py:training_pipeline"}, "Invalid input", "does not exist"),
-        ({"pipeline": "pipelines.nope:training_pipeline"}, "Invalid input", "module `pipelines.nope` was not found"),
-        ({"pipeline": "pipelines/training.py:training_pipe"}, "Invalid input", "Did you mean `training_pipeline`?"),
-        ({"pipeline": "../outside.py:training_pipeline"}, "Invalid input", "outside the workspace"),
-        ({"pipeline": "pipelines/training.py:load_data"}, "Invalid input", "not a ZenML pipeline"),
-    ],
-    ids=["bad-data-url", "unknown-model-type", "unknown-parameter", "wrong-type", "missing-file", "unimportable-module", "missing-attribute", "escapes-workspace", "not-a-pipeline"],
-)
-def test_mistakes_end_in_one_clear_error(
-    local_action: ActionRunner, checkout: Path, inputs: dict[str, str], title: str, message: str
-) -> None:
-    result = local_action.run(
-        {"pipeline": SAMPLE, **inputs}, timeout=300, extra_env=github_env("acme/mistakes", "refs/heads/main")
-    )
+MISTAKES = {
+    "bad-data-url": ({"parameters": "data_url: /nonexistent/data.csv"}, "Pipeline run failed", "data_url"),
+    "unknown-model-type": ({"parameters": "model_type: deep_forest"}, "Pipeline run failed", "random_forest"),
+    "unknown-parameter": ({"parameters": "model_typ: random_forest"}, "Invalid pipeline parameters", "Did you mean `model_type`?"),
+    "wrong-type": ({"parameters": "model_type: [1, 2]"}, "Invalid pipeline parameters", "expected str"),
+    "missing-file": ({"pipeline": "pipelines/nope.py:training_pipeline"}, "Invalid input", "does not exist"),
+    "unimportable-module": ({"pipeline": "pipelines.nope:training_pipeline"}, "Invalid input", "module `pipelines.nope` was not found"),
+    "missing-attribute": ({"pipeline": "pipelines/training.py:training_pipe"}, "Invalid input", "Did you mean `training_pipeline`?"),
+    "escapes-workspace": ({"pipeline": "../outside.py:training_pipeline"}, "Invalid input", "outside the workspace"),
+    "not-a-pipeline": ({"pipeline": "pipelines/training.py:load_data"}, "Invalid input", "not a ZenML pipeline"),
+}
+
+
+@pytest.fixture(scope="module")
+def mistakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[ActionResult, Path]]:
+    """Every mistake's action, three at a time (each in a workspace and
+    local store of its own): most of a case is importing ZenML."""
+
+    def one(case: str) -> tuple[ActionResult, Path]:
+        workspace = tmp_path_factory.mktemp("mistake") / "workspace"
+        workspace.mkdir()
+        given = MISTAKES[case][0]
+        result = ActionRunner(checked_out(workspace)).run(
+            {"pipeline": SAMPLE, **given}, timeout=300, extra_env=github_env("acme/mistakes", "refs/heads/main")
+        )
+        return result, workspace
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(MISTAKES, pool.map(one, MISTAKES), strict=True))
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_mistakes_end_in_one_clear_error(mistakes: dict[str, tuple[ActionResult, Path]], case: str) -> None:
+    _, title, message = MISTAKES[case]
+    result, checkout = mistakes[case]
 
     assert result.returncode == 1
     assert len(result.errors) == 1, result.stdout
