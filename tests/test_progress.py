@@ -99,8 +99,8 @@ def test_log_reads_are_decoded_from_each_answer_shape(body: Any, entries: list[A
     [
         (Step("1", "train_model", "running", datetime.fromisoformat(T0)), "train_model: running"),
         (Step("1", "train_model", "completed", datetime.fromisoformat(T0), datetime.fromisoformat(at(42))), "train_model: completed in 42 s"),
-        (Step("1", "train_model", "failed", datetime.fromisoformat(T0), datetime.fromisoformat(at(185))), "train_model: failed after 3 min 05 s"),
-        (Step("1", "train_model", "completed", datetime.fromisoformat(T0), datetime.fromisoformat(at(7300))), "train_model: completed in 2 h 01 min"),
+        (Step("1", "train_model", "failed", datetime.fromisoformat(T0), datetime.fromisoformat(at(185))), "train_model: failed after 3 min 5 s"),
+        (Step("1", "train_model", "completed", datetime.fromisoformat(T0), datetime.fromisoformat(at(7300))), "train_model: completed in 2 h 1 min"),
         (Step("1", "train_model", "cached", datetime.fromisoformat(T0), datetime.fromisoformat(at(1))), "train_model: cached"),
         (Step("1", "train_model", "skipped"), "train_model: skipped"),
         (Step("1", "train_model", "completed"), "train_model: completed"),

@@ -30,6 +30,7 @@ from zenml_action.errors import ActionError, NotFound
 from zenml_action.failures import decode_log
 from zenml_action.github import Console, markdown_text, shorten
 from zenml_action.http import Request
+from zenml_action.report import duration_text
 from zenml_action.versions import ServerVersion
 
 # Steps listed a poll: a dynamic pipeline's first ones, in creation order.
@@ -150,20 +151,11 @@ def decode_page(body: Any) -> Page:
     return Page([])
 
 
-def duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
 def transition(step: Step) -> str:
     """`train_model: running`, `train_model: completed in 42 s`."""
     if api.is_finished(step.status) and step.status not in NO_LOG and step.seconds is not None:
         word = "in" if step.status == "completed" else "after"
-        return f"{step.name}: {step.status} {word} {duration(step.seconds)}"
+        return f"{step.name}: {step.status} {word} {duration_text(step.seconds)}"
     return f"{step.name}: {step.status}"
 
 
@@ -373,6 +365,6 @@ def steps_summary(rows: list[tuple[str, str, float | None]]) -> str:
         return ""
     lines = ["**Steps**", "", "| Step | Status | Duration |", "|---|---|--:|"]
     for name, status, seconds in rows[:MAX_STEPS]:
-        cells = [markdown_text(name), markdown_text(status), duration(seconds) if seconds is not None else ""]
+        cells = [markdown_text(name), markdown_text(status), duration_text(seconds) if seconds is not None else ""]
         lines.append("| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |")
     return "\n".join(lines) + "\n\n"
