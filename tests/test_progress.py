@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from support.fake_clock import FakeClock
 from support.streaming import relayed
 
 from zenml_action import progress
@@ -206,17 +207,6 @@ def test_a_log_that_cannot_be_read_is_given_up_after_three_failures_in_a_row() -
 
 
 # -- the watcher against a fake server ------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RunServer:

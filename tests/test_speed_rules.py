@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from support.action import ActionResult, ActionRunner
+from support.fake_clock import FakeClock
 from support.orchestrator import STEPS, complete_run, find_run
 
 from zenml_action.github import Console
@@ -31,17 +32,6 @@ POLL_SECONDS = 0.05  # a status poll's round trip on the test server
 
 def notice_target(waited: float) -> float:
     return max(5.0, 0.1 * waited)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class HourOver(Exception):
