@@ -12,7 +12,7 @@ import re
 import string
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -30,40 +30,16 @@ if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up t
 
 # name -> default, as in action.yml (a test keeps the two in step).
 DEFAULTS: dict[str, str] = {
-    "workspace-url": "",
-    "api-key": "",
-    "template": "",
-    "pipeline": "",
-    "project": "",
-    "parameters": "",
-    "config": "",
-    "run-name": "",
-    "wait": "true",
-    "timeout": "1h",
-    "poll-interval": "5s",
-    "stream-logs": "true",
-    "stop-on-cancel": "true",
-    "fail-on-run-failure": "true",
-    "dry-run": "false",
-    "ca-bundle": "",
-    "allow-insecure-http": "false",
-    "stack": "",
-    "requirements": "",
-    "create-snapshot": "",
-    "compare-to": "",
-    "gate": "",
-    "on-missing-baseline": "pass",
-    "run-id": "",
-    "resolve": "",
-    "answer": "",
-    "wait-condition": "",
-    "promote-to": "",
-    "run-for-commit": "",
+    "workspace-url": "", "api-key": "", "template": "", "pipeline": "", "project": "", "parameters": "",
+    "config": "", "run-name": "", "wait": "true", "timeout": "1h", "poll-interval": "5s",
+    "stream-logs": "true", "stop-on-cancel": "true", "fail-on-run-failure": "true", "dry-run": "false",
+    "ca-bundle": "", "allow-insecure-http": "false", "stack": "", "requirements": "", "create-snapshot": "",
+    "compare-to": "", "gate": "", "on-missing-baseline": "pass", "run-id": "", "resolve": "", "answer": "",
+    "wait-condition": "", "promote-to": "", "run-for-commit": "",
 }
 
 # What a new run is made from: none of it applies to a run that exists.
 NOT_WITH_RUN_ID = ("template", "pipeline", "parameters", "config", "run-name", "create-snapshot")
-
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -93,32 +69,27 @@ class Inputs:
     github_run_id: str
     github_run_attempt: str
     github_action: str
-    # Seconds to wait for an answer; tests shorten it to inject slow replies.
-    read_timeout: float = 60.0
-    stack: str = ""
-    requirements: str = ""
-    create_snapshot: str = ""
+    read_timeout: float  # seconds to wait for an answer; tests shorten it to inject slow replies
+    stack: str
+    requirements: str
+    create_snapshot: str
     # From the environment, as curl and requests read them: the proxy for
     # `workspace-url` ("" for none), and the CA bundle a runner may name in
     # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins over it).
-    proxy: str = ""
-    environment_ca_bundle: str = ""
-    # Judging the run: the baseline, the gate's rules, and where the run
-    # came from (recorded on it as run metadata).
-    compare_to_text: str = ""
-    compare_to: CompareTo | None = None
-    gate: tuple[Rule, ...] = ()
-    on_missing_baseline: str = "pass"
-    run_id: str = ""  # attach to this run instead of starting one
-    answering: Answering | None = None  # answer the run's question (`resolve`)
-    # `OWNER/REPO@REF` of this action, for the step a summary suggests.
-    action_ref: str = ""
-    # While waiting, the steps' log lines in the GitHub log (their
-    # transitions are shown either way: progress.py).
-    stream_logs: bool = True
-    github: dict[str, str] = field(default_factory=dict)
-    promote_to: str = ""  # the stage for the run's model version (promote.py)
-    run_for_commit: str = ""  # attach to the newest completed run of this commit
+    proxy: str
+    environment_ca_bundle: str
+    compare_to_text: str
+    compare_to: CompareTo | None
+    gate: tuple[Rule, ...]
+    on_missing_baseline: str
+    run_id: str  # attach to this run instead of starting one
+    answering: Answering | None  # answer the run's question (`resolve`)
+    action_ref: str  # `OWNER/REPO@REF` of this action, for the step a summary suggests
+    # The steps' log lines in the GitHub log while waiting (transitions are shown either way).
+    stream_logs: bool
+    github: dict[str, str]  # where the run came from, recorded on it as run metadata
+    promote_to: str  # the stage for the run's model version (promote.py)
+    run_for_commit: str  # attach to the newest completed run of this commit
 
     @property
     def attached(self) -> bool:
@@ -149,8 +120,8 @@ def parse_bool(name: str, raw: str) -> bool:
     raise InputError(name, f"{quoted(raw)} is not a boolean.", "Use `true` or `false`.")
 
 
-def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
-    """`90`, `90s`, `45m`, `2h`, `1h30m` -> seconds."""
+def parse_duration(name: str, raw: str) -> float:
+    """`90`, `90s`, `45m`, `2h`, `1h30m` -> seconds (at least 1)."""
     text = raw.strip().lower()
     fix = "Use a positive duration such as `90s`, `45m`, `2h` or a number of seconds."
     if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -160,8 +131,8 @@ def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
         seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
     else:
         raise InputError(name, f"{quoted(raw)} is not a duration.", fix)
-    if seconds < minimum:
-        raise InputError(name, f"{quoted(raw)} is shorter than {minimum:g} seconds.", fix)
+    if seconds < 1:
+        raise InputError(name, f"{quoted(raw)} is shorter than 1 seconds.", fix)
     if seconds > MAX_TIMEOUT_SECONDS:
         raise InputError(name, f"{quoted(raw)} is longer than 7 days.", fix)
     return seconds
@@ -203,16 +174,42 @@ def parse_template(raw: str) -> str:
     return value
 
 
+def parse_run_id(raw: Mapping[str, str]) -> str:
+    """`run-id`: a run that exists, to wait for and judge as if the action
+    had started it (by a schedule, ZenML's own triggers, an earlier job)."""
+    text = raw["run-id"].strip()
+    if not text:
+        return ""
+    parsed = parse_uuid(text)
+    if parsed is None:
+        raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
+    for name in NOT_WITH_RUN_ID:
+        if raw[name].strip():
+            raise InputError(
+                "run-id",
+                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
+                f"Leave `{name}` empty, or `run-id` to start a new run.",
+            )
+    return str(parsed)
+
+
+def parse_on_missing_baseline(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("pass", "fail"):
+        raise InputError(
+            "on-missing-baseline",
+            f"{quoted(raw)} is neither `pass` nor `fail`.",
+            "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`.",
+        )
+    return value
+
+
 def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[str, str], bool]:
     """Collect raw strings: flags over `INPUT_*` over defaults."""
     values = {}
     for name, default in DEFAULTS.items():
-        for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
-            if environ.get(key, "") != "":
-                values[name] = environ[key]
-                break
-        else:
-            values[name] = default
+        keys = (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}")
+        values[name] = next((environ[key] for key in keys if environ.get(key, "") != ""), default)
     if not argv:  # as GitHub runs it: no flags, and no argparse to import
         return values, False
     import argparse
@@ -301,6 +298,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
                 + ("`wait` is false." if not wait else "`create-snapshot` runs nothing."),
                 f"Set `wait: true`, or leave `{name}` empty.",
             )
+    repository, ref = environ.get("GITHUB_ACTION_REPOSITORY", "").strip(), environ.get("GITHUB_ACTION_REF", "").strip()
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
@@ -335,43 +333,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         on_missing_baseline=parse_on_missing_baseline(raw["on-missing-baseline"]),
         run_id=run_id,
         answering=answering,
-        action_ref=action_ref(environ),
+        action_ref=f"{repository}@{ref}" if repository and ref else "OWNER/REPO@<release-sha>",
         github=github_context(environ),
         promote_to=parse_promote_to(raw["promote-to"], wait=wait, create_snapshot=create_snapshot, has_server=bool(workspace_url)),
         run_for_commit=run_for_commit,
     )
-
-
-def parse_run_id(raw: Mapping[str, str]) -> str:
-    """`run-id`: a run that exists, to wait for and judge as if the action
-    had started it (by a schedule, ZenML's own triggers, an earlier job)."""
-    text = raw["run-id"].strip()
-    if not text:
-        return ""
-    parsed = parse_uuid(text)
-    if parsed is None:
-        raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
-    for name in NOT_WITH_RUN_ID:
-        if raw[name].strip():
-            raise InputError(
-                "run-id",
-                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
-                f"Leave `{name}` empty, or `run-id` to start a new run.",
-            )
-    return str(parsed)
-
-
-def action_ref(environ: Mapping[str, str]) -> str:
-    repository, ref = environ.get("GITHUB_ACTION_REPOSITORY", "").strip(), environ.get("GITHUB_ACTION_REF", "").strip()
-    return f"{repository}@{ref}" if repository and ref else "OWNER/REPO@<release-sha>"
-
-
-def parse_on_missing_baseline(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("pass", "fail"):
-        raise InputError(
-            "on-missing-baseline",
-            f"{quoted(raw)} is neither `pass` nor `fail`.",
-            "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`.",
-        )
-    return value
