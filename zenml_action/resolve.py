@@ -55,26 +55,6 @@ def _names(mapping: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in mapping) if isinstance(mapping, dict) else ()
 
 
-def snapshot_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """`metadata.step_configurations[step].config.parameters`: every step
-    parameter with its value, defaults included."""
-    configurations = _mapping(api.dig(body, "metadata", "step_configurations"))
-    return {str(step): _names(api.dig(config, "config", "parameters")) for step, config in configurations.items()}
-
-
-def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """A run template's `metadata.config_template.steps[step].parameters`
-    and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
-    steps = _mapping(api.dig(body, "metadata", "config_template", "steps"))
-    definitions = _mapping(api.dig(body, "metadata", "config_schema", "$defs"))
-    found: dict[str, tuple[str, ...]] = {}
-    for step, config in steps.items():
-        names = _names(api.dig(config, "parameters"))
-        schema_names = _names(api.dig(definitions.get(f"{step}_parameters"), "properties"))
-        found[str(step)] = names + tuple(name for name in schema_names if name not in names)
-    return found
-
-
 def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_names: dict[str, tuple[str, ...]]) -> Target:
     return Target(
         kind=kind,
@@ -90,12 +70,25 @@ def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_nam
 
 
 def target_from_snapshot(body: dict[str, Any]) -> Target:
-    return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), snapshot_parameter_names(body))
+    """Step parameter names from `metadata.step_configurations[step].config.parameters`:
+    every step parameter with its value, defaults included."""
+    configurations = _mapping(api.dig(body, "metadata", "step_configurations"))
+    names = {str(step): _names(api.dig(config, "config", "parameters")) for step, config in configurations.items()}
+    return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), names)
 
 
 def target_from_run_template(body: dict[str, Any]) -> Target:
+    """Step parameter names from `metadata.config_template.steps[step].parameters`
+    and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
+    steps = _mapping(api.dig(body, "metadata", "config_template", "steps"))
+    definitions = _mapping(api.dig(body, "metadata", "config_schema", "$defs"))
+    found: dict[str, tuple[str, ...]] = {}
+    for step, config in steps.items():
+        names = _names(api.dig(config, "parameters"))
+        schema_names = _names(api.dig(definitions.get(f"{step}_parameters"), "properties"))
+        found[str(step)] = names + tuple(name for name in schema_names if name not in names)
     is_dynamic = api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")
-    return _target(RUN_TEMPLATE, body, is_dynamic, template_parameter_names(body))
+    return _target(RUN_TEMPLATE, body, is_dynamic, found)
 
 
 def _in_project(project: str) -> str:
@@ -186,39 +179,24 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server
     )
 
 
-def _newest_run_template(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
-    """Before 0.90: the pipeline's newest runnable run template."""
-    found = [
-        entry
-        for entry in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=20)))
-        if api.dig(entry, "body", "runnable")
-    ]
-    if not found:
-        raise NotFound(
-            f"Pipeline `{pipeline}` has no runnable run template"
-            f"{_in_project(project)}. "
-            "A runnable template needs a remote stack and a container image build: create one with "
-            "`zenml pipeline create-run-template` on such a stack, or set `template`. "
-            + _available(client, project, pipeline, server)
-        )
-    return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
-
-
 def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
-    if not server.has_snapshots:
-        return _newest_run_template(client, project, pipeline, server)
-    found = api.items(
-        client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True))
-    )
+    """The pipeline's newest runnable named snapshot; before 0.90, its newest runnable run template."""
+    if server.has_snapshots:
+        listing = api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True)
+        kind, short, command = "named snapshot", "snapshot", "`zenml pipeline snapshot create`"
+    else:
+        listing = api.list_run_templates(project=project, pipeline=pipeline, size=20)
+        kind, short, command = "run template", "template", "`zenml pipeline create-run-template`"
+    found = [e for e in api.items(client.call(listing)) if server.has_snapshots or api.dig(e, "body", "runnable")]
     if not found:
         raise NotFound(
-            f"Pipeline `{pipeline}` has no runnable named snapshot"
-            f"{_in_project(project)}. "
-            "A runnable snapshot needs a remote stack and a container image build: "
-            "create one with `zenml pipeline snapshot create` on such a stack, or "
-            "set `template`. " + _available(client, project, pipeline, server)
+            f"Pipeline `{pipeline}` has no runnable {kind}{_in_project(project)}. "
+            f"A runnable {short} needs a remote stack and a container image build: create one with "
+            f"{command} on such a stack, or set `template`. " + _available(client, project, pipeline, server)
         )
-    return _hydrated(client, found[0])
+    if server.has_snapshots:
+        return _hydrated(client, found[0])
+    return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
 
 
 def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
