@@ -298,7 +298,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
                 + ("`wait` is false." if not wait else "`create-snapshot` runs nothing."),
                 f"Set `wait: true`, or leave `{name}` empty.",
             )
-    repository, ref = environ.get("GITHUB_ACTION_REPOSITORY", "").strip(), environ.get("GITHUB_ACTION_REF", "").strip()
+    repository, ref = (environ.get(f"GITHUB_ACTION_{part}", "").strip() for part in ("REPOSITORY", "REF"))
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",

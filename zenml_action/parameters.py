@@ -66,9 +66,7 @@ def inside_workspace(path: Path, workspace: Path) -> bool:
 
 
 def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
-    path = Path(raw_path)
-    if not path.is_absolute():
-        path = workspace / path
+    path = workspace / raw_path  # an absolute path stays as it is
     if not inside_workspace(path, workspace):
         raise InputError(
             name,
@@ -205,14 +203,6 @@ def _steps_taking(parameter: str, steps: dict[str, dict[str, Any]]) -> list[str]
     return [name for name, schema in steps.items() if parameter in (schema.get("properties") or {})]
 
 
-def _declared_pipeline_parameters(target: Target) -> list[str]:
-    """The pipeline function's parameters: from its input schema (0.90+),
-    else from the spec's `parameters` (their defaults; 0.85)."""
-    input_schema = target.pipeline_spec.get("input_schema") or {}
-    declared = input_schema.get("properties") if input_schema else target.pipeline_spec.get("parameters")
-    return sorted(str(name) for name in declared) if isinstance(declared, dict) else []
-
-
 def unchecked(target: Target) -> list[str]:
     """What the server does not state, so it cannot be checked before
     sending (said in a dry run)."""
@@ -289,8 +279,12 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
         raise ParameterError(f"`parameters` must be a mapping. Fix `{source}`.")
     if not pipeline_parameters:
         return config
-    input_schema = target.pipeline_spec.get("input_schema") or {}
-    declared = _declared_pipeline_parameters(target)
+    # The pipeline function's parameters: from its input schema (0.90+), else
+    # from the spec's `parameters` (their defaults; 0.85).
+    spec = target.pipeline_spec
+    input_schema = spec.get("input_schema") or {}
+    declared_names = input_schema.get("properties") if input_schema else spec.get("parameters")
+    declared = sorted(str(name) for name in declared_names) if isinstance(declared_names, dict) else []
     for name in pipeline_parameters:
         if name not in declared:
             owners = _steps_taking(name, steps)

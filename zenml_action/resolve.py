@@ -72,8 +72,8 @@ def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_nam
 def target_from_snapshot(body: dict[str, Any]) -> Target:
     """Step parameter names from `metadata.step_configurations[step].config.parameters`:
     every step parameter with its value, defaults included."""
-    configurations = _mapping(api.dig(body, "metadata", "step_configurations"))
-    names = {str(step): _names(api.dig(config, "config", "parameters")) for step, config in configurations.items()}
+    configs = _mapping(api.dig(body, "metadata", "step_configurations"))
+    names = {str(step): _names(api.dig(conf, "config", "parameters")) for step, conf in configs.items()}
     return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), names)
 
 
@@ -187,7 +187,9 @@ def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server
     else:
         listing = api.list_run_templates(project=project, pipeline=pipeline, size=20)
         kind, short, command = "run template", "template", "`zenml pipeline create-run-template`"
-    found = [e for e in api.items(client.call(listing)) if server.has_snapshots or api.dig(e, "body", "runnable")]
+    found = api.items(client.call(listing))
+    if not server.has_snapshots:  # the listing of run templates has no `runnable` filter
+        found = [entry for entry in found if api.dig(entry, "body", "runnable")]
     if not found:
         raise NotFound(
             f"Pipeline `{pipeline}` has no runnable {kind}{_in_project(project)}. "

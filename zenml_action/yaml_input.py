@@ -5,6 +5,7 @@ YAML-only values (dates, sets, binary) or non-finite numbers."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 from typing import Any
 
@@ -23,15 +24,10 @@ def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
     """Count nodes as they would be after alias expansion; a small document
     with nested aliases ("billion laughs") expands to millions."""
     budget[0] -= 1
-    if budget[0] < 0:
-        return
-    if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
+    if budget[0] >= 0 and isinstance(node, yaml.CollectionNode):
+        pairs = node.value if isinstance(node, yaml.MappingNode) else [(child,) for child in node.value]
+        for child in itertools.chain.from_iterable(pairs):
             _count_nodes(child, budget)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _count_nodes(key, budget)
-            _count_nodes(value, budget)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -54,16 +50,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
     value = _load(name, text)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
+    if not isinstance(value, dict | None):
         raise InputError(
             name,
             f"is YAML of type {type(value).__name__}, not a mapping.",
             "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
         )
-    _check_json_values(name, value)
-    return value
+    _check_json_values(name, value or {})
+    return value or {}
 
 
 def parse_yaml_value(name: str, text: str) -> Any:
@@ -87,7 +81,7 @@ def _load(name: str, text: str) -> Any:
                 f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
                 "Pass only the settings you change, and write them out without nested YAML aliases.",
             )
-        value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise InputError(name, f"has a value Python cannot read ({exc}).", "Quote very long numbers to pass them as text.") from exc
     except yaml.YAMLError as exc:
@@ -101,7 +95,6 @@ def _load(name: str, text: str) -> Any:
         ) from exc
     except RecursionError as exc:
         raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
-    return value
 
 
 def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) -> None:
@@ -114,11 +107,8 @@ def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) ->
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InputError(
-                    name,
-                    f"has a key `{key!r}` {where} that is not a string.",
-                    "Quote the key, e.g. `\"1\": value`.",
-                )
+                fix = "Quote the key, e.g. `\"1\": value`."
+                raise InputError(name, f"has a key `{key!r}` {where} that is not a string.", fix)
             _check_json_values(name, item, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
