@@ -10,6 +10,7 @@ run template.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,13 +100,6 @@ def _kinds(server: ServerVersion) -> str:
     return "snapshot or run template" if server.has_snapshots else f"run template (ZenML {server.raw} has no snapshots)"
 
 
-def _describe(entries: list[dict[str, Any]]) -> str:
-    return ", ".join(
-        f"`{e.get('name')}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e.get('id')})"
-        for e in entries
-    )
-
-
 def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> str:
     """A few names that do exist, to put in a not-found message."""
 
@@ -131,50 +125,38 @@ def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerV
 
 
 def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion) -> Target:
-    if server.has_snapshots:
-        try:
-            return target_from_snapshot(client.call(api.get_snapshot(template_id)))
-        except NotFound:
-            pass
-    try:
-        return target_from_run_template(client.call(api.get_run_template(template_id)))
-    except NotFound:
-        raise NotFound(
-            f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
-            "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
-            "sure `workspace-url` points at the server that holds it."
-        ) from None
-
-
-def _named(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """What carries exactly this name (and an ID): a server that read the
-    filter another way must not make the action run something else."""
-    return [e for e in entries if e.get("name") == name and e.get("id")]
+    snapshot = [(api.get_snapshot, target_from_snapshot)] if server.has_snapshots else []
+    for get, target in [*snapshot, (api.get_run_template, target_from_run_template)]:
+        with contextlib.suppress(NotFound):
+            return target(client.call(get(template_id)))
+    raise NotFound(
+        f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
+        "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
+        "sure `workspace-url` points at the server that holds it."
+    )
 
 
 def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion) -> Target:
-    found = _named(api.items(
-        client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True))
-    ), name) if server.has_snapshots else []
-    if len(found) > 1:
-        raise Ambiguous(
-            f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
-            "to the pipeline you mean, or set `template` to the snapshot's ID."
-        )
-    if found:
-        return _hydrated(client, found[0])
-    templates = _named(api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline))), name)
-    if len(templates) > 1:
-        raise Ambiguous(
-            f"{len(templates)} run templates are named `{name}`: {_describe(templates)}. "
-            "Set `pipeline` to the pipeline you mean, or `template` to the ID."
-        )
-    if templates:
-        return target_from_run_template(client.call(api.get_run_template(str(templates[0]["id"]))))
+    snapshots = api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True)
+    searches = [(SNAPSHOT, snapshots, "set `template` to the snapshot's ID")] if server.has_snapshots else []
+    templates = api.list_run_templates(name=name, project=project, pipeline=pipeline)
+    for kind, listing, by_id in [*searches, (RUN_TEMPLATE, templates, "`template` to the ID")]:
+        # Exactly this name: a server that read the filter another way must
+        # not make the action run something else.
+        found = [entry for entry in api.items(client.call(listing)) if entry.get("name") == name]
+        if len(found) > 1:
+            described = ", ".join(
+                f"`{name}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e['id']})" for e in found
+            )
+            raise Ambiguous(
+                f"{len(found)} {kind}s are named `{name}`: {described}. "
+                f"Set `pipeline` to the pipeline you mean, or {by_id}."
+            )
+        if found:
+            return _read(client, kind, found[0])
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     raise NotFound(
-        f"No {_kinds(server)} named `{name}`{where} exists"
-        f"{_in_project(project)}. "
+        f"No {_kinds(server)} named `{name}`{where} exists{_in_project(project)}. "
         + _available(client, project, pipeline, server)
     )
 
@@ -196,14 +178,14 @@ def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server
             f"A runnable {short} needs a remote stack and a container image build: create one with "
             f"{command} on such a stack, or set `template`. " + _available(client, project, pipeline, server)
         )
-    if server.has_snapshots:
-        return _hydrated(client, found[0])
-    return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
+    return _read(client, SNAPSHOT if server.has_snapshots else RUN_TEMPLATE, found[0])
 
 
-def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
-    """The snapshot from a hydrated listing; read on its own only if the
-    server left out the pipeline spec."""
+def _read(client: ZenMLClient, kind: str, listed: dict[str, Any]) -> Target:
+    """The target a listing found. A snapshot's listing is hydrated: it is read
+    on its own only if the server left out the pipeline spec."""
+    if kind == RUN_TEMPLATE:
+        return target_from_run_template(client.call(api.get_run_template(str(listed["id"]))))
     if api.dig(listed, "metadata", "pipeline_spec"):
         return target_from_snapshot(listed)
     return target_from_snapshot(client.call(api.get_snapshot(str(listed["id"]))))
