@@ -130,9 +130,6 @@ def read_run_configuration(inputs: Inputs) -> dict[str, Any]:
     return run_configuration
 
 
-# -- checks against the snapshot --------------------------------------------
-
-
 def prepare_checks(run_configuration: dict[str, Any]) -> None:
     """Import the schema checker ahead of need (0.1-0.2 s), while the server
     works on something else; only when there is something to check."""
@@ -220,8 +217,18 @@ def unchecked(target: Target) -> list[str]:
     return notes
 
 
-def _check_setting_types(config: dict[str, Any], source: str) -> None:
-    """The types of the simple settings, in the user's words."""
+def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
+    """Validate against the snapshot and return the configuration to send."""
+    config = copy.deepcopy(run_configuration)
+    for key in config:
+        if key not in RUN_CONFIGURATION_KEYS:
+            raise ParameterError(
+                f"`{key}` is not a run-configuration setting.{_did_you_mean(key, sorted(RUN_CONFIGURATION_KEYS))} "
+                f"If it is a pipeline parameter, put it under `parameters:` or pass a flat mapping. Fix `{source}`."
+            )
+        if key in SERVER_REFUSED_KEYS:
+            raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
+    # The types of the simple settings, in the user's words.
     for key in BOOLEAN_SETTINGS & set(config):
         if config[key] is not None and not isinstance(config[key], bool):
             raise ParameterError(f"`{key}` must be `true` or `false`, not {config[key]!r}. Fix `{source}`.")
@@ -235,20 +242,6 @@ def _check_setting_types(config: dict[str, Any], source: str) -> None:
         raise ParameterError(
             f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}. Fix `{source}`."
         )
-
-
-def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
-    """Validate against the snapshot and return the configuration to send."""
-    config = copy.deepcopy(run_configuration)
-    for key in config:
-        if key not in RUN_CONFIGURATION_KEYS:
-            raise ParameterError(
-                f"`{key}` is not a run-configuration setting.{_did_you_mean(key, sorted(RUN_CONFIGURATION_KEYS))} "
-                f"If it is a pipeline parameter, put it under `parameters:` or pass a flat mapping. Fix `{source}`."
-            )
-        if key in SERVER_REFUSED_KEYS:
-            raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
-    _check_setting_types(config, source)
     steps = _steps(target)
     if not isinstance(config.get("steps", {}), dict):
         raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")
