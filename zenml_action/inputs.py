@@ -166,11 +166,8 @@ def parse_run_name(raw: str) -> str:
 def parse_template(raw: str) -> str:
     value = parse_name("template", raw)
     if UUID_LIKE.fullmatch(value) and "-" in value and parse_uuid(value) is None:
-        raise InputError(
-            "template",
-            f"`{value}` looks like a UUID but is not a valid one.",
-            "Copy the full snapshot ID (36 characters) or use its name.",
-        )
+        fix = "Copy the full snapshot ID (36 characters) or use its name."
+        raise InputError("template", f"`{value}` looks like a UUID but is not a valid one.", fix)
     return value
 
 
@@ -196,11 +193,8 @@ def parse_run_id(raw: Mapping[str, str]) -> str:
 def parse_on_missing_baseline(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("pass", "fail"):
-        raise InputError(
-            "on-missing-baseline",
-            f"{quoted(raw)} is neither `pass` nor `fail`.",
-            "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`.",
-        )
+        fix = "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`."
+        raise InputError("on-missing-baseline", f"{quoted(raw)} is neither `pass` nor `fail`.", fix)
     return value
 
 
@@ -253,11 +247,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     raw_key = raw["api-key"] or environ.get("ZENML_STORE_API_KEY", "")
     workspace_url = parse_workspace_url(raw_url, allow_http) if raw_url.strip() or not code_mode else ""
     if code_mode and template:
-        raise InputError(
-            "template",
-            "cannot be combined with a code `pipeline` (`file.py:name`).",
-            "Use `template` to run a snapshot on the server, or `pipeline: file.py:name` to run code.",
-        )
+        fix = "Use `template` to run a snapshot on the server, or `pipeline: file.py:name` to run code."
+        raise InputError("template", "cannot be combined with a code `pipeline` (`file.py:name`).", fix)
     create_snapshot = parse_name("create-snapshot", raw["create-snapshot"])
     if create_snapshot and not (code_mode and workspace_url):
         raise InputError(

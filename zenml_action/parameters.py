@@ -68,11 +68,8 @@ def inside_workspace(path: Path, workspace: Path) -> bool:
 def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
     path = workspace / raw_path  # an absolute path stays as it is
     if not inside_workspace(path, workspace):
-        raise InputError(
-            name,
-            f"`{raw_path}` is outside the workspace.",
-            "Give a path inside the repository checkout, relative to its root.",
-        )
+        fix = "Give a path inside the repository checkout, relative to its root."
+        raise InputError(name, f"`{raw_path}` is outside the workspace.", fix)
     if path.exists() and not path.is_file():
         # A directory, or a FIFO or device that would block or never end.
         raise InputError(name, f"`{raw_path}` is not a regular file.", "Give the path of a YAML file.")

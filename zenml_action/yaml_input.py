@@ -51,11 +51,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
     value = _load(name, text)
     if not isinstance(value, dict | None):
-        raise InputError(
-            name,
-            f"is YAML of type {type(value).__name__}, not a mapping.",
-            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
-        )
+        fix = "Write `name: value` pairs, e.g. `model_type: gradient_boosting`."
+        raise InputError(name, f"is YAML of type {type(value).__name__}, not a mapping.", fix)
     _check_json_values(name, value or {})
     return value or {}
 
@@ -88,11 +85,8 @@ def _load(name: str, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise InputError(
-            name,
-            f"is not valid YAML{where}: {problem}.",
-            "Write a mapping such as `model_type: gradient_boosting`, one key per line.",
-        ) from exc
+        fix = "Write a mapping such as `model_type: gradient_boosting`, one key per line."
+        raise InputError(name, f"is not valid YAML{where}: {problem}.", fix) from exc
     except RecursionError as exc:
         raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
 
@@ -114,11 +108,8 @@ def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) ->
         for index, item in enumerate(value):
             _check_json_values(name, item, f"{path}[{index}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
-        raise InputError(
-            name,
-            f"has the value `{value}` {where}, which is not a finite number.",
-            "Use a finite number, or quote the value to pass it as text.",
-        )
+        fix = "Use a finite number, or quote the value to pass it as text."
+        raise InputError(name, f"has the value `{value}` {where}, which is not a finite number.", fix)
     elif isinstance(value, (datetime.date, datetime.datetime)):
         raise InputError(
             name,
