@@ -127,9 +127,7 @@ def parse_ca_bundle(name: str, raw: str, path: Path) -> Path:
     try:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, ValueError, OSError) as exc:
-        raise InputError(
-            name,
-            f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__}).",
-            "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks.",
-        ) from exc
+        fix = "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks."
+        problem = f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__})."
+        raise InputError(name, problem, fix) from exc
     return path

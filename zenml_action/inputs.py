@@ -127,8 +127,7 @@ def parse_duration(name: str, raw: str) -> float:
     if re.fullmatch(r"\d+(\.\d+)?", text):
         seconds = float(text)
     elif text and DURATION_PART.sub("", text) == "":
-        unit = {"h": 3600, "m": 60, "s": 1}
-        seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in DURATION_PART.findall(text))
     else:
         raise InputError(name, f"{quoted(raw)} is not a duration.", fix)
     if seconds < 1:
@@ -251,20 +250,17 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         raise InputError("template", "cannot be combined with a code `pipeline` (`file.py:name`).", fix)
     create_snapshot = parse_name("create-snapshot", raw["create-snapshot"])
     if create_snapshot and not (code_mode and workspace_url):
-        raise InputError(
-            "create-snapshot",
-            "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on.",
-            "Set both, and a remote `stack` so that the snapshot can be run by the server.",
-        )
+        problem = "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on."
+        fix = "Set both, and a remote `stack` so that the snapshot can be run by the server."
+        raise InputError("create-snapshot", problem, fix)
     ca_path = raw["ca-bundle"].strip()  # relative to the workspace, unless absolute
     ca_bundle = parse_ca_bundle("ca-bundle", raw["ca-bundle"], workspace / ca_path) if ca_path else None
-    # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE;
-    # `ca-bundle` wins over both.
-    environment_ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
+    # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE; `ca-bundle` wins over both.
+    ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
+    raw_ca = environ.get(ca_name, "").strip()
     environment_ca_bundle = ""
-    if workspace_url and ca_bundle is None and environment_ca_name:
-        raw_ca = environ[environment_ca_name].strip()
-        environment_ca_bundle = str(parse_ca_bundle(environment_ca_name, raw_ca, Path(raw_ca)))
+    if workspace_url and ca_bundle is None and raw_ca:
+        environment_ca_bundle = str(parse_ca_bundle(ca_name, raw_ca, Path(raw_ca)))
     compare_to: CompareTo | None = None
     if raw["compare-to"].strip():
         from zenml_action.judge import parse_compare_to
@@ -283,12 +279,9 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     wait = parse_bool("wait", raw["wait"])
     for name, given in (("gate", bool(rules)), ("compare-to", compare_to is not None)):
         if given and (not wait or create_snapshot):
-            raise InputError(
-                name,
-                "needs a finished run to judge, and "
-                + ("`wait` is false." if not wait else "`create-snapshot` runs nothing."),
-                f"Set `wait: true`, or leave `{name}` empty.",
-            )
+            why = "`wait` is false." if not wait else "`create-snapshot` runs nothing."
+            fix = f"Set `wait: true`, or leave `{name}` empty."
+            raise InputError(name, f"needs a finished run to judge, and {why}", fix)
     repository, ref = (environ.get(f"GITHUB_ACTION_{part}", "").strip() for part in ("REPOSITORY", "REF"))
     return Inputs(
         workspace_url=workspace_url,

@@ -73,11 +73,9 @@ def _load(name: str, text: str) -> Any:
         if node is not None:
             _count_nodes(node, budget)
         if budget[0] < 0:
-            raise InputError(
-                name,
-                f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
-                "Pass only the settings you change, and write them out without nested YAML aliases.",
-            )
+            fix = "Pass only the settings you change, and write them out without nested YAML aliases."
+            problem = f"has more than {MAX_YAML_NODES} values once its aliases are expanded."
+            raise InputError(name, problem, fix)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise InputError(name, f"has a value Python cannot read ({exc}).", "Quote very long numbers to pass them as text.") from exc
@@ -110,15 +108,9 @@ def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) ->
     elif isinstance(value, float) and not math.isfinite(value):
         fix = "Use a finite number, or quote the value to pass it as text."
         raise InputError(name, f"has the value `{value}` {where}, which is not a finite number.", fix)
-    elif isinstance(value, (datetime.date, datetime.datetime)):
-        raise InputError(
-            name,
-            f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text.",
-            f"Quote it (`'{value.isoformat()}'`) to pass it as a string.",
-        )
+    elif isinstance(value, datetime.date):  # a datetime too
+        problem = f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text."
+        raise InputError(name, problem, f"Quote it (`'{value.isoformat()}'`) to pass it as a string.")
     elif value is not None and not isinstance(value, (str, bool, int, float)):
-        raise InputError(
-            name,
-            f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON.",
-            "Use plain strings, numbers, booleans, lists and mappings.",
-        )
+        problem = f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON."
+        raise InputError(name, problem, "Use plain strings, numbers, booleans, lists and mappings.")
