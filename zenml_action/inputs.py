@@ -73,9 +73,8 @@ class Inputs:
     stack: str
     requirements: str
     create_snapshot: str
-    # From the environment, as curl and requests read them: the proxy for
-    # `workspace-url` ("" for none), and the CA bundle a runner may name in
-    # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins over it).
+    # From the environment, as curl and requests read them: the proxy for `workspace-url` ("" for none),
+    # and the CA bundle a runner may name in REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins).
     proxy: str
     environment_ca_bundle: str
     compare_to_text: str
@@ -85,8 +84,7 @@ class Inputs:
     run_id: str  # attach to this run instead of starting one
     answering: Answering | None  # answer the run's question (`resolve`)
     action_ref: str  # `OWNER/REPO@REF` of this action, for the step a summary suggests
-    # The steps' log lines in the GitHub log while waiting (transitions are shown either way).
-    stream_logs: bool
+    stream_logs: bool  # the steps' log lines in the GitHub log while waiting (transitions show either way)
     github: dict[str, str]  # where the run came from, recorded on it as run metadata
     promote_to: str  # the stage for the run's model version (promote.py)
     run_for_commit: str  # attach to the newest completed run of this commit

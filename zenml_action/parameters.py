@@ -22,29 +22,26 @@ if TYPE_CHECKING:
 # `zenml.config.pipeline_run_configuration.PipelineRunConfiguration` in 0.98.
 RUN_CONFIGURATION_KEYS = frozenset({
     "build", "cache_policy", "cleanup_hook_source", "enable_artifact_metadata",
-    "enable_artifact_visualization", "enable_cache", "enable_heartbeat",
-    "enable_pipeline_logs", "enable_step_logs", "end_hook_source", "environment",
-    "execution_mode", "extra", "failure_hook_source", "init_hook_kwargs",
-    "init_hook_source", "model", "parameters", "pause_hook_source",
-    "resume_hook_source", "retry", "run_name", "schedule", "secrets", "settings",
-    "skip_successful_steps", "start_hook_source", "step_default_input_overrides",
-    "step_input_overrides", "steps", "steps_to_skip", "substitutions",
+    "enable_artifact_visualization", "enable_cache", "enable_heartbeat", "enable_pipeline_logs",
+    "enable_step_logs", "end_hook_source", "environment", "execution_mode", "extra", "failure_hook_source",
+    "init_hook_kwargs", "init_hook_source", "model", "parameters", "pause_hook_source", "resume_hook_source",
+    "retry", "run_name", "schedule", "secrets", "settings", "skip_successful_steps", "start_hook_source",
+    "step_default_input_overrides", "step_input_overrides", "steps", "steps_to_skip", "substitutions",
     "success_hook_source", "tags",
 })
 # Settings whose type is simple enough to check before the server does (its
 # 422 answer names neither the input nor the fix).
 BOOLEAN_SETTINGS = frozenset({
-    "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache",
-    "enable_heartbeat", "enable_pipeline_logs", "enable_step_logs", "skip_successful_steps",
+    "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache", "enable_heartbeat",
+    "enable_pipeline_logs", "enable_step_logs", "skip_successful_steps",
 })
 # `zenml.config.step_configurations.StepConfigurationUpdate` in 0.98.
 STEP_CONFIGURATION_KEYS = frozenset({
-    "cache_policy", "enable_artifact_metadata", "enable_artifact_visualization",
-    "enable_cache", "enable_step_logs", "end_hook_source", "environment",
-    "experiment_tracker", "extra", "failure_hook_source", "group",
-    "heartbeat_healthy_threshold", "model", "outputs", "parameters", "retry",
-    "runtime", "secrets", "settings", "start_hook_source", "step_operator",
-    "substitutions", "success_hook_source",
+    "cache_policy", "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache",
+    "enable_step_logs", "end_hook_source", "environment", "experiment_tracker", "extra",
+    "failure_hook_source", "group", "heartbeat_healthy_threshold", "model", "outputs", "parameters", "retry",
+    "runtime", "secrets", "settings", "start_hook_source", "step_operator", "substitutions",
+    "success_hook_source",
 })
 # What a server refuses in a run configuration it runs itself.
 SERVER_REFUSED_KEYS = frozenset({"build", "schedule"})
@@ -93,8 +90,6 @@ def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
     """`ci/params.yaml` is a file; `config_file: ci/params.yaml` and
     `{file: x.yaml}` are inline YAML that mention one."""
     text = raw.strip()
-    if not text:
-        return {}
     single_line = "\n" not in text and ": " not in text and not text.startswith(("{", "["))
     if single_line and text.lower().endswith((".yaml", ".yml")):
         return read_yaml_file("parameters", text, workspace)

@@ -130,9 +130,8 @@ def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion) -> Targ
         with contextlib.suppress(NotFound):
             return target(client.call(get(template_id)))
     raise NotFound(
-        f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
-        "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
-        "sure `workspace-url` points at the server that holds it."
+        f"No {_kinds(server)} has the ID {template_id}. Check `template`: copy the ID from the dashboard "
+        "or `zenml pipeline snapshot list`, and make sure `workspace-url` points at the server that holds it."
     )
 
 
@@ -146,7 +145,8 @@ def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server
         found = [entry for entry in api.items(client.call(listing)) if entry.get("name") == name]
         if len(found) > 1:
             described = ", ".join(
-                f"`{name}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e['id']})" for e in found
+                f"`{name}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e['id']})"
+                for e in found
             )
             raise Ambiguous(
                 f"{len(found)} {kind}s are named `{name}`: {described}. "
@@ -205,10 +205,9 @@ def resolve(client: ZenMLClient, template: str, pipeline: str, project: str, ser
         target = _newest_of_pipeline(client, project, pipeline, server)
     if not target.runnable:
         raise NotRunnable(
-            f"The {target.label} cannot be run by the server: it was made on a stack "
-            "with local components, or has no container image build. Create the "
-            "snapshot on a remote stack (remote orchestrator, artifact store and "
-            "container registry), or run the pipeline from code with "
+            f"The {target.label} cannot be run by the server: it was made on a stack with local components, "
+            "or has no container image build. Create the snapshot on a remote stack (remote orchestrator, "
+            "artifact store and container registry), or run the pipeline from code with "
             "`pipeline: path/to/file.py:pipeline`."
         )
     return target
