@@ -209,10 +209,8 @@ def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[st
         def error(self, message: str) -> NoReturn:
             raise InputError("command line", f"{message}.", "Run `python entrypoint.py --help` for the flags.")
 
-    parser = Parser(
-        prog="entrypoint.py",
-        description="Trigger a ZenML pipeline run and report it (inputs as in action.yml).",
-    )
+    description = "Trigger a ZenML pipeline run and report it (inputs as in action.yml)."
+    parser = Parser(prog="entrypoint.py", description=description)
     for name in DEFAULTS:
         parser.add_argument(f"--{name}", dest=name)
     parser.add_argument("--debug", action="store_true", help="print request details (never secrets)")

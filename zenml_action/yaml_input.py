@@ -20,7 +20,7 @@ MAX_YAML_NODES = 20_000
 MAX_YAML_DEPTH = 50
 
 
-def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
+def _count_nodes(node: yaml.Node | None, budget: list[int]) -> None:
     """Count nodes as they would be after alias expansion; a small document
     with nested aliases ("billion laughs") expands to millions."""
     budget[0] -= 1
@@ -68,10 +68,8 @@ def _load(name: str, text: str) -> Any:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         budget = [MAX_YAML_NODES]
-        if node is not None:
-            _count_nodes(node, budget)
+        _count_nodes(yaml.compose(text, Loader=yaml.SafeLoader), budget)
         if budget[0] < 0:
             fix = "Pass only the settings you change, and write them out without nested YAML aliases."
             problem = f"has more than {MAX_YAML_NODES} values once its aliases are expanded."
