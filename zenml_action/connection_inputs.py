@@ -99,7 +99,6 @@ def parse_api_key(raw: str) -> str:
 
 
 def parse_proxy(proxy: str) -> str:
-    """The proxy chosen from the environment, checked before any request."""
     if not proxy:
         return ""
     url = proxy if "://" in proxy else f"http://{proxy}"

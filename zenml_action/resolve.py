@@ -27,8 +27,6 @@ RUN_TEMPLATE = "run template"
 
 @dataclass(frozen=True)
 class Target:
-    """What will be run, with what the parameter checks need."""
-
     kind: str
     id: str
     name: str
@@ -48,7 +46,6 @@ class Target:
 
 
 def _mapping(value: Any) -> dict[str, Any]:
-    """A mapping from the server, or an empty one where it sent another shape."""
     return value if isinstance(value, dict) else {}
 
 
