@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
-from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,32 +18,24 @@ MAX_URL_LENGTH = 2048
 MAX_API_KEY_LENGTH = 4096
 API_KEY_PATTERN = re.compile(r"(ZENKEY|ZENPROKEY)_[A-Za-z0-9_\-+/=.]{8,}")
 PROXY_NAME = "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY"
+FIX_BASE_URL = "Give the server's base URL only."
 FIX_PROXY = "Fix the proxy URL, e.g. http://proxy.example.com:3128."
-
-
-def refuse_first(name: str, checks: Iterable[tuple[bool, str, str]]) -> None:
-    """Raise the first `(failed, problem, fix)` that failed."""
-    for failed, problem, fix in checks:
-        if failed:
-            raise InputError(name, problem, fix)
 
 
 def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     name = "workspace-url"
     url = raw.strip()
-    refuse_first(name, [
-        (
-            not url,
+    if not url:
+        raise InputError(
+            name,
             "is not set.",
             "Set it to your ZenML server or ZenML Pro workspace URL, or set the ZENML_STORE_URL environment variable.",
-        ),
-        (
-            any(c.isspace() or not c.isprintable() for c in url),
-            "contains white space or control characters.",
-            "Give a single URL such as https://zenml.example.com.",
-        ),
-        (len(url) > MAX_URL_LENGTH, f"is longer than {MAX_URL_LENGTH} characters.", "Give the server's base URL only."),
-    ])
+        )
+    if any(c.isspace() or not c.isprintable() for c in url):
+        fix = "Give a single URL such as https://zenml.example.com."
+        raise InputError(name, "contains white space or control characters.", fix)
+    if len(url) > MAX_URL_LENGTH:
+        raise InputError(name, f"is longer than {MAX_URL_LENGTH} characters.", FIX_BASE_URL)
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 bracket)
@@ -54,25 +45,21 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
+    if parts.scheme not in ("http", "https") or not host:
+        fix = "Give the full URL with its scheme, e.g. https://zenml.example.com."
+        raise InputError(name, f"{quoted(url)} is not an http(s) URL.", fix)
+    if parts.username is not None or parts.password is not None:
+        fix = "Remove them from the URL and pass a service-account key in `api-key`."
+        raise InputError(name, "contains credentials (user:password@).", fix)
+    if parts.query or parts.fragment:
+        raise InputError(name, "has a query or fragment.", FIX_BASE_URL)
     loopback = host == "localhost" or (address is not None and address.is_loopback)
-    refuse_first(name, [
-        (
-            parts.scheme not in ("http", "https") or not host,
-            f"{quoted(url)} is not an http(s) URL.",
-            "Give the full URL with its scheme, e.g. https://zenml.example.com.",
-        ),
-        (
-            parts.username is not None or parts.password is not None,
-            "contains credentials (user:password@).",
-            "Remove them from the URL and pass a service-account key in `api-key`.",
-        ),
-        (bool(parts.query or parts.fragment), "has a query or fragment.", "Give the server's base URL only."),
-        (
-            parts.scheme == "http" and not loopback and not allow_insecure_http,
+    if parts.scheme == "http" and not loopback and not allow_insecure_http:
+        raise InputError(
+            name,
             f"{quoted(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
             "Use https, or set `allow-insecure-http: true` if the network is trusted.",
-        ),
-    ])
+        )
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
@@ -93,34 +80,25 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
 
 
 def parse_api_key(raw: str) -> str:
-    refuse_first("api-key", [
-        (
-            not raw,
-            "is not set.",
+    if not raw:
+        fix = (
             "Create a service account API key (`zenml service-account create NAME`), "
-            "store it as a repository secret and pass it: `api-key: ${{ secrets.ZENML_API_KEY }}`.",
-        ),
-        (
-            len(raw) > MAX_API_KEY_LENGTH,
-            f"is {len(raw)} characters long, far longer than a ZenML API key.",
-            "Pass a service-account API key (ZENKEY_... or ZENPROKEY_...) alone.",
-        ),
-        (
-            raw != raw.strip() or "\n" in raw or "\r" in raw,
-            "has leading/trailing white space or a line break.",
-            "Re-create the secret with the key alone, without a trailing newline.",
-        ),
-        (
-            not API_KEY_PATTERN.fullmatch(raw),
-            "does not look like a ZenML API key (it should start with ZENKEY_ or ZENPROKEY_).",
-            "Pass a service-account API key, not a password, token or URL.",
-        ),
-    ])
+            "store it as a repository secret and pass it: `api-key: ${{ secrets.ZENML_API_KEY }}`."
+        )
+        raise InputError("api-key", "is not set.", fix)
+    if len(raw) > MAX_API_KEY_LENGTH:
+        fix = "Pass a service-account API key (ZENKEY_... or ZENPROKEY_...) alone."
+        raise InputError("api-key", f"is {len(raw)} characters long, far longer than a ZenML API key.", fix)
+    if raw != raw.strip() or "\n" in raw or "\r" in raw:
+        fix = "Re-create the secret with the key alone, without a trailing newline."
+        raise InputError("api-key", "has leading/trailing white space or a line break.", fix)
+    if not API_KEY_PATTERN.fullmatch(raw):
+        problem = "does not look like a ZenML API key (it should start with ZENKEY_ or ZENPROKEY_)."
+        raise InputError("api-key", problem, "Pass a service-account API key, not a password, token or URL.")
     return raw
 
 
 def parse_proxy(proxy: str) -> str:
-    """The proxy chosen from the environment, checked before any request."""
     if not proxy:
         return ""
     url = proxy if "://" in proxy else f"http://{proxy}"
@@ -148,9 +126,7 @@ def parse_ca_bundle(name: str, raw: str, path: Path) -> Path:
     try:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, ValueError, OSError) as exc:
-        raise InputError(
-            name,
-            f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__}).",
-            "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks.",
-        ) from exc
+        fix = "Give a file holding one or more `-----BEGIN CERTIFICATE-----` blocks."
+        problem = f"`{raw}` is not a PEM bundle of CA certificates ({type(exc).__name__})."
+        raise InputError(name, problem, fix) from exc
     return path

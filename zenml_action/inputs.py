@@ -12,7 +12,7 @@ import re
 import string
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -30,40 +30,16 @@ if TYPE_CHECKING:  # imported when used: most runs judge nothing, and start-up t
 
 # name -> default, as in action.yml (a test keeps the two in step).
 DEFAULTS: dict[str, str] = {
-    "workspace-url": "",
-    "api-key": "",
-    "template": "",
-    "pipeline": "",
-    "project": "",
-    "parameters": "",
-    "config": "",
-    "run-name": "",
-    "wait": "true",
-    "timeout": "1h",
-    "poll-interval": "5s",
-    "stream-logs": "true",
-    "stop-on-cancel": "true",
-    "fail-on-run-failure": "true",
-    "dry-run": "false",
-    "ca-bundle": "",
-    "allow-insecure-http": "false",
-    "stack": "",
-    "requirements": "",
-    "create-snapshot": "",
-    "compare-to": "",
-    "gate": "",
-    "on-missing-baseline": "pass",
-    "run-id": "",
-    "resolve": "",
-    "answer": "",
-    "wait-condition": "",
-    "promote-to": "",
-    "run-for-commit": "",
+    "workspace-url": "", "api-key": "", "template": "", "pipeline": "", "project": "", "parameters": "",
+    "config": "", "run-name": "", "wait": "true", "timeout": "1h", "poll-interval": "5s",
+    "stream-logs": "true", "stop-on-cancel": "true", "fail-on-run-failure": "true", "dry-run": "false",
+    "ca-bundle": "", "allow-insecure-http": "false", "stack": "", "requirements": "", "create-snapshot": "",
+    "compare-to": "", "gate": "", "on-missing-baseline": "pass", "run-id": "", "resolve": "", "answer": "",
+    "wait-condition": "", "promote-to": "", "run-for-commit": "",
 }
 
 # What a new run is made from: none of it applies to a run that exists.
 NOT_WITH_RUN_ID = ("template", "pipeline", "parameters", "config", "run-name", "create-snapshot")
-
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -93,32 +69,25 @@ class Inputs:
     github_run_id: str
     github_run_attempt: str
     github_action: str
-    # Seconds to wait for an answer; tests shorten it to inject slow replies.
-    read_timeout: float = 60.0
-    stack: str = ""
-    requirements: str = ""
-    create_snapshot: str = ""
-    # From the environment, as curl and requests read them: the proxy for
-    # `workspace-url` ("" for none), and the CA bundle a runner may name in
-    # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins over it).
-    proxy: str = ""
-    environment_ca_bundle: str = ""
-    # Judging the run: the baseline, the gate's rules, and where the run
-    # came from (recorded on it as run metadata).
-    compare_to_text: str = ""
-    compare_to: CompareTo | None = None
-    gate: tuple[Rule, ...] = ()
-    on_missing_baseline: str = "pass"
-    run_id: str = ""  # attach to this run instead of starting one
-    answering: Answering | None = None  # answer the run's question (`resolve`)
-    # `OWNER/REPO@REF` of this action, for the step a summary suggests.
-    action_ref: str = ""
-    # While waiting, the steps' log lines in the GitHub log (their
-    # transitions are shown either way: progress.py).
-    stream_logs: bool = True
-    github: dict[str, str] = field(default_factory=dict)
-    promote_to: str = ""  # the stage for the run's model version (promote.py)
-    run_for_commit: str = ""  # attach to the newest completed run of this commit
+    read_timeout: float  # seconds to wait for an answer; tests shorten it to inject slow replies
+    stack: str
+    requirements: str
+    create_snapshot: str
+    # From the environment, as curl and requests read them: the proxy for `workspace-url` ("" for none),
+    # and the CA bundle a runner may name in REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins).
+    proxy: str
+    environment_ca_bundle: str
+    compare_to_text: str
+    compare_to: CompareTo | None
+    gate: tuple[Rule, ...]
+    on_missing_baseline: str
+    run_id: str  # attach to this run instead of starting one
+    answering: Answering | None  # answer the run's question (`resolve`)
+    action_ref: str  # `OWNER/REPO@REF` of this action, for the step a summary suggests
+    stream_logs: bool  # the steps' log lines in the GitHub log while waiting (transitions show either way)
+    github: dict[str, str]  # where the run came from, recorded on it as run metadata
+    promote_to: str  # the stage for the run's model version (promote.py)
+    run_for_commit: str  # attach to the newest completed run of this commit
 
     @property
     def attached(self) -> bool:
@@ -149,19 +118,18 @@ def parse_bool(name: str, raw: str) -> bool:
     raise InputError(name, f"{quoted(raw)} is not a boolean.", "Use `true` or `false`.")
 
 
-def parse_duration(name: str, raw: str, minimum: float = 1) -> float:
-    """`90`, `90s`, `45m`, `2h`, `1h30m` -> seconds."""
+def parse_duration(name: str, raw: str) -> float:
+    """`90`, `90s`, `45m`, `2h`, `1h30m` -> seconds (at least 1)."""
     text = raw.strip().lower()
     fix = "Use a positive duration such as `90s`, `45m`, `2h` or a number of seconds."
     if re.fullmatch(r"\d+(\.\d+)?", text):
         seconds = float(text)
     elif text and DURATION_PART.sub("", text) == "":
-        unit = {"h": 3600, "m": 60, "s": 1}
-        seconds = sum(float(n) * unit[u] for n, u in DURATION_PART.findall(text))
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in DURATION_PART.findall(text))
     else:
         raise InputError(name, f"{quoted(raw)} is not a duration.", fix)
-    if seconds < minimum:
-        raise InputError(name, f"{quoted(raw)} is shorter than {minimum:g} seconds.", fix)
+    if seconds < 1:
+        raise InputError(name, f"{quoted(raw)} is shorter than 1 seconds.", fix)
     if seconds > MAX_TIMEOUT_SECONDS:
         raise InputError(name, f"{quoted(raw)} is longer than 7 days.", fix)
     return seconds
@@ -195,11 +163,35 @@ def parse_run_name(raw: str) -> str:
 def parse_template(raw: str) -> str:
     value = parse_name("template", raw)
     if UUID_LIKE.fullmatch(value) and "-" in value and parse_uuid(value) is None:
-        raise InputError(
-            "template",
-            f"`{value}` looks like a UUID but is not a valid one.",
-            "Copy the full snapshot ID (36 characters) or use its name.",
-        )
+        fix = "Copy the full snapshot ID (36 characters) or use its name."
+        raise InputError("template", f"`{value}` looks like a UUID but is not a valid one.", fix)
+    return value
+
+
+def parse_run_id(raw: Mapping[str, str]) -> str:
+    """`run-id`: a run that exists, to wait for and judge as if the action
+    had started it (by a schedule, ZenML's own triggers, an earlier job)."""
+    text = raw["run-id"].strip()
+    if not text:
+        return ""
+    parsed = parse_uuid(text)
+    if parsed is None:
+        raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
+    for name in NOT_WITH_RUN_ID:
+        if raw[name].strip():
+            raise InputError(
+                "run-id",
+                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
+                f"Leave `{name}` empty, or `run-id` to start a new run.",
+            )
+    return str(parsed)
+
+
+def parse_on_missing_baseline(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("pass", "fail"):
+        fix = "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`."
+        raise InputError("on-missing-baseline", f"{quoted(raw)} is neither `pass` nor `fail`.", fix)
     return value
 
 
@@ -207,12 +199,8 @@ def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[st
     """Collect raw strings: flags over `INPUT_*` over defaults."""
     values = {}
     for name, default in DEFAULTS.items():
-        for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
-            if environ.get(key, "") != "":
-                values[name] = environ[key]
-                break
-        else:
-            values[name] = default
+        keys = (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}")
+        values[name] = next((environ[key] for key in keys if environ.get(key, "") != ""), default)
     if not argv:  # as GitHub runs it: no flags, and no argparse to import
         return values, False
     import argparse
@@ -221,10 +209,8 @@ def raw_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[dict[st
         def error(self, message: str) -> NoReturn:
             raise InputError("command line", f"{message}.", "Run `python entrypoint.py --help` for the flags.")
 
-    parser = Parser(
-        prog="entrypoint.py",
-        description="Trigger a ZenML pipeline run and report it (inputs as in action.yml).",
-    )
+    description = "Trigger a ZenML pipeline run and report it (inputs as in action.yml)."
+    parser = Parser(prog="entrypoint.py", description=description)
     for name in DEFAULTS:
         parser.add_argument(f"--{name}", dest=name)
     parser.add_argument("--debug", action="store_true", help="print request details (never secrets)")
@@ -256,27 +242,21 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     raw_key = raw["api-key"] or environ.get("ZENML_STORE_API_KEY", "")
     workspace_url = parse_workspace_url(raw_url, allow_http) if raw_url.strip() or not code_mode else ""
     if code_mode and template:
-        raise InputError(
-            "template",
-            "cannot be combined with a code `pipeline` (`file.py:name`).",
-            "Use `template` to run a snapshot on the server, or `pipeline: file.py:name` to run code.",
-        )
+        fix = "Use `template` to run a snapshot on the server, or `pipeline: file.py:name` to run code."
+        raise InputError("template", "cannot be combined with a code `pipeline` (`file.py:name`).", fix)
     create_snapshot = parse_name("create-snapshot", raw["create-snapshot"])
     if create_snapshot and not (code_mode and workspace_url):
-        raise InputError(
-            "create-snapshot",
-            "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on.",
-            "Set both, and a remote `stack` so that the snapshot can be run by the server.",
-        )
+        problem = "needs a code `pipeline` (`file.py:name`) and a `workspace-url` to store the snapshot on."
+        fix = "Set both, and a remote `stack` so that the snapshot can be run by the server."
+        raise InputError("create-snapshot", problem, fix)
     ca_path = raw["ca-bundle"].strip()  # relative to the workspace, unless absolute
     ca_bundle = parse_ca_bundle("ca-bundle", raw["ca-bundle"], workspace / ca_path) if ca_path else None
-    # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE;
-    # `ca-bundle` wins over both.
-    environment_ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
+    # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE; `ca-bundle` wins over both.
+    ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
+    raw_ca = environ.get(ca_name, "").strip()
     environment_ca_bundle = ""
-    if workspace_url and ca_bundle is None and environment_ca_name:
-        raw_ca = environ[environment_ca_name].strip()
-        environment_ca_bundle = str(parse_ca_bundle(environment_ca_name, raw_ca, Path(raw_ca)))
+    if workspace_url and ca_bundle is None and raw_ca:
+        environment_ca_bundle = str(parse_ca_bundle(ca_name, raw_ca, Path(raw_ca)))
     compare_to: CompareTo | None = None
     if raw["compare-to"].strip():
         from zenml_action.judge import parse_compare_to
@@ -295,12 +275,10 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     wait = parse_bool("wait", raw["wait"])
     for name, given in (("gate", bool(rules)), ("compare-to", compare_to is not None)):
         if given and (not wait or create_snapshot):
-            raise InputError(
-                name,
-                "needs a finished run to judge, and "
-                + ("`wait` is false." if not wait else "`create-snapshot` runs nothing."),
-                f"Set `wait: true`, or leave `{name}` empty.",
-            )
+            why = "`wait` is false." if not wait else "`create-snapshot` runs nothing."
+            fix = f"Set `wait: true`, or leave `{name}` empty."
+            raise InputError(name, f"needs a finished run to judge, and {why}", fix)
+    repository, ref = (environ.get(f"GITHUB_ACTION_{part}", "").strip() for part in ("REPOSITORY", "REF"))
     return Inputs(
         workspace_url=workspace_url,
         api_key=parse_api_key(raw_key) if workspace_url or not code_mode else "",
@@ -335,43 +313,8 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         on_missing_baseline=parse_on_missing_baseline(raw["on-missing-baseline"]),
         run_id=run_id,
         answering=answering,
-        action_ref=action_ref(environ),
+        action_ref=f"{repository}@{ref}" if repository and ref else "OWNER/REPO@<release-sha>",
         github=github_context(environ),
         promote_to=parse_promote_to(raw["promote-to"], wait=wait, create_snapshot=create_snapshot, has_server=bool(workspace_url)),
         run_for_commit=run_for_commit,
     )
-
-
-def parse_run_id(raw: Mapping[str, str]) -> str:
-    """`run-id`: a run that exists, to wait for and judge as if the action
-    had started it (by a schedule, ZenML's own triggers, an earlier job)."""
-    text = raw["run-id"].strip()
-    if not text:
-        return ""
-    parsed = parse_uuid(text)
-    if parsed is None:
-        raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
-    for name in NOT_WITH_RUN_ID:
-        if raw[name].strip():
-            raise InputError(
-                "run-id",
-                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
-                f"Leave `{name}` empty, or `run-id` to start a new run.",
-            )
-    return str(parsed)
-
-
-def action_ref(environ: Mapping[str, str]) -> str:
-    repository, ref = environ.get("GITHUB_ACTION_REPOSITORY", "").strip(), environ.get("GITHUB_ACTION_REF", "").strip()
-    return f"{repository}@{ref}" if repository and ref else "OWNER/REPO@<release-sha>"
-
-
-def parse_on_missing_baseline(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("pass", "fail"):
-        raise InputError(
-            "on-missing-baseline",
-            f"{quoted(raw)} is neither `pass` nor `fail`.",
-            "Use `pass` (rules on the baseline are skipped while none exists yet) or `fail`.",
-        )
-    return value

@@ -22,29 +22,26 @@ if TYPE_CHECKING:
 # `zenml.config.pipeline_run_configuration.PipelineRunConfiguration` in 0.98.
 RUN_CONFIGURATION_KEYS = frozenset({
     "build", "cache_policy", "cleanup_hook_source", "enable_artifact_metadata",
-    "enable_artifact_visualization", "enable_cache", "enable_heartbeat",
-    "enable_pipeline_logs", "enable_step_logs", "end_hook_source", "environment",
-    "execution_mode", "extra", "failure_hook_source", "init_hook_kwargs",
-    "init_hook_source", "model", "parameters", "pause_hook_source",
-    "resume_hook_source", "retry", "run_name", "schedule", "secrets", "settings",
-    "skip_successful_steps", "start_hook_source", "step_default_input_overrides",
-    "step_input_overrides", "steps", "steps_to_skip", "substitutions",
+    "enable_artifact_visualization", "enable_cache", "enable_heartbeat", "enable_pipeline_logs",
+    "enable_step_logs", "end_hook_source", "environment", "execution_mode", "extra", "failure_hook_source",
+    "init_hook_kwargs", "init_hook_source", "model", "parameters", "pause_hook_source", "resume_hook_source",
+    "retry", "run_name", "schedule", "secrets", "settings", "skip_successful_steps", "start_hook_source",
+    "step_default_input_overrides", "step_input_overrides", "steps", "steps_to_skip", "substitutions",
     "success_hook_source", "tags",
 })
 # Settings whose type is simple enough to check before the server does (its
 # 422 answer names neither the input nor the fix).
 BOOLEAN_SETTINGS = frozenset({
-    "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache",
-    "enable_heartbeat", "enable_pipeline_logs", "enable_step_logs", "skip_successful_steps",
+    "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache", "enable_heartbeat",
+    "enable_pipeline_logs", "enable_step_logs", "skip_successful_steps",
 })
 # `zenml.config.step_configurations.StepConfigurationUpdate` in 0.98.
 STEP_CONFIGURATION_KEYS = frozenset({
-    "cache_policy", "enable_artifact_metadata", "enable_artifact_visualization",
-    "enable_cache", "enable_step_logs", "end_hook_source", "environment",
-    "experiment_tracker", "extra", "failure_hook_source", "group",
-    "heartbeat_healthy_threshold", "model", "outputs", "parameters", "retry",
-    "runtime", "secrets", "settings", "start_hook_source", "step_operator",
-    "substitutions", "success_hook_source",
+    "cache_policy", "enable_artifact_metadata", "enable_artifact_visualization", "enable_cache",
+    "enable_step_logs", "end_hook_source", "environment", "experiment_tracker", "extra",
+    "failure_hook_source", "group", "heartbeat_healthy_threshold", "model", "outputs", "parameters", "retry",
+    "runtime", "secrets", "settings", "start_hook_source", "step_operator", "substitutions",
+    "success_hook_source",
 })
 # What a server refuses in a run configuration it runs itself.
 SERVER_REFUSED_KEYS = frozenset({"build", "schedule"})
@@ -66,15 +63,10 @@ def inside_workspace(path: Path, workspace: Path) -> bool:
 
 
 def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
-    path = Path(raw_path)
-    if not path.is_absolute():
-        path = workspace / path
+    path = workspace / raw_path  # an absolute path stays as it is
     if not inside_workspace(path, workspace):
-        raise InputError(
-            name,
-            f"`{raw_path}` is outside the workspace.",
-            "Give a path inside the repository checkout, relative to its root.",
-        )
+        fix = "Give a path inside the repository checkout, relative to its root."
+        raise InputError(name, f"`{raw_path}` is outside the workspace.", fix)
     if path.exists() and not path.is_file():
         # A directory, or a FIFO or device that would block or never end.
         raise InputError(name, f"`{raw_path}` is not a regular file.", "Give the path of a YAML file.")
@@ -98,8 +90,6 @@ def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
     """`ci/params.yaml` is a file; `config_file: ci/params.yaml` and
     `{file: x.yaml}` are inline YAML that mention one."""
     text = raw.strip()
-    if not text:
-        return {}
     single_line = "\n" not in text and ": " not in text and not text.startswith(("{", "["))
     if single_line and text.lower().endswith((".yaml", ".yml")):
         return read_yaml_file("parameters", text, workspace)
@@ -109,10 +99,8 @@ def load_parameters(raw: str, workspace: Path) -> dict[str, Any]:
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge(merged[key], value) if both else copy.deepcopy(value)
     return merged
 
 
@@ -130,9 +118,6 @@ def read_run_configuration(inputs: Inputs) -> dict[str, Any]:
     if inputs.run_name:
         run_configuration["run_name"] = inputs.run_name
     return run_configuration
-
-
-# -- checks against the snapshot --------------------------------------------
 
 
 def prepare_checks(run_configuration: dict[str, Any]) -> None:
@@ -205,14 +190,6 @@ def _steps_taking(parameter: str, steps: dict[str, dict[str, Any]]) -> list[str]
     return [name for name, schema in steps.items() if parameter in (schema.get("properties") or {})]
 
 
-def _declared_pipeline_parameters(target: Target) -> list[str]:
-    """The pipeline function's parameters: from its input schema (0.90+),
-    else from the spec's `parameters` (their defaults; 0.85)."""
-    input_schema = target.pipeline_spec.get("input_schema") or {}
-    declared = input_schema.get("properties") if input_schema else target.pipeline_spec.get("parameters")
-    return sorted(str(name) for name in declared) if isinstance(declared, dict) else []
-
-
 def unchecked(target: Target) -> list[str]:
     """What the server does not state, so it cannot be checked before
     sending (said in a dry run)."""
@@ -230,8 +207,18 @@ def unchecked(target: Target) -> list[str]:
     return notes
 
 
-def _check_setting_types(config: dict[str, Any], source: str) -> None:
-    """The types of the simple settings, in the user's words."""
+def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
+    """Validate against the snapshot and return the configuration to send."""
+    config = copy.deepcopy(run_configuration)
+    for key in config:
+        if key not in RUN_CONFIGURATION_KEYS:
+            raise ParameterError(
+                f"`{key}` is not a run-configuration setting.{_did_you_mean(key, sorted(RUN_CONFIGURATION_KEYS))} "
+                f"If it is a pipeline parameter, put it under `parameters:` or pass a flat mapping. Fix `{source}`."
+            )
+        if key in SERVER_REFUSED_KEYS:
+            raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
+    # The types of the simple settings, in the user's words.
     for key in BOOLEAN_SETTINGS & set(config):
         if config[key] is not None and not isinstance(config[key], bool):
             raise ParameterError(f"`{key}` must be `true` or `false`, not {config[key]!r}. Fix `{source}`.")
@@ -245,20 +232,6 @@ def _check_setting_types(config: dict[str, Any], source: str) -> None:
         raise ParameterError(
             f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}. Fix `{source}`."
         )
-
-
-def check_and_translate(run_configuration: dict[str, Any], target: Target, source: str) -> dict[str, Any]:
-    """Validate against the snapshot and return the configuration to send."""
-    config = copy.deepcopy(run_configuration)
-    for key in config:
-        if key not in RUN_CONFIGURATION_KEYS:
-            raise ParameterError(
-                f"`{key}` is not a run-configuration setting.{_did_you_mean(key, sorted(RUN_CONFIGURATION_KEYS))} "
-                f"If it is a pipeline parameter, put it under `parameters:` or pass a flat mapping. Fix `{source}`."
-            )
-        if key in SERVER_REFUSED_KEYS:
-            raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
-    _check_setting_types(config, source)
     steps = _steps(target)
     if not isinstance(config.get("steps", {}), dict):
         raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")
@@ -289,8 +262,12 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
         raise ParameterError(f"`parameters` must be a mapping. Fix `{source}`.")
     if not pipeline_parameters:
         return config
-    input_schema = target.pipeline_spec.get("input_schema") or {}
-    declared = _declared_pipeline_parameters(target)
+    # The pipeline function's parameters: from its input schema (0.90+), else
+    # from the spec's `parameters` (their defaults; 0.85).
+    spec = target.pipeline_spec
+    input_schema = spec.get("input_schema") or {}
+    declared_names = input_schema.get("properties") if input_schema else spec.get("parameters")
+    declared = sorted(str(name) for name in declared_names) if isinstance(declared_names, dict) else []
     for name in pipeline_parameters:
         if name not in declared:
             owners = _steps_taking(name, steps)

@@ -10,6 +10,7 @@ run template.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,6 @@ RUN_TEMPLATE = "run template"
 
 @dataclass(frozen=True)
 class Target:
-    """What will be run, with what the parameter checks need."""
-
     kind: str
     id: str
     name: str
@@ -47,32 +46,11 @@ class Target:
 
 
 def _mapping(value: Any) -> dict[str, Any]:
-    """A mapping from the server, or an empty one where it sent another shape."""
     return value if isinstance(value, dict) else {}
 
 
 def _names(mapping: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in mapping) if isinstance(mapping, dict) else ()
-
-
-def snapshot_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """`metadata.step_configurations[step].config.parameters`: every step
-    parameter with its value, defaults included."""
-    configurations = _mapping(api.dig(body, "metadata", "step_configurations"))
-    return {str(step): _names(api.dig(config, "config", "parameters")) for step, config in configurations.items()}
-
-
-def template_parameter_names(body: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """A run template's `metadata.config_template.steps[step].parameters`
-    and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
-    steps = _mapping(api.dig(body, "metadata", "config_template", "steps"))
-    definitions = _mapping(api.dig(body, "metadata", "config_schema", "$defs"))
-    found: dict[str, tuple[str, ...]] = {}
-    for step, config in steps.items():
-        names = _names(api.dig(config, "parameters"))
-        schema_names = _names(api.dig(definitions.get(f"{step}_parameters"), "properties"))
-        found[str(step)] = names + tuple(name for name in schema_names if name not in names)
-    return found
 
 
 def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_names: dict[str, tuple[str, ...]]) -> Target:
@@ -90,12 +68,25 @@ def _target(kind: str, body: dict[str, Any], is_dynamic: Any, step_parameter_nam
 
 
 def target_from_snapshot(body: dict[str, Any]) -> Target:
-    return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), snapshot_parameter_names(body))
+    """Step parameter names from `metadata.step_configurations[step].config.parameters`:
+    every step parameter with its value, defaults included."""
+    configs = _mapping(api.dig(body, "metadata", "step_configurations"))
+    names = {str(step): _names(api.dig(conf, "config", "parameters")) for step, conf in configs.items()}
+    return _target(SNAPSHOT, body, api.dig(body, "body", "is_dynamic"), names)
 
 
 def target_from_run_template(body: dict[str, Any]) -> Target:
+    """Step parameter names from `metadata.config_template.steps[step].parameters`
+    and `metadata.config_schema.$defs.<step>_parameters` (names, no types)."""
+    steps = _mapping(api.dig(body, "metadata", "config_template", "steps"))
+    definitions = _mapping(api.dig(body, "metadata", "config_schema", "$defs"))
+    found: dict[str, tuple[str, ...]] = {}
+    for step, config in steps.items():
+        names = _names(api.dig(config, "parameters"))
+        schema_names = _names(api.dig(definitions.get(f"{step}_parameters"), "properties"))
+        found[str(step)] = names + tuple(name for name in schema_names if name not in names)
     is_dynamic = api.dig(body, "resources", "source_snapshot", "body", "is_dynamic")
-    return _target(RUN_TEMPLATE, body, is_dynamic, template_parameter_names(body))
+    return _target(RUN_TEMPLATE, body, is_dynamic, found)
 
 
 def _in_project(project: str) -> str:
@@ -104,13 +95,6 @@ def _in_project(project: str) -> str:
 
 def _kinds(server: ServerVersion) -> str:
     return "snapshot or run template" if server.has_snapshots else f"run template (ZenML {server.raw} has no snapshots)"
-
-
-def _describe(entries: list[dict[str, Any]]) -> str:
-    return ", ".join(
-        f"`{e.get('name')}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e.get('id')})"
-        for e in entries
-    )
 
 
 def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> str:
@@ -138,92 +122,67 @@ def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerV
 
 
 def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion) -> Target:
-    if server.has_snapshots:
-        try:
-            return target_from_snapshot(client.call(api.get_snapshot(template_id)))
-        except NotFound:
-            pass
-    try:
-        return target_from_run_template(client.call(api.get_run_template(template_id)))
-    except NotFound:
-        raise NotFound(
-            f"No {_kinds(server)} has the ID {template_id}. Check `template`: "
-            "copy the ID from the dashboard or `zenml pipeline snapshot list`, and make "
-            "sure `workspace-url` points at the server that holds it."
-        ) from None
-
-
-def _named(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """What carries exactly this name (and an ID): a server that read the
-    filter another way must not make the action run something else."""
-    return [e for e in entries if e.get("name") == name and e.get("id")]
+    snapshot = [(api.get_snapshot, target_from_snapshot)] if server.has_snapshots else []
+    for get, target in [*snapshot, (api.get_run_template, target_from_run_template)]:
+        with contextlib.suppress(NotFound):
+            return target(client.call(get(template_id)))
+    raise NotFound(
+        f"No {_kinds(server)} has the ID {template_id}. Check `template`: copy the ID from the dashboard "
+        "or `zenml pipeline snapshot list`, and make sure `workspace-url` points at the server that holds it."
+    )
 
 
 def _by_name(client: ZenMLClient, name: str, project: str, pipeline: str, server: ServerVersion) -> Target:
-    found = _named(api.items(
-        client.call(api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True))
-    ), name) if server.has_snapshots else []
-    if len(found) > 1:
-        raise Ambiguous(
-            f"{len(found)} snapshots are named `{name}`: {_describe(found)}. Set `pipeline` "
-            "to the pipeline you mean, or set `template` to the snapshot's ID."
-        )
-    if found:
-        return _hydrated(client, found[0])
-    templates = _named(api.items(client.call(api.list_run_templates(name=name, project=project, pipeline=pipeline))), name)
-    if len(templates) > 1:
-        raise Ambiguous(
-            f"{len(templates)} run templates are named `{name}`: {_describe(templates)}. "
-            "Set `pipeline` to the pipeline you mean, or `template` to the ID."
-        )
-    if templates:
-        return target_from_run_template(client.call(api.get_run_template(str(templates[0]["id"]))))
+    snapshots = api.list_snapshots(name=name, project=project, pipeline=pipeline, hydrate=True)
+    searches = [(SNAPSHOT, snapshots, "set `template` to the snapshot's ID")] if server.has_snapshots else []
+    templates = api.list_run_templates(name=name, project=project, pipeline=pipeline)
+    for kind, listing, by_id in [*searches, (RUN_TEMPLATE, templates, "`template` to the ID")]:
+        # Exactly this name: a server that read the filter another way must
+        # not make the action run something else.
+        found = [entry for entry in api.items(client.call(listing)) if entry.get("name") == name]
+        if len(found) > 1:
+            described = ", ".join(
+                f"`{name}` (pipeline `{api.dig(e, 'resources', 'pipeline', 'name') or '?'}`, id {e['id']})"
+                for e in found
+            )
+            raise Ambiguous(
+                f"{len(found)} {kind}s are named `{name}`: {described}. "
+                f"Set `pipeline` to the pipeline you mean, or {by_id}."
+            )
+        if found:
+            return _read(client, kind, found[0])
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     raise NotFound(
-        f"No {_kinds(server)} named `{name}`{where} exists"
-        f"{_in_project(project)}. "
+        f"No {_kinds(server)} named `{name}`{where} exists{_in_project(project)}. "
         + _available(client, project, pipeline, server)
     )
 
 
-def _newest_run_template(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
-    """Before 0.90: the pipeline's newest runnable run template."""
-    found = [
-        entry
-        for entry in api.items(client.call(api.list_run_templates(project=project, pipeline=pipeline, size=20)))
-        if api.dig(entry, "body", "runnable")
-    ]
-    if not found:
-        raise NotFound(
-            f"Pipeline `{pipeline}` has no runnable run template"
-            f"{_in_project(project)}. "
-            "A runnable template needs a remote stack and a container image build: create one with "
-            "`zenml pipeline create-run-template` on such a stack, or set `template`. "
-            + _available(client, project, pipeline, server)
-        )
-    return target_from_run_template(client.call(api.get_run_template(str(found[0]["id"]))))
-
-
 def _newest_of_pipeline(client: ZenMLClient, project: str, pipeline: str, server: ServerVersion) -> Target:
-    if not server.has_snapshots:
-        return _newest_run_template(client, project, pipeline, server)
-    found = api.items(
-        client.call(api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True))
-    )
+    """The pipeline's newest runnable named snapshot; before 0.90, its newest runnable run template."""
+    if server.has_snapshots:
+        listing = api.list_snapshots(project=project, pipeline=pipeline, runnable=True, size=1, hydrate=True)
+        kind, short, command = "named snapshot", "snapshot", "`zenml pipeline snapshot create`"
+    else:
+        listing = api.list_run_templates(project=project, pipeline=pipeline, size=20)
+        kind, short, command = "run template", "template", "`zenml pipeline create-run-template`"
+    found = api.items(client.call(listing))
+    if not server.has_snapshots:  # the listing of run templates has no `runnable` filter
+        found = [entry for entry in found if api.dig(entry, "body", "runnable")]
     if not found:
         raise NotFound(
-            f"Pipeline `{pipeline}` has no runnable named snapshot"
-            f"{_in_project(project)}. "
-            "A runnable snapshot needs a remote stack and a container image build: "
-            "create one with `zenml pipeline snapshot create` on such a stack, or "
-            "set `template`. " + _available(client, project, pipeline, server)
+            f"Pipeline `{pipeline}` has no runnable {kind}{_in_project(project)}. "
+            f"A runnable {short} needs a remote stack and a container image build: create one with "
+            f"{command} on such a stack, or set `template`. " + _available(client, project, pipeline, server)
         )
-    return _hydrated(client, found[0])
+    return _read(client, SNAPSHOT if server.has_snapshots else RUN_TEMPLATE, found[0])
 
 
-def _hydrated(client: ZenMLClient, listed: dict[str, Any]) -> Target:
-    """The snapshot from a hydrated listing; read on its own only if the
-    server left out the pipeline spec."""
+def _read(client: ZenMLClient, kind: str, listed: dict[str, Any]) -> Target:
+    """The target a listing found. A snapshot's listing is hydrated: it is read
+    on its own only if the server left out the pipeline spec."""
+    if kind == RUN_TEMPLATE:
+        return target_from_run_template(client.call(api.get_run_template(str(listed["id"]))))
     if api.dig(listed, "metadata", "pipeline_spec"):
         return target_from_snapshot(listed)
     return target_from_snapshot(client.call(api.get_snapshot(str(listed["id"]))))
@@ -243,10 +202,9 @@ def resolve(client: ZenMLClient, template: str, pipeline: str, project: str, ser
         target = _newest_of_pipeline(client, project, pipeline, server)
     if not target.runnable:
         raise NotRunnable(
-            f"The {target.label} cannot be run by the server: it was made on a stack "
-            "with local components, or has no container image build. Create the "
-            "snapshot on a remote stack (remote orchestrator, artifact store and "
-            "container registry), or run the pipeline from code with "
+            f"The {target.label} cannot be run by the server: it was made on a stack with local components, "
+            "or has no container image build. Create the snapshot on a remote stack (remote orchestrator, "
+            "artifact store and container registry), or run the pipeline from code with "
             "`pipeline: path/to/file.py:pipeline`."
         )
     return target

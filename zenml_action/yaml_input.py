@@ -5,6 +5,7 @@ YAML-only values (dates, sets, binary) or non-finite numbers."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 from typing import Any
 
@@ -19,19 +20,14 @@ MAX_YAML_NODES = 20_000
 MAX_YAML_DEPTH = 50
 
 
-def _count_nodes(node: yaml.Node, budget: list[int]) -> None:
+def _count_nodes(node: yaml.Node | None, budget: list[int]) -> None:
     """Count nodes as they would be after alias expansion; a small document
     with nested aliases ("billion laughs") expands to millions."""
     budget[0] -= 1
-    if budget[0] < 0:
-        return
-    if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
+    if budget[0] >= 0 and isinstance(node, yaml.CollectionNode):
+        pairs = node.value if isinstance(node, yaml.MappingNode) else [(child,) for child in node.value]
+        for child in itertools.chain.from_iterable(pairs):
             _count_nodes(child, budget)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _count_nodes(key, budget)
-            _count_nodes(value, budget)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -54,16 +50,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
     value = _load(name, text)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(
-            name,
-            f"is YAML of type {type(value).__name__}, not a mapping.",
-            "Write `name: value` pairs, e.g. `model_type: gradient_boosting`.",
-        )
-    _check_json_values(name, value)
-    return value
+    if not isinstance(value, dict | None):
+        fix = "Write `name: value` pairs, e.g. `model_type: gradient_boosting`."
+        raise InputError(name, f"is YAML of type {type(value).__name__}, not a mapping.", fix)
+    _check_json_values(name, value or {})
+    return value or {}
 
 
 def parse_yaml_value(name: str, text: str) -> Any:
@@ -77,31 +68,23 @@ def _load(name: str, text: str) -> Any:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise InputError(name, f"is larger than {MAX_YAML_BYTES // 1024} KiB.", "Pass only the settings you change.")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         budget = [MAX_YAML_NODES]
-        if node is not None:
-            _count_nodes(node, budget)
+        _count_nodes(yaml.compose(text, Loader=yaml.SafeLoader), budget)
         if budget[0] < 0:
-            raise InputError(
-                name,
-                f"has more than {MAX_YAML_NODES} values once its aliases are expanded.",
-                "Pass only the settings you change, and write them out without nested YAML aliases.",
-            )
-        value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            fix = "Pass only the settings you change, and write them out without nested YAML aliases."
+            problem = f"has more than {MAX_YAML_NODES} values once its aliases are expanded."
+            raise InputError(name, problem, fix)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise InputError(name, f"has a value Python cannot read ({exc}).", "Quote very long numbers to pass them as text.") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise InputError(
-            name,
-            f"is not valid YAML{where}: {problem}.",
-            "Write a mapping such as `model_type: gradient_boosting`, one key per line.",
-        ) from exc
+        fix = "Write a mapping such as `model_type: gradient_boosting`, one key per line."
+        raise InputError(name, f"is not valid YAML{where}: {problem}.", fix) from exc
     except RecursionError as exc:
         raise InputError(name, "is nested too deeply.", "Flatten the YAML.") from exc
-    return value
 
 
 def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) -> None:
@@ -114,30 +97,18 @@ def _check_json_values(name: str, value: Any, path: str = "", depth: int = 0) ->
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InputError(
-                    name,
-                    f"has a key `{key!r}` {where} that is not a string.",
-                    "Quote the key, e.g. `\"1\": value`.",
-                )
+                fix = "Quote the key, e.g. `\"1\": value`."
+                raise InputError(name, f"has a key `{key!r}` {where} that is not a string.", fix)
             _check_json_values(name, item, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_json_values(name, item, f"{path}[{index}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
-        raise InputError(
-            name,
-            f"has the value `{value}` {where}, which is not a finite number.",
-            "Use a finite number, or quote the value to pass it as text.",
-        )
-    elif isinstance(value, (datetime.date, datetime.datetime)):
-        raise InputError(
-            name,
-            f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text.",
-            f"Quote it (`'{value.isoformat()}'`) to pass it as a string.",
-        )
+        fix = "Use a finite number, or quote the value to pass it as text."
+        raise InputError(name, f"has the value `{value}` {where}, which is not a finite number.", fix)
+    elif isinstance(value, datetime.date):  # a datetime too
+        problem = f"has the date `{value.isoformat()}` {where}, which YAML reads as a date, not text."
+        raise InputError(name, problem, f"Quote it (`'{value.isoformat()}'`) to pass it as a string.")
     elif value is not None and not isinstance(value, (str, bool, int, float)):
-        raise InputError(
-            name,
-            f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON.",
-            "Use plain strings, numbers, booleans, lists and mappings.",
-        )
+        problem = f"has a value of YAML type `{type(value).__name__}` {where}, which cannot be sent as JSON."
+        raise InputError(name, problem, "Use plain strings, numbers, booleans, lists and mappings.")
