@@ -139,8 +139,13 @@ TARGETS = {"0.85": template_085, "0.93": snapshot_093, "0.98": snapshot_098}
             {"steps": {"train_model": {"parameters": {"learning_rate": 0.5}}}},
             {"steps": {"train_model": {"parameters": {"learning_rate": 0.5}}}},
         ),
+        # `parameters:` left empty in YAML is null: a flat parameter still finds its step.
+        (
+            {"parameters": {"model_type": "svm"}, "steps": {"train_model": {"parameters": None}}},
+            {"steps": {"train_model": {"parameters": {"model_type": "svm"}}}},
+        ),
     ],
-    ids=["flat", "steps"],
+    ids=["flat", "steps", "null-step-parameters"],
 )
 def test_both_parameter_forms_on_every_version(version: str, sent: dict[str, Any], expected: dict[str, Any]) -> None:
     assert check_and_translate(sent, TARGETS[version](), "parameters") == expected

@@ -219,7 +219,7 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
         if key in SERVER_REFUSED_KEYS:
             raise ParameterError(f"`{key}` cannot be set when the server runs a snapshot. Remove it from `{source}`.")
     # The types of the simple settings, in the user's words.
-    for key in BOOLEAN_SETTINGS & set(config):
+    for key in sorted(BOOLEAN_SETTINGS & set(config)):
         if config[key] is not None and not isinstance(config[key], bool):
             raise ParameterError(f"`{key}` must be `true` or `false`, not {config[key]!r}. Fix `{source}`.")
     if config.get("run_name") is not None and not isinstance(config["run_name"], str):
@@ -300,7 +300,8 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
         for owner in owners:
             # Pipeline parameters come from the user's `parameters`, which
             # are merged over `config`: they win over a step value there.
-            config_steps.setdefault(owner, {}).setdefault("parameters", {})[name] = value
+            step_config = config_steps.setdefault(owner, {})
+            step_config["parameters"] = {**(step_config.get("parameters") or {}), name: value}
     for owner in config_steps:
         if steps.get(owner):
             _schema_errors(config_steps[owner].get("parameters") or {}, steps[owner], f"step `{owner}`", source)
