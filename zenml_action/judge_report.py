@@ -10,32 +10,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from zenml_action import judge, report
 from zenml_action.api import SUCCESS_STATUSES
 from zenml_action.gate import Outcome, Rule, number
-from zenml_action.judge import (
-    UNSET,
-    Judgement,
-    MetricRow,
-    ParameterDiff,
-    age_seconds,
-    fitted_result,
-    gate_note,
-    result,
-    same_setting,
-    utc,
-)
-from zenml_action.report import (
-    cell,
-    document,
-    duration_text,
-    failure_sections,
-    folded,
-    link,
-    promotion_cell,
-    run_cell,
-    table,
-)
-from zenml_action.trend import mermaid_chart
+from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff
+from zenml_action.report import cell, folded, link, table
+from zenml_action.trend import mermaid_chart, utc
 
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
 # JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
@@ -44,18 +24,15 @@ MAX_REPORT_LENGTH: Final = 65_536 - 1_536
 
 
 def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
-    """The step outputs this module is the source of."""
     baseline = judgement.baseline
     return {
         "metrics": json.dumps(dict(judgement.metrics), sort_keys=True),
         "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
         "gate-result": judgement.gate_result,
         "report": render_report(judgement, now),
-        "result": fitted_result(result(judgement, now)),
+        "result": judge.fitted_result(judge.result(judgement, now)),
     }
 
-
-# -- the report (Markdown) ---------------------------------------------------
 
 _VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
 _OUTCOME = {
@@ -92,40 +69,31 @@ def render_report(judgement: Judgement, now: datetime) -> str:
         f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
     )
     longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    kept = _largest_fitting(
-        longest, lambda k: _render(_keep_log_lines(judgement, k), now, None, (note.format(kept=k),))
-    )
-    if kept is not None:
-        return _render(_keep_log_lines(judgement, kept), now, None, (note.format(kept=kept),))
-    without_log = _keep_log_lines(judgement, 0)
+    fit = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
+    if fit is not None:
+        return fit
+    without_log = _log_tail(judgement, 0)
     notes = (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
     biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
-    rows = _largest_fitting(
-        biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
-    )
-    if rows is not None:
-        return _render(without_log, now, rows, (*notes, table_note.format(rows=rows)))
+    fit = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
+    if fit is not None:
+        return fit
     # Still too long (huge error messages or notes): cut at a line.
     text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
     ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
-    budget = MAX_REPORT_LENGTH - _length(ending)
-    cut = text[: budget // 2]  # at most 2 UTF-16 units a character
-    while _length(cut) < budget and len(cut) < len(text):
-        cut = text[: len(cut) + max(1, (budget - _length(cut)) // 2)]
-    cut = cut[: cut.rfind("\n")] if "\n" in cut else ""
-    return cut + ending
+    units = text.encode("utf-16-le")[: 2 * (MAX_REPORT_LENGTH - _length(ending))]
+    cut = units.decode("utf-16-le", "ignore")  # "ignore": half an emoji's surrogate pair
+    return cut[: max(cut.rfind("\n"), 0)] + ending
 
 
 def _length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
-    """The largest n in 0..most whose rendering fits, or None (binary
+def _fitting(most: int, render: Callable[[int], str]) -> str | None:
+    """The rendering of the largest n in 0..most that fits, or None (binary
     search: a rendering grows with n)."""
-    if _length(render(0)) > MAX_REPORT_LENGTH:
-        return None
     low, high = 0, most
     while low < high:
         middle = (low + high + 1) // 2
@@ -133,10 +101,11 @@ def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
             low = middle
         else:
             high = middle - 1
-    return low
+    text = render(low)
+    return text if _length(text) <= MAX_REPORT_LENGTH else None
 
 
-def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
+def _log_tail(judgement: Judgement, kept: int) -> Judgement:
     failures = [
         replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
     ]
@@ -147,20 +116,20 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     """The report with each table cut to `table_rows` rows (None: whole)
     and the `notes` saying what was shortened."""
     run = judgement.run
-    facts = [("Run", run_cell(run.name, run.id, run.url))]
+    facts = [("Run", report.run_cell(run.name, run.id, run.url))]
     if run.pipeline:
         facts.append(("Pipeline", cell(run.pipeline)))
     if run.source:
         facts.append(("Started from", cell(run.source)))
     facts.append(("Status", cell(run.status or "unknown")))
     if run.duration_seconds is not None:
-        facts.append(("Duration", duration_text(run.duration_seconds)))
+        facts.append(("Duration", report.duration_text(run.duration_seconds)))
     if judgement.compare_to or judgement.baseline:
         facts.append(("Baseline", _baseline_cell(judgement, now)))
     if judgement.rules:
         facts.append(("Gate", _gate_cell(judgement)))
     if judgement.promotion is not None:
-        facts.append(("Promotion", promotion_cell(judgement.promotion)))
+        facts.append(("Promotion", report.promotion_cell(judgement.promotion)))
     sections = [_metrics_section(judgement, table_rows)]
     sections += _trend_sections(judgement)
     if judgement.gate is not None:
@@ -170,12 +139,12 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     if judgement.baseline is not None and judgement.baseline.kind == "run":
         sections.append(_parameters_section(judgement, table_rows))
     for failure in judgement.failures:
-        sections += failure_sections(failure)
+        sections += report.failure_sections(failure)
     if judgement.github:
         context = [(cell(k), _context_cell(k, v)) for k, v in sorted(judgement.github.items())]
         sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
-    return document(_title(judgement), facts, sections)
+    return report.document(_title(judgement), facts, sections)
 
 
 def _title(judgement: Judgement) -> str:
@@ -257,7 +226,7 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    return a is b or (a is not UNSET and b is not UNSET and same_setting(a, b))
+    return a is b or (a is not UNSET and b is not UNSET and judge.same_setting(a, b))
 
 
 def _parameter_cell(diff: ParameterDiff, steps: Sequence[str]) -> str:
@@ -284,7 +253,7 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
     if baseline.kind == "model_version":
         what = f"model version {what} (ID {cell(baseline.id)})"
     parts = [what]
-    age = age_seconds(baseline.created, now)
+    age = judge.age_seconds(baseline.created, now)
     if age is not None and baseline.created is not None:
         parts.append(f"created {_age_words(age)} ({utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
     if asked:
@@ -295,21 +264,19 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
 def _gate_cell(judgement: Judgement) -> str:
     gate = judgement.gate
     if gate is None:
-        return f"not evaluated: {cell(gate_note(judgement).removeprefix('not evaluated: '))}"
+        return f"not evaluated: {cell(judge.gate_note(judgement).removeprefix('not evaluated: '))}"
     counts = {o: sum(1 for r in gate.rules if r.outcome == o) for o in Outcome}
     summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
     return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
 
 
 def _age_words(seconds: float) -> str:
-    minutes = seconds / 60
-    if minutes < 1:
-        return "less than a minute ago"
+    minutes = int(seconds // 60)
     for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
         if minutes >= size:
-            count = int(minutes // size)
+            count = minutes // size
             return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return ""  # unreachable: minutes >= 1
+    return "less than a minute ago"
 
 
 def _number(value: float | None) -> str:

@@ -78,7 +78,7 @@ def _labels(runs: Sequence[PastRun]) -> tuple[str, ...]:
         if index == len(runs) - 1:
             label = THIS_RUN
         elif run.created is not None:
-            label = _utc(run.created).strftime("%m-%d %H:%M")
+            label = utc(run.created).strftime("%m-%d %H:%M")
         else:
             label = f"run {index + 1}"
         seen = sum(1 for earlier in labels if earlier == label or earlier.startswith(f"{label} #"))
@@ -86,7 +86,7 @@ def _labels(runs: Sequence[PastRun]) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     # ZenML's timestamps are UTC, written without a zone.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -135,7 +135,7 @@ def as_json(found: Trend) -> dict[str, Any]:
             {
                 "id": run.id,
                 "name": run.name,
-                "created": _utc(run.created).isoformat() if run.created else None,
+                "created": utc(run.created).isoformat() if run.created else None,
                 "this": index == last,
             }
             for index, run in enumerate(found.runs)
