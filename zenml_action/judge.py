@@ -228,12 +228,9 @@ def fitted_result(data: dict[str, Any]) -> str:
         if len(text) <= MAX_RESULT_LENGTH:
             break
         value = data.get(key)
-        if isinstance(value, list) and len(value) > keep:
-            data[key] = value[:keep]
-        elif isinstance(value, dict) and len(value) > keep:
-            data[key] = dict(sorted(value.items())[:keep])
-        else:
+        if not isinstance(value, list | dict) or len(value) <= keep:
             continue
+        data[key] = value[:keep] if isinstance(value, list) else dict(sorted(value.items())[:keep])
         cut.append(key)
         data["truncated"] = cut
         text = strict_json(data)

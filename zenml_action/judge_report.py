@@ -36,9 +36,7 @@ def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
 
 _VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
 _OUTCOME = {
-    Outcome.PASSED: "✅ passed",
-    Outcome.FAILED: "❌ failed",
-    Outcome.MISSING: "❌ not logged",
+    Outcome.PASSED: "✅ passed", Outcome.FAILED: "❌ failed", Outcome.MISSING: "❌ not logged",
     Outcome.SKIPPED: "⏭️ skipped",
 }
 # The characters a rule can hold (the gate's grammar): safe in a code span.
@@ -60,10 +58,7 @@ def render_report(judgement: Judgement, now: datetime) -> str:
             "the charts are left out to fit GitHub's limit of "
             f"{MAX_REPORT_LENGTH:,} characters for a comment; the `result` output has their series."
         )
-        judgement = replace(judgement, history=None, history_note=chart_note)
-        full = _render(judgement, now, None, ())
-        if _length(full) <= MAX_REPORT_LENGTH:
-            return full
+        return render_report(replace(judgement, history=None, history_note=chart_note), now)
     note = (
         "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
         f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."

@@ -91,8 +91,6 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-# -- Mermaid -------------------------------------------------------------------
-
 # A metric's name is someone else's text: in a chart's title only these
 # characters (no quote to end the string, no `#`, `;` or `%%` Mermaid reads,
 # no `<` for its HTML labels, no backtick to end the Markdown fence).
@@ -133,10 +131,8 @@ def as_json(found: Trend) -> dict[str, Any]:
     return {
         "runs": [
             {
-                "id": run.id,
-                "name": run.name,
-                "created": utc(run.created).isoformat() if run.created else None,
-                "this": index == last,
+                "id": run.id, "name": run.name,
+                "created": utc(run.created).isoformat() if run.created else None, "this": index == last,
             }
             for index, run in enumerate(found.runs)
         ],
