@@ -174,20 +174,12 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         run=judge.RunInfo(
             report.run_id, report.run_name, report.run_url, report.status, report.pipeline, report.duration_seconds, report.target
         ),
-        metrics=metrics,
-        compare_to=inputs.compare_to_text,
-        baseline=found.baseline,
+        metrics=metrics, compare_to=inputs.compare_to_text, baseline=found.baseline,
         baseline_note=f"could not be determined: {found.note}" if found.unknown else found.note,
-        parameters=parameters,
-        parameters_note=parameters_note,
-        rules=rules,
-        gate=result,
-        gate_note=gate_note,
-        failures=tuple(report.failure_logs),
-        github=dict(context),
-        promotion=report.promotion,
-        history=found.history,
-        history_note=_history_note(inputs.compare_to, found),
+        parameters=parameters, parameters_note=parameters_note,
+        rules=rules, gate=result, gate_note=gate_note,
+        failures=tuple(report.failure_logs), github=dict(context), promotion=report.promotion,
+        history=found.history, history_note=_history_note(inputs.compare_to, found),
     )
     report.judgement = judgement  # rendered again once the promotion is decided (promote.py)
     report.judged = judge_report.outputs(judgement, datetime.now(UTC))

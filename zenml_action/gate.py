@@ -210,9 +210,8 @@ def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], facts: BaselineFact
         values += f", baseline {shown(baseline_value)}"
         if rule.value:
             values += f", so the threshold is {shown(threshold)}"
-    return RuleResult(
-        rule, Outcome.PASSED if passed else Outcome.FAILED, actual, baseline_value, threshold, values
-    )
+    outcome = Outcome.PASSED if passed else Outcome.FAILED
+    return RuleResult(rule, outcome, actual, baseline_value, threshold, values)
 
 
 def compare(actual: float, op: str, threshold: float) -> bool:

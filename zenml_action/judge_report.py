@@ -136,7 +136,9 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     for failure in judgement.failures:
         sections += report.failure_sections(failure)
     if judgement.github:
-        context = [(cell(k), _context_cell(k, v)) for k, v in sorted(judgement.github.items())]
+        github = sorted(judgement.github.items())
+        # The workflow run's address is the action's own (built from the runner's variables).
+        context = [(cell(k), link(v, v) if k == "github.workflow_run_url" else cell(v)) for k, v in github]
         sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
     return report.document(_title(judgement), facts, sections)
@@ -146,17 +148,10 @@ def _title(judgement: Judgement) -> str:
     """What a reviewer needs first: did the run complete, did it pass."""
     status = judgement.run.status or "unknown"
     gate = judgement.gate_result
-    if status in ("stopped", "cancelled"):
-        icon = "🛑"
-    else:
-        icon = "✅" if status in SUCCESS_STATUSES and gate != "failed" else "❌"
+    stopped = status in ("stopped", "cancelled")
+    icon = "🛑" if stopped else "✅" if status in SUCCESS_STATUSES and gate != "failed" else "❌"
     said = {"passed": "gate passed", "failed": "gate failed", "passed-without-baseline": "gate passed without a baseline"}
     return f"{icon} ZenML run {cell(status)}" + (f", {said[gate]}" if gate in said else "")
-
-
-def _context_cell(key: str, value: str) -> str:
-    # The workflow run's address is the action's own (built from the runner's variables).
-    return link(value, value) if key == "github.workflow_run_url" else cell(value)
 
 
 def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
