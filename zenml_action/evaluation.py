@@ -1,7 +1,7 @@
 """After a run, for both modes: record where it came from (the GitHub
 context, as run metadata), find the baseline `compare-to` names, judge the
-run with the `gate`, and put the result into the report (`judge.py` holds
-the pure rules and the rendering; this module does the requests)."""
+run with the `gate`, and put the result into the report. The requests are
+here; the pure rules in `judge.py`, the rendering in `judge_report.py`."""
 
 from __future__ import annotations
 
@@ -31,31 +31,23 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
 
-def parameters_of(client: ZenMLClient, run: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A run's parameters, pipeline-level and each step's (from the run's
-    snapshot, where the server has one), for comparing two runs; None when
-    the snapshot could not be read."""
-    snapshot_id = api.dig(run, "resources", "snapshot", "id")
-    snapshot = None
-    if snapshot_id:
-        try:
-            snapshot = client.call(api.get_snapshot(str(snapshot_id)))
-        except ActionError:
-            return None
-    return api.run_parameters(run, snapshot)
-
-
 def differing_parameters(
     client: ZenMLClient | None, run: Mapping[str, Any], baseline_run: Mapping[str, Any] | None
 ) -> tuple[list[judge.ParameterDiff], str]:
-    """The parameters that differ, or why they were not compared."""
+    """The parameters that differ, pipeline-level and each step's (from the
+    runs' snapshots, where the server has them), or why they were not compared."""
     if client is None or baseline_run is None:
         return [], ""
     deadline.entering("comparing the run's parameters with the baseline's")
-    this, baseline = parameters_of(client, run), parameters_of(client, baseline_run)
-    if this is None or baseline is None:
-        return [], "The parameters could not be compared: a run's snapshot could not be read."
-    return judge.differing_parameters(this, baseline), ""
+    parameters = []
+    for each in (run, baseline_run):
+        snapshot_id = api.dig(each, "resources", "snapshot", "id")
+        try:
+            snapshot = client.call(api.get_snapshot(str(snapshot_id))) if snapshot_id else None
+        except ActionError:
+            return [], "The parameters could not be compared: a run's snapshot could not be read."
+        parameters.append(api.run_parameters(each, snapshot))
+    return judge.differing_parameters(*parameters), ""
 
 
 @dataclass(frozen=True)
@@ -125,12 +117,9 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
     if found is not None:
         return replace(_baseline_run(client, found), history=history)
     if refused:
-        return Found(
-            note=f"{refused} run(s) claimed to be the baseline but the action's own record on them says otherwise "
-            "(metadata a pipeline wrote itself)",
-            unknown=True,
-            history=history,
-        )
+        claimed = f"{refused} run(s) claimed to be the baseline"
+        said = "but the action's own record on them says otherwise (metadata a pipeline wrote itself)"
+        return Found(note=f"{claimed} {said}", unknown=True, history=history)
     where = "from this repository" if previous else f"from `{wanted.value}` (a push, dispatch or schedule)"
     return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}", history=history)
 

@@ -55,11 +55,6 @@ class Rule:
         """+1 when the rule wants the metric high, -1 when low, 0 neither."""
         return {">=": 1, ">": 1, "<=": -1, "<": -1}.get(self.op, 0)
 
-    def threshold(self, baseline_value: float | None) -> float | None:
-        if not self.relative:
-            return self.value
-        return None if baseline_value is None else baseline_value + self.value
-
 
 class Outcome(StrEnum):
     PASSED = "passed"
@@ -85,7 +80,6 @@ class RuleResult:
 
     @property
     def message(self) -> str:
-        """The rule and its outcome as one sentence."""
         if self.outcome == Outcome.PASSED:
             return f"`{self.rule.text}`: passed ({self.detail})."
         if self.outcome == Outcome.FAILED:
@@ -200,8 +194,7 @@ def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], facts: BaselineFact
                 return RuleResult(rule, Outcome.SKIPPED, actual, detail=f"skipped: {absent} (on-missing-baseline: pass)")
             return RuleResult(rule, Outcome.FAILED, actual, detail=f"{absent} (on-missing-baseline: fail)")
         baseline_value = facts.metrics[rule.metric]
-    threshold = rule.threshold(baseline_value)
-    assert threshold is not None  # relative rules returned above without one
+    threshold = rule.value if baseline_value is None else baseline_value + rule.value
     passed = compare(actual, rule.op, threshold)
     # Values that read the same at six digits but failed are shown in full.
     shown: Callable[[float], str] = number if passed or number(actual) != number(threshold) else repr

@@ -60,13 +60,11 @@ def parse_compare_to(text: str) -> CompareTo | None:
     if text.startswith("model:"):
         name, at, stage = text.removeprefix("model:").rpartition("@")
         if not at or not name.strip():
-            raise InputError(
-                "compare-to", f"{quoted(text)} names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
-            )
+            problem = f"{quoted(text)} names no model version: write `model:NAME@STAGE`."
+            raise InputError("compare-to", problem, COMPARE_TO_FORMS)
         if stage not in MODEL_STAGES:
-            raise InputError(
-                "compare-to", f"{quoted(stage)} is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
-            )
+            fix = f"Use one of {', '.join(MODEL_STAGES)}."
+            raise InputError("compare-to", f"{quoted(stage)} is not a model stage.", fix)
         return CompareTo("model", name.strip(), stage)
     if not _BRANCH.fullmatch(text) or ".." in text or text.endswith((".", "/", ".lock")):
         raise InputError("compare-to", f"{quoted(text)} is not a branch name.", COMPARE_TO_FORMS)

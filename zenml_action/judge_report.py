@@ -45,35 +45,31 @@ _RULE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 def render_report(judgement: Judgement, now: datetime) -> str:
     """The results section: for the job summary and, as the `report`
-    output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
-    excerpt is shortened first, then the longest tables, and the report says
-    so."""
+    output, a pull-request comment. At most MAX_REPORT_LENGTH: the charts
+    are left out first, then the log excerpt is shortened, then the longest
+    tables, and the report says so."""
     full = _render(judgement, now, None, ())
     if _length(full) <= MAX_REPORT_LENGTH:
         return full
-    # The trend's charts go first (the `result` output keeps their series).
+    fit = f"to fit GitHub's limit of {MAX_REPORT_LENGTH:,} characters for a comment"
     trend = judgement.trend
     if trend is not None and any(s.points >= 2 for s in trend.series):
-        chart_note = (
-            "the charts are left out to fit GitHub's limit of "
-            f"{MAX_REPORT_LENGTH:,} characters for a comment; the `result` output has their series."
-        )
+        chart_note = f"the charts are left out {fit}; the `result` output has their series."
         return render_report(replace(judgement, history=None, history_note=chart_note), now)
     note = (
-        "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
-        f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
+        f"The log excerpt is shortened to its last {{kept}} lines {fit}; the whole log is on the run's page."
     )
     longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    fit = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
-    if fit is not None:
-        return fit
+    shown = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
+    if shown is not None:
+        return shown
     without_log = _log_tail(judgement, 0)
     notes = (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
     biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
-    fit = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
-    if fit is not None:
-        return fit
+    shown = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
+    if shown is not None:
+        return shown
     # Still too long (huge error messages or notes): cut at a line.
     text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
     ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"

@@ -74,16 +74,11 @@ def _labels(runs: Sequence[PastRun]) -> tuple[str, ...]:
     """When each run was created (UTC, to the minute); this run last. Two
     runs of the same minute are told apart by a count."""
     labels: list[str] = []
-    for index, run in enumerate(runs):
-        if index == len(runs) - 1:
-            label = THIS_RUN
-        elif run.created is not None:
-            label = utc(run.created).strftime("%m-%d %H:%M")
-        else:
-            label = f"run {index + 1}"
+    for index, run in enumerate(runs[:-1]):
+        label = utc(run.created).strftime("%m-%d %H:%M") if run.created else f"run {index + 1}"
         seen = sum(1 for earlier in labels if earlier == label or earlier.startswith(f"{label} #"))
         labels.append(f"{label} #{seen + 1}" if seen else label)
-    return tuple(labels)
+    return (*labels, THIS_RUN)
 
 
 def utc(moment: datetime) -> datetime:
