@@ -222,13 +222,10 @@ def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     guesses = difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6)
     if guesses:
         message += " Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?"
-    if metrics:
-        names = sorted(metrics)
-        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        message += f" It logged: {shown}"
-    else:
-        message += " It logged no numeric metadata at all"
-    return message
+    names = sorted(metrics)
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    logged = f"It logged: {', '.join(names[:20])}{more}" if names else "It logged no numeric metadata at all"
+    return f"{message} {logged}"
 
 
 def number(value: float) -> str:

@@ -34,13 +34,10 @@ COMPARE_TO_FORMS: Final = (
 
 @dataclass(frozen=True)
 class CompareTo:
-    """The baseline asked for:
-    - branch: the newest completed run of the pipeline from that branch
-      (`value` is the ref, `refs/heads/NAME`);
-    - previous: the newest completed run from the same repository;
-    - run: the run with that ID;
-    - model: the newest version of model `value` in `stage` (`latest`: the
-      newest version whatever its stage)."""
+    """The baseline asked for: the newest completed run of the pipeline
+    from a `branch` (`value`: the ref, `refs/heads/NAME`) or from the same
+    repository (`previous`); the `run` with ID `value`; the newest version
+    of `model` `value` in `stage` (`latest`: whatever its stage)."""
 
     kind: Literal["branch", "previous", "run", "model"]
     value: str = ""
@@ -265,10 +262,7 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             "age_seconds": age_seconds(baseline.created, now), "metrics": dict(baseline.metrics),
         },
         "baseline_note": judgement.baseline_note,
-        "comparison": [
-            {"metric": r.metric, "this": r.this, "baseline": r.baseline, "change": r.change, "verdict": r.verdict}
-            for r in judgement.rows
-        ],
+        "comparison": [dict(vars(row)) for row in judgement.rows],  # metric, this, baseline, change, verdict
         # A parameter one run does not have has no key on that side.
         "parameters_differ": [
             {key: value for key, value in vars(p).items() if value is not UNSET} for p in judgement.parameters

@@ -4,6 +4,7 @@ outputs it is the source of. Pure: facts in (`judge.Judgement`), text out."""
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -83,24 +84,17 @@ def _length(text: str) -> int:
 
 
 def _fitting(most: int, render: Callable[[int], str]) -> str | None:
-    """The rendering of the largest n in 0..most that fits, or None (binary
-    search: a rendering grows with n)."""
-    low, high = 0, most
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _length(render(middle)) <= MAX_REPORT_LENGTH:
-            low = middle
-        else:
-            high = middle - 1
-    text = render(low)
+    """The rendering of the largest n in 0..most that fits, or None (a
+    binary search: a rendering grows with n)."""
+    # The first of 1..most that is too long, less one: the last that fits.
+    last = bisect.bisect_left(range(1, most + 1), True, key=lambda n: _length(render(n)) > MAX_REPORT_LENGTH)
+    text = render(last)
     return text if _length(text) <= MAX_REPORT_LENGTH else None
 
 
 def _log_tail(judgement: Judgement, kept: int) -> Judgement:
-    failures = [
-        replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
-    ]
-    return replace(judgement, failures=failures)
+    tails = [replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures]
+    return replace(judgement, failures=tails)
 
 
 def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
@@ -189,7 +183,12 @@ def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[st
         return [cell(judgement.parameters_note)]
     if not judgement.parameters:
         return ["The parameters are the same as the baseline's."]
-    rows = [(_parameter_cell(d, steps), _value_cell(d.this), _value_cell(d.baseline)) for d, steps in folded_parameters(judgement.parameters)]
+    rows = []
+    for diff, steps in folded_parameters(judgement.parameters):
+        name = cell(diff.name)
+        if steps:
+            name += f" (and step{'s' if len(steps) > 1 else ''} {', '.join(cell(s) for s in steps)})"
+        rows.append((name, _value_cell(diff.this), _value_cell(diff.baseline)))
     columns = ["Parameter", "This run", "Baseline"]
     return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
 
@@ -213,12 +212,6 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
 
 def _same_value(a: Any, b: Any) -> bool:
     return a is b or (a is not UNSET and b is not UNSET and judge.same_setting(a, b))
-
-
-def _parameter_cell(diff: ParameterDiff, steps: Sequence[str]) -> str:
-    if not steps:
-        return cell(diff.name)
-    return f"{cell(diff.name)} (and step{'s' if len(steps) > 1 else ''} {', '.join(cell(s) for s in steps)})"
 
 
 def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:

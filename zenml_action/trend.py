@@ -110,14 +110,8 @@ def mermaid_chart(series: Series, labels: Sequence[str]) -> list[str]:
     shown = [(label, value) for label, value in zip(labels, series.values, strict=True) if value is not None]
     axis = ", ".join(f'"{label}"' for label, _ in shown)
     line = ", ".join(plain_number(value) for _, value in shown)
-    return [
-        "```mermaid",
-        "xychart-beta",
-        f'    title "{chart_title(series.metric)}"',
-        f"    x-axis [{axis}]",
-        f"    line [{line}]",
-        "```",
-    ]
+    title = f'    title "{chart_title(series.metric)}"'
+    return ["```mermaid", "xychart-beta", title, f"    x-axis [{axis}]", f"    line [{line}]", "```"]
 
 
 def as_json(found: Trend) -> dict[str, Any]:
