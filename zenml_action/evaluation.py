@@ -97,8 +97,7 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
         if not isinstance(found, dict) or not found.get("id"):
             return Found(note=f"the server's answer for run {wanted.value} was not a run", unknown=True)
         return _baseline_run(client, found)
-    repository = context.get("github.repository", "")
-    if not repository:
+    if not (repository := context.get("github.repository", "")):
         return Found(note="the repository is not known (GITHUB_REPOSITORY is not set)", unknown=True)
     # Never without the pipeline: another pipeline's run is no baseline.
     # 0.86 on: `body.pipeline_id` or `resources.pipeline`; 0.85: `body.pipeline`.
@@ -151,11 +150,9 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         shown = f"no baseline: {found.note}" if found.unknown else found.note
         console.info(f"Baseline: {found.baseline.name or found.baseline.id}" if found.baseline else shown[0].upper() + shown[1:] + ".")
     completed = report.status in api.SUCCESS_STATUSES
-    facts = gate.BaselineFacts(
-        dict(found.baseline.metrics) if found.baseline else None,
-        unknown=found.note if found.unknown else "",
-        missing_passes=inputs.on_missing_baseline == "pass",
-    )
+    baseline_metrics = dict(found.baseline.metrics) if found.baseline else None
+    unknown = found.note if found.unknown else ""
+    facts = gate.BaselineFacts(baseline_metrics, unknown, missing_passes=inputs.on_missing_baseline == "pass")
     result = gate.evaluate(rules, metrics, facts) if rules and completed else None
     gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
     parameters, parameters_note = differing_parameters(client, run, found.run)

@@ -44,8 +44,7 @@ ABS_TOLERANCE: Final = 1e-12
 class Rule:
     metric: str
     op: str
-    # The number itself, or the offset added to the baseline's value.
-    value: float
+    value: float  # the number itself, or the offset added to the baseline's value
     relative: bool  # True: VALUE is `baseline` (+/- value)
     line: int  # 1-based line of the `gate` input
     text: str  # the rule as written, without its comment

@@ -249,7 +249,6 @@ def _shortened_strings(value: Any, limit: int) -> Any:
 def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
     """The report's facts as data, described by schemas/result-v1.json."""
     baseline = judgement.baseline
-    gate = judgement.gate
     return {
         "schema": RESULT_SCHEMA,
         "run": {key: getattr(judgement.run, key) for key in ("id", "name", "url", "status", "pipeline")},
@@ -276,7 +275,7 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
                     "outcome": r.outcome.value, "this": r.actual, "baseline": r.baseline,
                     "threshold": r.threshold, "detail": r.detail,
                 }
-                for r in (gate.rules if gate else ())
+                for r in (judgement.gate.rules if judgement.gate else ())
             ],
         },
         "failures": [

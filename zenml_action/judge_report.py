@@ -115,11 +115,9 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
         facts.append(("Gate", _gate_cell(judgement)))
     if judgement.promotion is not None:
         facts.append(("Promotion", report.promotion_cell(judgement.promotion)))
-    sections = [_metrics_section(judgement, table_rows)]
-    sections += _trend_sections(judgement)
+    sections = [_metrics_section(judgement, table_rows), *_trend_sections(judgement)]
     if judgement.gate is not None:
-        results = judgement.gate.rules
-        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
+        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in judgement.gate.rules]
         sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
     if judgement.baseline is not None and judgement.baseline.kind == "run":
         sections.append(_parameters_section(judgement, table_rows))
@@ -231,13 +229,8 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
     what = link(baseline.name or baseline.id, baseline.url)
     if baseline.kind == "model_version":
         what = f"model version {what} (ID {cell(baseline.id)})"
-    parts = [what]
-    age = judge.age_seconds(baseline.created, now)
-    if age is not None and baseline.created is not None:
-        parts.append(f"created {_age_words(age)} ({utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
-    if asked:
-        parts.append(f"from {asked}")
-    return ", ".join(parts)
+    created = f", {_created(baseline.created, now)}" if baseline.created else ""
+    return what + created + (f", from {asked}" if asked else "")
 
 
 def _gate_cell(judgement: Judgement) -> str:
@@ -249,13 +242,14 @@ def _gate_cell(judgement: Judgement) -> str:
     return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
 
 
-def _age_words(seconds: float) -> str:
-    minutes = int(seconds // 60)
+def _created(moment: datetime, now: datetime) -> str:
+    when = utc(moment).strftime("%Y-%m-%d %H:%M")
+    minutes = int((judge.age_seconds(moment, now) or 0.0) // 60)
     for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
         if minutes >= size:
             count = minutes // size
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "less than a minute ago"
+            return f"created {count} {unit}{'' if count == 1 else 's'} ago ({when} UTC)"
+    return f"created less than a minute ago ({when} UTC)"
 
 
 def _number(value: float | None) -> str:

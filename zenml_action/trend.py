@@ -19,7 +19,6 @@ MAX_HISTORY: Final = 10
 # to this many charts (the result carries the same series).
 UNGATED_CHARTS: Final = 3
 MAX_CHARTS: Final = 6
-THIS_RUN: Final = "this run"
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def _labels(runs: Sequence[PastRun]) -> tuple[str, ...]:
         label = utc(run.created).strftime("%m-%d %H:%M") if run.created else f"run {index + 1}"
         seen = sum(1 for earlier in labels if earlier == label or earlier.startswith(f"{label} #"))
         labels.append(f"{label} #{seen + 1}" if seen else label)
-    return (*labels, THIS_RUN)
+    return (*labels, "this run")
 
 
 def utc(moment: datetime) -> datetime:
