@@ -190,8 +190,8 @@ class Judgement:
 
     @property
     def rows(self) -> list[MetricRow]:
-        # None when this run logged no metrics (a failed run): a table of
-        # the baseline's alone says nothing about it.
+        # No rows when this run logged no metrics (a failed run): a table
+        # of the baseline's alone says nothing about it.
         if not self.metrics:
             return []
         return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
