@@ -1,7 +1,7 @@
 """After a run, for both modes: record where it came from (the GitHub
 context, as run metadata), find the baseline `compare-to` names, judge the
-run with the `gate`, and put the result into the report (`judge.py` holds
-the pure rules and the rendering; this module does the requests)."""
+run with the `gate`, and put the result into the report. The requests are
+here; the pure rules in `judge.py`, the rendering in `judge_report.py`."""
 
 from __future__ import annotations
 
@@ -31,31 +31,23 @@ def attach_context(client: ZenMLClient, project_id: str, run_id: str, context: M
         console.warning(f"Could not record the GitHub context on run {run_id}: {exc}")
 
 
-def parameters_of(client: ZenMLClient, run: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A run's parameters, pipeline-level and each step's (from the run's
-    snapshot, where the server has one), for comparing two runs; None when
-    the snapshot could not be read."""
-    snapshot_id = api.dig(run, "resources", "snapshot", "id")
-    snapshot = None
-    if snapshot_id:
-        try:
-            snapshot = client.call(api.get_snapshot(str(snapshot_id)))
-        except ActionError:
-            return None
-    return api.run_parameters(run, snapshot)
-
-
 def differing_parameters(
     client: ZenMLClient | None, run: Mapping[str, Any], baseline_run: Mapping[str, Any] | None
 ) -> tuple[list[judge.ParameterDiff], str]:
-    """The parameters that differ, or why they were not compared."""
+    """The parameters that differ, pipeline-level and each step's (from the
+    runs' snapshots, where the server has them), or why they were not compared."""
     if client is None or baseline_run is None:
         return [], ""
     deadline.entering("comparing the run's parameters with the baseline's")
-    this, baseline = parameters_of(client, run), parameters_of(client, baseline_run)
-    if this is None or baseline is None:
-        return [], "The parameters could not be compared: a run's snapshot could not be read."
-    return judge.differing_parameters(this, baseline), ""
+    parameters = []
+    for each in (run, baseline_run):
+        snapshot_id = api.dig(each, "resources", "snapshot", "id")
+        try:
+            snapshot = client.call(api.get_snapshot(str(snapshot_id))) if snapshot_id else None
+        except ActionError:
+            return [], "The parameters could not be compared: a run's snapshot could not be read."
+        parameters.append(api.run_parameters(each, snapshot))
+    return judge.differing_parameters(*parameters), ""
 
 
 @dataclass(frozen=True)
@@ -105,8 +97,7 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
         if not isinstance(found, dict) or not found.get("id"):
             return Found(note=f"the server's answer for run {wanted.value} was not a run", unknown=True)
         return _baseline_run(client, found)
-    repository = context.get("github.repository", "")
-    if not repository:
+    if not (repository := context.get("github.repository", "")):
         return Found(note="the repository is not known (GITHUB_REPOSITORY is not set)", unknown=True)
     # Never without the pipeline: another pipeline's run is no baseline.
     # 0.86 on: `body.pipeline_id` or `resources.pipeline`; 0.85: `body.pipeline`.
@@ -125,12 +116,9 @@ def _find_baseline(client: ZenMLClient, wanted: judge.CompareTo, run: Mapping[st
     if found is not None:
         return replace(_baseline_run(client, found), history=history)
     if refused:
-        return Found(
-            note=f"{refused} run(s) claimed to be the baseline but the action's own record on them says otherwise "
-            "(metadata a pipeline wrote itself)",
-            unknown=True,
-            history=history,
-        )
+        claimed = f"{refused} run(s) claimed to be the baseline"
+        said = "but the action's own record on them says otherwise (metadata a pipeline wrote itself)"
+        return Found(note=f"{claimed} {said}", unknown=True, history=history)
     where = "from this repository" if previous else f"from `{wanted.value}` (a push, dispatch or schedule)"
     return Found(note=f"no baseline yet: no completed run of this pipeline started by the action {where}", history=history)
 
@@ -162,11 +150,9 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         shown = f"no baseline: {found.note}" if found.unknown else found.note
         console.info(f"Baseline: {found.baseline.name or found.baseline.id}" if found.baseline else shown[0].upper() + shown[1:] + ".")
     completed = report.status in api.SUCCESS_STATUSES
-    facts = gate.BaselineFacts(
-        dict(found.baseline.metrics) if found.baseline else None,
-        unknown=found.note if found.unknown else "",
-        missing_passes=inputs.on_missing_baseline == "pass",
-    )
+    baseline_metrics = dict(found.baseline.metrics) if found.baseline else None
+    unknown = found.note if found.unknown else ""
+    facts = gate.BaselineFacts(baseline_metrics, unknown, missing_passes=inputs.on_missing_baseline == "pass")
     result = gate.evaluate(rules, metrics, facts) if rules and completed else None
     gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
     parameters, parameters_note = differing_parameters(client, run, found.run)
@@ -174,20 +160,12 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
         run=judge.RunInfo(
             report.run_id, report.run_name, report.run_url, report.status, report.pipeline, report.duration_seconds, report.target
         ),
-        metrics=metrics,
-        compare_to=inputs.compare_to_text,
-        baseline=found.baseline,
+        metrics=metrics, compare_to=inputs.compare_to_text, baseline=found.baseline,
         baseline_note=f"could not be determined: {found.note}" if found.unknown else found.note,
-        parameters=parameters,
-        parameters_note=parameters_note,
-        rules=rules,
-        gate=result,
-        gate_note=gate_note,
-        failures=tuple(report.failure_logs),
-        github=dict(context),
-        promotion=report.promotion,
-        history=found.history,
-        history_note=_history_note(inputs.compare_to, found),
+        parameters=parameters, parameters_note=parameters_note,
+        rules=rules, gate=result, gate_note=gate_note,
+        failures=tuple(report.failure_logs), github=dict(context), promotion=report.promotion,
+        history=found.history, history_note=_history_note(inputs.compare_to, found),
     )
     report.judgement = judgement  # rendered again once the promotion is decided (promote.py)
     report.judged = judge_report.outputs(judgement, datetime.now(UTC))

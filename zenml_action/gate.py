@@ -1,15 +1,7 @@
-"""The `gate` input: rules a finished run's metrics must meet.
-
-One rule a line, `METRIC OP VALUE`:
-- METRIC: letters, digits, `_`, `.`, `-`, `/` (nested metadata keys are
-  joined with `.`, as in the `metrics` output);
-- OP: one of `>=`, `>`, `<=`, `<`, `==`, `!=`;
-- VALUE: a number, `baseline` (the same metric on the baseline), or
-  `baseline + N` / `baseline - N`.
-Blank lines and `#` comments (whole-line or after a rule) are allowed.
-
-The rules are read by the small grammar below, never evaluated as code.
-"""
+"""The `gate` input: rules a finished run's metrics must meet, one a line
+as GRAMMAR says (METRIC names nested metadata keys joined with `.`, as in
+the `metrics` output), with blank lines and `#` comments. The rules are read
+by the small grammar below, never evaluated as code."""
 
 from __future__ import annotations
 
@@ -29,9 +21,7 @@ OPERATORS: Final = (">=", ">", "<=", "<", "==", "!=")
 _METRIC = r"[A-Za-z0-9_./\-]+"
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # ASCII digits only
 # Longest operators first, so that `>=` is not read as `>` then `=`.
-_RULE = re.compile(
-    rf"(?P<metric>{_METRIC})\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>.*)",
-)
+_RULE = re.compile(rf"(?P<metric>{_METRIC})\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>.*)")
 _ABSOLUTE = re.compile(rf"(?P<sign>[+-]?)\s*(?P<number>{_NUMBER})")
 _RELATIVE = re.compile(rf"baseline(?:\s*(?P<sign>[+-])\s*(?P<number>{_NUMBER}))?")
 # What a user may have meant as an operator, to name it in the error.
@@ -54,8 +44,7 @@ ABS_TOLERANCE: Final = 1e-12
 class Rule:
     metric: str
     op: str
-    # The number itself, or the offset added to the baseline's value.
-    value: float
+    value: float  # the number itself, or the offset added to the baseline's value
     relative: bool  # True: VALUE is `baseline` (+/- value)
     line: int  # 1-based line of the `gate` input
     text: str  # the rule as written, without its comment
@@ -64,11 +53,6 @@ class Rule:
     def direction(self) -> int:
         """+1 when the rule wants the metric high, -1 when low, 0 neither."""
         return {">=": 1, ">": 1, "<=": -1, "<": -1}.get(self.op, 0)
-
-    def threshold(self, baseline_value: float | None) -> float | None:
-        if not self.relative:
-            return self.value
-        return None if baseline_value is None else baseline_value + self.value
 
 
 class Outcome(StrEnum):
@@ -95,7 +79,6 @@ class RuleResult:
 
     @property
     def message(self) -> str:
-        """The rule and its outcome as one sentence."""
         if self.outcome == Outcome.PASSED:
             return f"`{self.rule.text}`: passed ({self.detail})."
         if self.outcome == Outcome.FAILED:
@@ -123,27 +106,18 @@ class GateResult:
 
     def error_message(self) -> str:
         """One message for the `::error`, each failed rule with its values."""
-        failures = self.failures
-        if not failures:
+        if not (failures := self.failures):
             return ""
-        lines = [f"The gate failed: {len(failures)} of {len(self.rules)} rules not met."]
-        lines += [f"- line {r.rule.line}: {r.message}" for r in failures]
-        return "\n".join(lines)
-
-
-# -- parsing ----------------------------------------------------------------
+        lines = [f"- line {r.rule.line}: {r.message}" for r in failures]
+        return "\n".join([f"The gate failed: {len(failures)} of {len(self.rules)} rules not met.", *lines])
 
 
 def parse(text: str) -> tuple[Rule, ...]:
     """The rules of the `gate` input, in order; raises `InputError` naming
     the first malformed line."""
-    rules = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        # No METRIC or VALUE holds `#`, so everything after one is a comment.
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            rules.append(_parse_line(line, number))
-    return tuple(rules)
+    # No METRIC or VALUE holds `#`, so everything after one is a comment.
+    lines = (raw.split("#", 1)[0].strip() for raw in text.splitlines())
+    return tuple(_parse_line(line, number) for number, line in enumerate(lines, start=1) if line)
 
 
 def _parse_line(line: str, number: int) -> Rule:
@@ -155,19 +129,13 @@ def _parse_line(line: str, number: int) -> Rule:
         raise _malformed(number, line, f"there is no value after `{op}`.")
     if value_text[0] in "<>=!":
         raise _malformed(number, line, f"`{op}{value_text[0]}` is not an operator.")
-    absolute = _ABSOLUTE.fullmatch(value_text)
     relative = _RELATIVE.fullmatch(value_text)
-    if absolute:
-        value = float(absolute["number"]) * (-1 if absolute["sign"] == "-" else 1)
-    elif relative:
-        offset = float(relative["number"] or 0)
-        value = -offset if relative["sign"] == "-" else offset
-    else:
-        raise _malformed(
-            number,
-            line,
-            f"{quoted(value_text)} is not a value: use a number, `baseline`, `baseline + N` or `baseline - N`.",
-        )
+    found = _ABSOLUTE.fullmatch(value_text) or relative
+    if not found:
+        problem = "is not a value: use a number, `baseline`, `baseline + N` or `baseline - N`."
+        raise _malformed(number, line, f"{quoted(value_text)} {problem}")
+    # `baseline` alone has no number: an offset of 0.
+    value = float(found["number"] or 0) * (-1 if found["sign"] == "-" else 1)
     if not math.isfinite(value):
         raise _malformed(number, line, f"{quoted(value_text)} is too large a number.")
     return Rule(metric, op, value, relative is not None, number, line)
@@ -192,9 +160,6 @@ def _why_not_a_rule(line: str) -> str:
 
 def _malformed(number: int, line: str, problem: str) -> InputError:
     return InputError("gate", f"line {number} ({quoted(line)}): {problem}", GRAMMAR)
-
-
-# -- evaluating -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -228,8 +193,7 @@ def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], facts: BaselineFact
                 return RuleResult(rule, Outcome.SKIPPED, actual, detail=f"skipped: {absent} (on-missing-baseline: pass)")
             return RuleResult(rule, Outcome.FAILED, actual, detail=f"{absent} (on-missing-baseline: fail)")
         baseline_value = facts.metrics[rule.metric]
-    threshold = rule.threshold(baseline_value)
-    assert threshold is not None  # relative rules returned above without one
+    threshold = rule.value if baseline_value is None else baseline_value + rule.value
     passed = compare(actual, rule.op, threshold)
     # Values that read the same at six digits but failed are shown in full.
     shown: Callable[[float], str] = number if passed or number(actual) != number(threshold) else repr
@@ -238,28 +202,18 @@ def _evaluate_rule(rule: Rule, metrics: Mapping[str, float], facts: BaselineFact
         values += f", baseline {shown(baseline_value)}"
         if rule.value:
             values += f", so the threshold is {shown(threshold)}"
-    return RuleResult(
-        rule, Outcome.PASSED if passed else Outcome.FAILED, actual, baseline_value, threshold, values
-    )
+    outcome = Outcome.PASSED if passed else Outcome.FAILED
+    return RuleResult(rule, outcome, actual, baseline_value, threshold, values)
 
 
 def compare(actual: float, op: str, threshold: float) -> bool:
     # Equality within REL_TOLERANCE/ABS_TOLERANCE (see there why): floats
     # are never compared with a bare `==`.
     close = math.isclose(actual, threshold, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE)
-    if op == "==":
-        return close
-    if op == "!=":
-        return not close
-    if op == ">=":
-        return close or actual > threshold
-    if op == "<=":
-        return close or actual < threshold
-    if op == ">":
-        return not close and actual > threshold
-    if op == "<":
-        return not close and actual < threshold
-    raise ValueError(f"unknown operator {op!r}")  # the grammar allows no other
+    above, below = not close and actual > threshold, not close and actual < threshold
+    return {  # a KeyError on any other operator: the grammar allows none
+        "==": close, "!=": not close, ">=": close or above, "<=": close or below, ">": above, "<": below
+    }[op]
 
 
 def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
@@ -267,13 +221,10 @@ def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     guesses = difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6)
     if guesses:
         message += " Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?"
-    if metrics:
-        names = sorted(metrics)
-        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        message += f" It logged: {shown}"
-    else:
-        message += " It logged no numeric metadata at all"
-    return message
+    names = sorted(metrics)
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    logged = f"It logged: {', '.join(names[:20])}{more}" if names else "It logged no numeric metadata at all"
+    return f"{message} {logged}"
 
 
 def number(value: float) -> str:

@@ -1,18 +1,15 @@
-"""How a finished run did: its metrics next to the baseline's, the gate's
-outcome, and the one report (Markdown) and `result` (JSON) that say so.
-
-Everything here is pure: the facts come in as values (`Judgement`), the
-report and the result come out as text and data.
-"""
+"""How a finished run did, as pure values: its metrics next to the
+baseline's, the gate's outcome, and the `result` (JSON) that says so."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from zenml_action.errors import InputError
@@ -20,16 +17,10 @@ from zenml_action.gate import GateResult, Rule
 from zenml_action.gate import compare as meets
 from zenml_action.github import quoted, shorten
 from zenml_action.promotion import Promotion
-from zenml_action.report import (
-    FailureLog,
-    flatten,
-    strict_json,
-)
-from zenml_action.trend import PastRun, Trend, as_json, charted_metrics, trend
+from zenml_action.report import FailureLog, flatten, strict_json
+from zenml_action.trend import PastRun, Trend, as_json, charted_metrics, trend, utc
 
 RESULT_SCHEMA: Final = "zenml-action-result/v1"  # schemas/result-v1.json
-
-# -- the `compare-to` input ------------------------------------------------------
 
 MODEL_STAGES: Final = ("production", "staging", "archived", "latest")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
@@ -43,13 +34,10 @@ COMPARE_TO_FORMS: Final = (
 
 @dataclass(frozen=True)
 class CompareTo:
-    """The baseline asked for:
-    - branch: the newest completed run of the pipeline from that branch
-      (`value` is the ref, `refs/heads/NAME`);
-    - previous: the newest completed run from the same repository;
-    - run: the run with that ID;
-    - model: the newest version of model `value` in `stage` (`latest`: the
-      newest version whatever its stage)."""
+    """The baseline asked for: the newest completed run of the pipeline
+    from a `branch` (`value`: the ref, `refs/heads/NAME`) or from the same
+    repository (`previous`); the `run` with ID `value`; the newest version
+    of `model` `value` in `stage` (`latest`: whatever its stage)."""
 
     kind: Literal["branch", "previous", "run", "model"]
     value: str = ""
@@ -69,20 +57,15 @@ def parse_compare_to(text: str) -> CompareTo | None:
     if text.startswith("model:"):
         name, at, stage = text.removeprefix("model:").rpartition("@")
         if not at or not name.strip():
-            raise InputError(
-                "compare-to", f"{quoted(text)} names no model version: write `model:NAME@STAGE`.", COMPARE_TO_FORMS
-            )
+            problem = f"{quoted(text)} names no model version: write `model:NAME@STAGE`."
+            raise InputError("compare-to", problem, COMPARE_TO_FORMS)
         if stage not in MODEL_STAGES:
-            raise InputError(
-                "compare-to", f"{quoted(stage)} is not a model stage.", f"Use one of {', '.join(MODEL_STAGES)}."
-            )
+            fix = f"Use one of {', '.join(MODEL_STAGES)}."
+            raise InputError("compare-to", f"{quoted(stage)} is not a model stage.", fix)
         return CompareTo("model", name.strip(), stage)
     if not _BRANCH.fullmatch(text) or ".." in text or text.endswith((".", "/", ".lock")):
         raise InputError("compare-to", f"{quoted(text)} is not a branch name.", COMPARE_TO_FORMS)
     return CompareTo("branch", text if text.startswith("refs/") else f"refs/heads/{text}")
-
-
-# -- metrics ------------------------------------------------------------------
 
 
 def numeric_metrics(run_metadata: Mapping[str, Any]) -> dict[str, float]:
@@ -93,12 +76,9 @@ def numeric_metrics(run_metadata: Mapping[str, Any]) -> dict[str, float]:
     for name, value in flatten(dict(run_metadata)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        try:
-            number = float(value)  # an integer past a float's range raises
-        except OverflowError:
-            continue
-        if math.isfinite(number):
-            metrics[name] = number
+        with contextlib.suppress(OverflowError):  # an integer past a float's range
+            if math.isfinite(float(value)):
+                metrics[name] = float(value)
     return metrics
 
 
@@ -130,15 +110,10 @@ def compare(
         verdict = ""
         wanted = directions.get(metric, set())
         if change is not None and len(wanted) == 1:
-            if meets(value or 0.0, "==", base or 0.0):
-                verdict = "same"
-            else:
-                verdict = "better" if change * wanted.pop() > 0 else "worse"
+            same = meets(value or 0.0, "==", base or 0.0)
+            verdict = "same" if same else "better" if change * wanted.pop() > 0 else "worse"
         rows.append(MetricRow(metric, value, base, change, verdict))
     return rows
-
-
-# -- parameters ---------------------------------------------------------------
 
 
 class _Unset:
@@ -160,12 +135,8 @@ def differing_parameters(this: Mapping[str, Any], baseline: Mapping[str, Any]) -
     """The parameters (nested keys joined with `.`) whose values differ
     between two runs' configurations, or that only one of them has."""
     mine, theirs = dict(flatten(dict(this))), dict(flatten(dict(baseline)))
-    diffs = []
-    for name in sorted(set(mine) | set(theirs)):
-        a, b = mine.get(name, UNSET), theirs.get(name, UNSET)
-        if a is UNSET or b is UNSET or not same_setting(a, b):
-            diffs.append(ParameterDiff(name, a, b))
-    return diffs
+    pairs = [ParameterDiff(n, mine.get(n, UNSET), theirs.get(n, UNSET)) for n in sorted(mine | theirs)]
+    return [d for d in pairs if UNSET in (d.this, d.baseline) or not same_setting(d.this, d.baseline)]
 
 
 def same_setting(a: Any, b: Any) -> bool:
@@ -173,9 +144,6 @@ def same_setting(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return bool(a == b)
-
-
-# -- the facts ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -222,15 +190,14 @@ class Judgement:
 
     @property
     def rows(self) -> list[MetricRow]:
-        """The comparison; none when this run logged no metrics (a failed
-        run): a table of the baseline's alone says nothing about it."""
+        # No rows when this run logged no metrics (a failed run): a table
+        # of the baseline's alone says nothing about it.
         if not self.metrics:
             return []
         return compare(self.metrics, self.baseline.metrics if self.baseline else None, self.rules)
 
     @property
     def trend(self) -> Trend | None:
-        """The charted metrics over the history and this run."""
         if self.history is None:
             return None
         this = PastRun(self.run.id, self.run.name, None, self.metrics)
@@ -238,8 +205,7 @@ class Judgement:
 
     @property
     def gate_result(self) -> str:
-        """The `gate-result` output: passed, failed, or "" (no gate, or not
-        evaluated)."""
+        """The `gate-result` output: "" when no gate, or not evaluated."""
         return self.gate.result if self.gate else ""
 
 
@@ -257,12 +223,9 @@ def fitted_result(data: dict[str, Any]) -> str:
         if len(text) <= MAX_RESULT_LENGTH:
             break
         value = data.get(key)
-        if isinstance(value, list) and len(value) > keep:
-            data[key] = value[:keep]
-        elif isinstance(value, dict) and len(value) > keep:
-            data[key] = dict(sorted(value.items())[:keep])
-        else:
+        if not isinstance(value, list | dict) or len(value) <= keep:
             continue
+        data[key] = value[:keep] if isinstance(value, list) else dict(sorted(value.items())[:keep])
         cut.append(key)
         data["truncated"] = cut
         text = strict_json(data)
@@ -283,58 +246,36 @@ def _shortened_strings(value: Any, limit: int) -> Any:
     return value
 
 
-# -- the result (JSON) -------------------------------------------------------
-
-
 def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
     """The report's facts as data, described by schemas/result-v1.json."""
     baseline = judgement.baseline
-    gate = judgement.gate
     return {
         "schema": RESULT_SCHEMA,
-        "run": {
-            "id": judgement.run.id,
-            "name": judgement.run.name,
-            "url": judgement.run.url,
-            "status": judgement.run.status,
-            "pipeline": judgement.run.pipeline,
-        },
+        "run": {key: getattr(judgement.run, key) for key in ("id", "name", "url", "status", "pipeline")},
         "github": dict(judgement.github),
         "metrics": dict(judgement.metrics),
         "compare_to": judgement.compare_to,
-        "baseline": None
-        if baseline is None
-        else {
-            "kind": baseline.kind,
-            "id": baseline.id,
-            "name": baseline.name,
-            "url": baseline.url,
+        "baseline": None if baseline is None else {
+            "kind": baseline.kind, "id": baseline.id, "name": baseline.name, "url": baseline.url,
             "created": utc(baseline.created).isoformat() if baseline.created else None,
-            "age_seconds": age_seconds(baseline.created, now),
-            "metrics": dict(baseline.metrics),
+            "age_seconds": age_seconds(baseline.created, now), "metrics": dict(baseline.metrics),
         },
         "baseline_note": judgement.baseline_note,
-        "comparison": [
-            {"metric": r.metric, "this": r.this, "baseline": r.baseline, "change": r.change, "verdict": r.verdict}
-            for r in judgement.rows
+        "comparison": [dict(vars(row)) for row in judgement.rows],  # metric, this, baseline, change, verdict
+        # A parameter one run does not have has no key on that side.
+        "parameters_differ": [
+            {key: value for key, value in vars(p).items() if value is not UNSET} for p in judgement.parameters
         ],
-        "parameters_differ": [_parameter_json(p) for p in judgement.parameters],
         "gate": {
             "result": judgement.gate_result,
             "note": gate_note(judgement),
             "rules": [
                 {
-                    "line": r.rule.line,
-                    "rule": r.rule.text,
-                    "metric": r.rule.metric,
-                    "op": r.rule.op,
-                    "outcome": r.outcome.value,
-                    "this": r.actual,
-                    "baseline": r.baseline,
-                    "threshold": r.threshold,
-                    "detail": r.detail,
+                    "line": r.rule.line, "rule": r.rule.text, "metric": r.rule.metric, "op": r.rule.op,
+                    "outcome": r.outcome.value, "this": r.actual, "baseline": r.baseline,
+                    "threshold": r.threshold, "detail": r.detail,
                 }
-                for r in (gate.rules if gate else ())
+                for r in (judgement.gate.rules if judgement.gate else ())
             ],
         },
         "failures": [
@@ -354,25 +295,8 @@ def _trend_json(judgement: Judgement) -> dict[str, Any] | None:
     return {"note": "", **as_json(found)}
 
 
-def _parameter_json(diff: ParameterDiff) -> dict[str, Any]:
-    # A parameter one run does not have has no key on that side.
-    shown: dict[str, Any] = {"name": diff.name}
-    if diff.this is not UNSET:
-        shown["this"] = diff.this
-    if diff.baseline is not UNSET:
-        shown["baseline"] = diff.baseline
-    return shown
-
-
 def age_seconds(created: datetime | None, now: datetime) -> float | None:
-    if created is None:
-        return None
-    return max(0.0, (now - utc(created)).total_seconds())
-
-
-def utc(moment: datetime) -> datetime:
-    # ZenML's timestamps are UTC, written without a zone.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return None if created is None else max(0.0, (now - utc(created)).total_seconds())
 
 
 def gate_note(judgement: Judgement) -> str:

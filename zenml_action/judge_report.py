@@ -4,38 +4,19 @@ outputs it is the source of. Pure: facts in (`judge.Judgement`), text out."""
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
+from zenml_action import judge, report
 from zenml_action.api import SUCCESS_STATUSES
 from zenml_action.gate import Outcome, Rule, number
-from zenml_action.judge import (
-    UNSET,
-    Judgement,
-    MetricRow,
-    ParameterDiff,
-    age_seconds,
-    fitted_result,
-    gate_note,
-    result,
-    same_setting,
-    utc,
-)
-from zenml_action.report import (
-    cell,
-    document,
-    duration_text,
-    failure_sections,
-    folded,
-    link,
-    promotion_cell,
-    run_cell,
-    table,
-)
-from zenml_action.trend import mermaid_chart
+from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff
+from zenml_action.report import cell, folded, link, table
+from zenml_action.trend import mermaid_chart, utc
 
 # GitHub refuses a comment longer than 65,536 characters; it counts them as
 # JavaScript does (UTF-16 code units), so an emoji counts twice. The sticky
@@ -44,24 +25,19 @@ MAX_REPORT_LENGTH: Final = 65_536 - 1_536
 
 
 def outputs(judgement: Judgement, now: datetime) -> dict[str, str]:
-    """The step outputs this module is the source of."""
     baseline = judgement.baseline
     return {
         "metrics": json.dumps(dict(judgement.metrics), sort_keys=True),
         "baseline-run-id": baseline.id if baseline and baseline.kind == "run" else "",
         "gate-result": judgement.gate_result,
         "report": render_report(judgement, now),
-        "result": fitted_result(result(judgement, now)),
+        "result": judge.fitted_result(judge.result(judgement, now)),
     }
 
 
-# -- the report (Markdown) ---------------------------------------------------
-
 _VERDICT = {"better": "✅ better", "worse": "⚠️ worse", "same": "same"}
 _OUTCOME = {
-    Outcome.PASSED: "✅ passed",
-    Outcome.FAILED: "❌ failed",
-    Outcome.MISSING: "❌ not logged",
+    Outcome.PASSED: "✅ passed", Outcome.FAILED: "❌ failed", Outcome.MISSING: "❌ not logged",
     Outcome.SKIPPED: "⏭️ skipped",
 }
 # The characters a rule can hold (the gate's grammar): safe in a code span.
@@ -70,129 +46,100 @@ _RULE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 def render_report(judgement: Judgement, now: datetime) -> str:
     """The results section: for the job summary and, as the `report`
-    output, a pull-request comment. At most MAX_REPORT_LENGTH: the log
-    excerpt is shortened first, then the longest tables, and the report says
-    so."""
+    output, a pull-request comment. At most MAX_REPORT_LENGTH: the charts
+    are left out first, then the log excerpt is shortened, then the longest
+    tables, and the report says so."""
     full = _render(judgement, now, None, ())
     if _length(full) <= MAX_REPORT_LENGTH:
         return full
-    # The trend's charts go first (the `result` output keeps their series).
+    fit = f"to fit GitHub's limit of {MAX_REPORT_LENGTH:,} characters for a comment"
     trend = judgement.trend
     if trend is not None and any(s.points >= 2 for s in trend.series):
-        chart_note = (
-            "the charts are left out to fit GitHub's limit of "
-            f"{MAX_REPORT_LENGTH:,} characters for a comment; the `result` output has their series."
-        )
-        judgement = replace(judgement, history=None, history_note=chart_note)
-        full = _render(judgement, now, None, ())
-        if _length(full) <= MAX_REPORT_LENGTH:
-            return full
+        chart_note = f"the charts are left out {fit}; the `result` output has their series."
+        return render_report(replace(judgement, history=None, history_note=chart_note), now)
     note = (
-        "The log excerpt is shortened to its last {kept} lines to fit GitHub's limit of "
-        f"{MAX_REPORT_LENGTH:,} characters for a comment; the whole log is on the run's page."
+        f"The log excerpt is shortened to its last {{kept}} lines {fit}; the whole log is on the run's page."
     )
     longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    kept = _largest_fitting(
-        longest, lambda k: _render(_keep_log_lines(judgement, k), now, None, (note.format(kept=k),))
-    )
-    if kept is not None:
-        return _render(_keep_log_lines(judgement, kept), now, None, (note.format(kept=kept),))
-    without_log = _keep_log_lines(judgement, 0)
+    shown = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
+    if shown is not None:
+        return shown
+    without_log = _log_tail(judgement, 0)
     notes = (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
     biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
-    rows = _largest_fitting(
-        biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r)))
-    )
-    if rows is not None:
-        return _render(without_log, now, rows, (*notes, table_note.format(rows=rows)))
+    shown = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
+    if shown is not None:
+        return shown
     # Still too long (huge error messages or notes): cut at a line.
     text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
     ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
-    budget = MAX_REPORT_LENGTH - _length(ending)
-    cut = text[: budget // 2]  # at most 2 UTF-16 units a character
-    while _length(cut) < budget and len(cut) < len(text):
-        cut = text[: len(cut) + max(1, (budget - _length(cut)) // 2)]
-    cut = cut[: cut.rfind("\n")] if "\n" in cut else ""
-    return cut + ending
+    units = text.encode("utf-16-le")[: 2 * (MAX_REPORT_LENGTH - _length(ending))]
+    cut = units.decode("utf-16-le", "ignore")  # "ignore": half an emoji's surrogate pair
+    return cut[: max(cut.rfind("\n"), 0)] + ending
 
 
 def _length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _largest_fitting(most: int, render: Callable[[int], str]) -> int | None:
-    """The largest n in 0..most whose rendering fits, or None (binary
-    search: a rendering grows with n)."""
-    if _length(render(0)) > MAX_REPORT_LENGTH:
-        return None
-    low, high = 0, most
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _length(render(middle)) <= MAX_REPORT_LENGTH:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _fitting(most: int, render: Callable[[int], str]) -> str | None:
+    """The rendering of the largest n in 0..most that fits, or None (a
+    binary search: a rendering grows with n)."""
+    # The first of 1..most that is too long, less one: the last that fits.
+    last = bisect.bisect_left(range(1, most + 1), True, key=lambda n: _length(render(n)) > MAX_REPORT_LENGTH)
+    text = render(last)
+    return text if _length(text) <= MAX_REPORT_LENGTH else None
 
 
-def _keep_log_lines(judgement: Judgement, kept: int) -> Judgement:
-    failures = [
-        replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures
-    ]
-    return replace(judgement, failures=failures)
+def _log_tail(judgement: Judgement, kept: int) -> Judgement:
+    tails = [replace(f, last_lines=tuple(f.last_lines[-kept:]) if kept else ()) for f in judgement.failures]
+    return replace(judgement, failures=tails)
 
 
 def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: Sequence[str]) -> str:
     """The report with each table cut to `table_rows` rows (None: whole)
     and the `notes` saying what was shortened."""
     run = judgement.run
-    facts = [("Run", run_cell(run.name, run.id, run.url))]
+    facts = [("Run", report.run_cell(run.name, run.id, run.url))]
     if run.pipeline:
         facts.append(("Pipeline", cell(run.pipeline)))
     if run.source:
         facts.append(("Started from", cell(run.source)))
     facts.append(("Status", cell(run.status or "unknown")))
     if run.duration_seconds is not None:
-        facts.append(("Duration", duration_text(run.duration_seconds)))
+        facts.append(("Duration", report.duration_text(run.duration_seconds)))
     if judgement.compare_to or judgement.baseline:
         facts.append(("Baseline", _baseline_cell(judgement, now)))
     if judgement.rules:
         facts.append(("Gate", _gate_cell(judgement)))
     if judgement.promotion is not None:
-        facts.append(("Promotion", promotion_cell(judgement.promotion)))
-    sections = [_metrics_section(judgement, table_rows)]
-    sections += _trend_sections(judgement)
+        facts.append(("Promotion", report.promotion_cell(judgement.promotion)))
+    sections = [_metrics_section(judgement, table_rows), *_trend_sections(judgement)]
     if judgement.gate is not None:
-        results = judgement.gate.rules
-        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in results]
+        rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in judgement.gate.rules]
         sections.append(table("Gate", ["Rule", "Outcome", "Details"], rows))
     if judgement.baseline is not None and judgement.baseline.kind == "run":
         sections.append(_parameters_section(judgement, table_rows))
     for failure in judgement.failures:
-        sections += failure_sections(failure)
+        sections += report.failure_sections(failure)
     if judgement.github:
-        context = [(cell(k), _context_cell(k, v)) for k, v in sorted(judgement.github.items())]
+        github = sorted(judgement.github.items())
+        # The workflow run's address is the action's own (built from the runner's variables).
+        context = [(cell(k), link(v, v) if k == "github.workflow_run_url" else cell(v)) for k, v in github]
         sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
-    return document(_title(judgement), facts, sections)
+    return report.document(_title(judgement), facts, sections)
 
 
 def _title(judgement: Judgement) -> str:
     """What a reviewer needs first: did the run complete, did it pass."""
     status = judgement.run.status or "unknown"
     gate = judgement.gate_result
-    if status in ("stopped", "cancelled"):
-        icon = "🛑"
-    else:
-        icon = "✅" if status in SUCCESS_STATUSES and gate != "failed" else "❌"
+    stopped = status in ("stopped", "cancelled")
+    icon = "🛑" if stopped else "✅" if status in SUCCESS_STATUSES and gate != "failed" else "❌"
     said = {"passed": "gate passed", "failed": "gate failed", "passed-without-baseline": "gate passed without a baseline"}
     return f"{icon} ZenML run {cell(status)}" + (f", {said[gate]}" if gate in said else "")
-
-
-def _context_cell(key: str, value: str) -> str:
-    # The workflow run's address is the action's own (built from the runner's variables).
-    return link(value, value) if key == "github.workflow_run_url" else cell(value)
 
 
 def _metrics_section(judgement: Judgement, table_rows: int | None) -> list[str]:
@@ -234,7 +181,12 @@ def _parameters_section(judgement: Judgement, table_rows: int | None) -> list[st
         return [cell(judgement.parameters_note)]
     if not judgement.parameters:
         return ["The parameters are the same as the baseline's."]
-    rows = [(_parameter_cell(d, steps), _value_cell(d.this), _value_cell(d.baseline)) for d, steps in folded_parameters(judgement.parameters)]
+    rows = []
+    for diff, steps in folded_parameters(judgement.parameters):
+        name = cell(diff.name)
+        if steps:
+            name += f" (and step{'s' if len(steps) > 1 else ''} {', '.join(cell(s) for s in steps)})"
+        rows.append((name, _value_cell(diff.this), _value_cell(diff.baseline)))
     columns = ["Parameter", "This run", "Baseline"]
     return table("Parameters that differ from the baseline", columns, _cut(rows, table_rows))
 
@@ -257,13 +209,7 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    return a is b or (a is not UNSET and b is not UNSET and same_setting(a, b))
-
-
-def _parameter_cell(diff: ParameterDiff, steps: Sequence[str]) -> str:
-    if not steps:
-        return cell(diff.name)
-    return f"{cell(diff.name)} (and step{'s' if len(steps) > 1 else ''} {', '.join(cell(s) for s in steps)})"
+    return a is b or (a is not UNSET and b is not UNSET and judge.same_setting(a, b))
 
 
 def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:
@@ -283,33 +229,27 @@ def _baseline_cell(judgement: Judgement, now: datetime) -> str:
     what = link(baseline.name or baseline.id, baseline.url)
     if baseline.kind == "model_version":
         what = f"model version {what} (ID {cell(baseline.id)})"
-    parts = [what]
-    age = age_seconds(baseline.created, now)
-    if age is not None and baseline.created is not None:
-        parts.append(f"created {_age_words(age)} ({utc(baseline.created).strftime('%Y-%m-%d %H:%M')} UTC)")
-    if asked:
-        parts.append(f"from {asked}")
-    return ", ".join(parts)
+    created = f", {_created(baseline.created, now)}" if baseline.created else ""
+    return what + created + (f", from {asked}" if asked else "")
 
 
 def _gate_cell(judgement: Judgement) -> str:
     gate = judgement.gate
     if gate is None:
-        return f"not evaluated: {cell(gate_note(judgement).removeprefix('not evaluated: '))}"
+        return f"not evaluated: {cell(judge.gate_note(judgement).removeprefix('not evaluated: '))}"
     counts = {o: sum(1 for r in gate.rules if r.outcome == o) for o in Outcome}
     summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
     return f"{'✅ passed' if gate.result == 'passed' else '❌ failed'} ({summary})"
 
 
-def _age_words(seconds: float) -> str:
-    minutes = seconds / 60
-    if minutes < 1:
-        return "less than a minute ago"
+def _created(moment: datetime, now: datetime) -> str:
+    when = utc(moment).strftime("%Y-%m-%d %H:%M")
+    minutes = int((judge.age_seconds(moment, now) or 0.0) // 60)
     for size, unit in ((60 * 24, "day"), (60, "hour"), (1, "minute")):
         if minutes >= size:
-            count = int(minutes // size)
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return ""  # unreachable: minutes >= 1
+            count = minutes // size
+            return f"created {count} {unit}{'' if count == 1 else 's'} ago ({when} UTC)"
+    return f"created less than a minute ago ({when} UTC)"
 
 
 def _number(value: float | None) -> str:

@@ -19,7 +19,6 @@ MAX_HISTORY: Final = 10
 # to this many charts (the result carries the same series).
 UNGATED_CHARTS: Final = 3
 MAX_CHARTS: Final = 6
-THIS_RUN: Final = "this run"
 
 
 @dataclass(frozen=True)
@@ -74,24 +73,17 @@ def _labels(runs: Sequence[PastRun]) -> tuple[str, ...]:
     """When each run was created (UTC, to the minute); this run last. Two
     runs of the same minute are told apart by a count."""
     labels: list[str] = []
-    for index, run in enumerate(runs):
-        if index == len(runs) - 1:
-            label = THIS_RUN
-        elif run.created is not None:
-            label = _utc(run.created).strftime("%m-%d %H:%M")
-        else:
-            label = f"run {index + 1}"
+    for index, run in enumerate(runs[:-1]):
+        label = utc(run.created).strftime("%m-%d %H:%M") if run.created else f"run {index + 1}"
         seen = sum(1 for earlier in labels if earlier == label or earlier.startswith(f"{label} #"))
         labels.append(f"{label} #{seen + 1}" if seen else label)
-    return tuple(labels)
+    return (*labels, "this run")
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     # ZenML's timestamps are UTC, written without a zone.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
-
-# -- Mermaid -------------------------------------------------------------------
 
 # A metric's name is someone else's text: in a chart's title only these
 # characters (no quote to end the string, no `#`, `;` or `%%` Mermaid reads,
@@ -117,14 +109,8 @@ def mermaid_chart(series: Series, labels: Sequence[str]) -> list[str]:
     shown = [(label, value) for label, value in zip(labels, series.values, strict=True) if value is not None]
     axis = ", ".join(f'"{label}"' for label, _ in shown)
     line = ", ".join(plain_number(value) for _, value in shown)
-    return [
-        "```mermaid",
-        "xychart-beta",
-        f'    title "{chart_title(series.metric)}"',
-        f"    x-axis [{axis}]",
-        f"    line [{line}]",
-        "```",
-    ]
+    title = f'    title "{chart_title(series.metric)}"'
+    return ["```mermaid", "xychart-beta", title, f"    x-axis [{axis}]", f"    line [{line}]", "```"]
 
 
 def as_json(found: Trend) -> dict[str, Any]:
@@ -133,10 +119,8 @@ def as_json(found: Trend) -> dict[str, Any]:
     return {
         "runs": [
             {
-                "id": run.id,
-                "name": run.name,
-                "created": _utc(run.created).isoformat() if run.created else None,
-                "this": index == last,
+                "id": run.id, "name": run.name,
+                "created": utc(run.created).isoformat() if run.created else None, "this": index == last,
             }
             for index, run in enumerate(found.runs)
         ],
