@@ -21,6 +21,12 @@ from zenml_action.provenance import metadata_filter
 # More versions than this in one stage at once is not a race between two
 # promotions: the settling reads this many.
 MAX_HOLDERS = 20
+# A run records the commit it was made from (`github.sha`) and, for a pull
+# request, the pull request's head commit (`github.head_sha`): either finds it.
+COMMIT_KEYS = ("github.head_sha", "github.sha")
+# The holder's archiving and the new version's stage change are one
+# transaction on the server: their times are microseconds apart.
+SAME_CHANGE = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -42,17 +48,16 @@ def decode_version(body: Any) -> Version | None:
     when the answer is not one."""
     if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
         return None
-    model = dig(body, "body", "model")
-    number = dig(body, "body", "number")
-    name = body.get("name")
+    inner, name = body.get("body"), body.get("name")
+    model, number = dig(inner, "model"), dig(inner, "number")
     return Version(
         id=body["id"],
         model=str(dig(model, "name") or ""),
         model_id=str(dig(model, "id") or ""),
         name=str(name if isinstance(name, str) and name else number if number is not None else "?"),
-        stage=str(dig(body, "body", "stage") or ""),
-        updated=str(dig(body, "body", "updated") or dig(body, "body", "created") or ""),
-        project_id=str(dig(body, "body", "project_id") or dig(model, "body", "project_id") or ""),
+        stage=str(dig(inner, "stage") or ""),
+        updated=str(dig(inner, "updated") or dig(inner, "created") or ""),
+        project_id=str(dig(inner, "project_id") or dig(model, "body", "project_id") or ""),
     )
 
 
@@ -66,10 +71,21 @@ def linked_version_id(run: Any) -> str:
     return str(dig(run, "resources", "model_version", "id") or dig(run, "body", "model_version_id") or "")
 
 
+def linked_versions(body: Any) -> list[str]:
+    """The distinct model version IDs of a page of run links (a step's
+    `model=` links its version too)."""
+    found = (dig(link, "body", "model_version") for link in items(body))
+    return list(dict.fromkeys(v for v in found if isinstance(v, str) and v))
+
+
+def run_links(run_id: str) -> Request:
+    params = {"pipeline_run_id": run_id, "size": "10"}
+    return Request("GET", f"{API}/model_version_pipeline_runs", params=params, purpose="reading the run's model versions")
+
+
 def get_version(version_id: str) -> Request:
-    return Request(
-        "GET", f"{API}/model_versions/{version_id}", params={"hydrate": "false"}, purpose="reading the model version"
-    )
+    purpose = "reading the model version"
+    return Request("GET", f"{API}/model_versions/{version_id}", params={"hydrate": "false"}, purpose=purpose)
 
 
 def versions_in_stage(model_id: str, stage: str) -> Request:
@@ -80,19 +96,11 @@ def versions_in_stage(model_id: str, stage: str) -> Request:
 
 
 def set_stage(version_id: str, stage: str) -> Request:
-    """Move the version to `stage`, archiving the version that holds it."""
-    return Request(
-        "PUT",
-        f"{API}/model_versions/{version_id}",
-        json={"stage": stage, "force": True},
-        purpose=f"moving the model version to `{stage}`",
-        retry="read",  # idempotent: see the module's docstring
-    )
-
-
-# A run records the commit it was made from (`github.sha`) and, for a pull
-# request, the pull request's head commit (`github.head_sha`): either finds it.
-COMMIT_KEYS = ("github.head_sha", "github.sha")
+    """Move the version to `stage`, archiving the version that holds it;
+    retried like a read (idempotent: see the module's docstring)."""
+    json = {"stage": stage, "force": True}
+    purpose = f"moving the model version to `{stage}`"
+    return Request("PUT", f"{API}/model_versions/{version_id}", json=json, purpose=purpose, retry="read")
 
 
 def runs_for_commit(key: str, sha: str) -> Request:
@@ -137,28 +145,6 @@ def dashboard_url(info: Any, version: Version) -> str:
     if not dashboard or not version.project_id:
         return ""
     return f"{dashboard}/projects/{quote(version.project_id, safe='')}/model-versions/{quote(version.id, safe='')}"
-
-
-def run_links(run_id: str) -> Request:
-    """The model versions linked to a run (a step's `model=` links its
-    version too), for a run that has no pipeline-level model version."""
-    params = {"pipeline_run_id": run_id, "size": "10"}
-    return Request("GET", f"{API}/model_version_pipeline_runs", params=params, purpose="reading the run's model versions")
-
-
-def linked_versions(body: Any) -> list[str]:
-    """The distinct model version IDs of a page of run links."""
-    found: list[str] = []
-    for link in items(body):
-        version = dig(link, "body", "model_version")
-        if isinstance(version, str) and version and version not in found:
-            found.append(version)
-    return found
-
-
-# The holder's archiving and the new version's stage change are one
-# transaction on the server: their times are microseconds apart.
-SAME_CHANGE = timedelta(seconds=2)
 
 
 def archived_with(ours: Version, archived: list[Version]) -> Version | None:

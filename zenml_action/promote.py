@@ -168,7 +168,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
     promotion = _promotion(stage, version, note, promoted=True)
     if previous is not None:
-        promotion = dataclasses.replace(promotion, previous=previous.name, previous_id=previous.id)
+        promotion = dataclasses.replace(promotion, previous_version=previous.name, previous_version_id=previous.id)
     record(report, dataclasses.replace(promotion, url=_url(client, version)))
     console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
     _record_provenance(action, version, stage)

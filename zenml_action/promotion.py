@@ -3,6 +3,7 @@ the report's sentence are all made from one `Promotion` (pure)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,44 +15,25 @@ from zenml_action.github import quoted
 # The stages a version can be moved to (ZenML's ModelStages, less `none`
 # and `latest`, which no version is moved to).
 PROMOTION_STAGES: Final = ("staging", "production", "archived")
-PROMOTION_OUTPUTS: Final = ("model-version", "model-version-id", "promoted", "previous-model-version")
 
 
 @dataclass(frozen=True)
 class Promotion:
+    """Also `promotion` in the `result` output (schemas/result-v1.json)."""
+
     stage: str  # the `promote-to` input
     promoted: bool = False  # the version holds `stage` (now, or already did)
     model: str = ""
     version: str = ""  # the version's name (its number unless named)
     version_id: str = ""
-    previous: str = ""  # the version that held the stage and was archived
-    previous_id: str = ""
+    previous_version: str = ""  # the version that held the stage and was archived
+    previous_version_id: str = ""
     url: str = ""  # the version's dashboard page, where the server has one
     note: str = ""  # what happened, or why nothing was promoted
     dry_run: bool = False
 
-    def outputs(self) -> dict[str, str]:
-        return {
-            "model-version": self.version,
-            "model-version-id": self.version_id,
-            "promoted": "true" if self.promoted else "false",
-            "previous-model-version": self.previous,
-        }
-
     def as_json(self) -> dict[str, Any]:
-        """`promotion` in the `result` output (schemas/result-v1.json)."""
-        return {
-            "stage": self.stage,
-            "promoted": self.promoted,
-            "model": self.model,
-            "version": self.version,
-            "version_id": self.version_id,
-            "previous_version": self.previous,
-            "previous_version_id": self.previous_id,
-            "url": self.url,
-            "note": self.note,
-            "dry_run": self.dry_run,
-        }
+        return dataclasses.asdict(self)
 
     @property
     def subject(self) -> str:
@@ -67,7 +49,13 @@ def not_promoted(stage: str, why: str) -> Promotion:
 
 def outputs(promotion: Promotion | None) -> dict[str, str]:
     """The four outputs; empty strings when `promote-to` is not set."""
-    return promotion.outputs() if promotion is not None else dict.fromkeys(PROMOTION_OUTPUTS, "")
+    found = promotion or Promotion("")
+    return {
+        "model-version": found.version,
+        "model-version-id": found.version_id,
+        "promoted": "" if promotion is None else "true" if found.promoted else "false",
+        "previous-model-version": found.previous_version,
+    }
 
 
 # -- the inputs ---------------------------------------------------------------
