@@ -4,7 +4,7 @@ record on the version where the promotion came from.
 
 Called by `runs.follow` after the judgement and the conclusion, whatever
 they were: the report then says what was promoted, or why nothing was.
-What the requests look like is `model_versions.py`'s business.
+The requests and their decoding are in `model_versions.py`.
 
 Nothing here trusts an answer it did not read back: after the stage change
 (or its failure: a 5xx after the server archived the old holder, a dropped
@@ -51,9 +51,8 @@ def record(report: Report, promotion: Promotion) -> None:
     `result` when the run was judged (they were rendered before)."""
     report.promotion = promotion
     if report.judgement is not None:
-        judgement = dataclasses.replace(report.judgement, promotion=promotion)
-        report.judgement = judgement
-        report.judged = judge_report.outputs(judgement, datetime.now(UTC))
+        report.judgement = dataclasses.replace(report.judgement, promotion=promotion)
+        report.judged = judge_report.outputs(report.judgement, datetime.now(UTC))
 
 
 def expect(report: Report, stage: str) -> None:
@@ -73,12 +72,11 @@ def why_not(report: Report, gate_error: str) -> str:
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     """Promote the run's model version if the run earned it; otherwise say why not."""
-    inputs, report, console, client = action.inputs, action.report, action.console, action.client
-    stage = inputs.promote_to
+    report, client, stage = action.report, action.client, action.inputs.promote_to
     reason = why_not(report, gate_error)
     if reason:
         record(report, not_promoted(stage, reason))
-        console.info(f"Model version not promoted to `{stage}`: {reason}.")
+        action.console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
     assert client is not None  # inputs.py refuses promote-to without a server
     deadline.entering(f"promoting the run's model version to `{stage}`")
@@ -89,21 +87,20 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
 
 def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> mv.Version:
     version_id = mv.linked_version_id(run)
-    if not version_id:
+    if not version_id and report.run_id:
         # The run passed in may be what code mode's child described: the
         # server's hydrated run is the one that knows.
-        read = client.call(api.get_run(report.run_id, hydrate=True)) if report.run_id else None
-        version_id = mv.linked_version_id(read)
-    if not version_id and report.run_id:
-        linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
-        if len(linked) > 1:
-            raise InputError(
-                "promote-to",
-                f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
-                "and its pipeline names none: which one to promote is not clear.",
-                "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
-            )
-        version_id = linked[0] if linked else ""
+        version_id = mv.linked_version_id(client.call(api.get_run(report.run_id, hydrate=True)))
+        if not version_id:
+            linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
+            if len(linked) > 1:
+                raise InputError(
+                    "promote-to",
+                    f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
+                    "and its pipeline names none: which one to promote is not clear.",
+                    "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
+                )
+            version_id = linked[0] if linked else ""
     if not version_id:
         record(report, not_promoted(stage, "the run produced no model version"))
         raise InputError(
@@ -122,10 +119,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     race, record where the promotion came from."""
     report, console, client = action.report, action.console, action.client
     assert client is not None
-    # `archived` is held by any number of versions: nothing is displaced.
-    exclusive = stage != "archived"
-    before = [v for v in _holders(client, version, stage) if v.id != version.id] if exclusive else []
-    if version.stage == stage and not before:
+    if version.stage == stage and not _displaced(client, version, stage):
         record(report, _promotion(stage, version, f"already in `{stage}`: nothing to do", promoted=True))
         console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")
         return
@@ -143,7 +137,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         # A 5xx after the server made the change, a dropped answer: it may
         # have happened all the same. The server is asked below.
         failure = exc
-    now, settled = _settle(client, version, stage) if exclusive else (_read_back(client, version, stage), [])
+    now, settled = _settle(client, version, stage)
     holders = ", ".join(v.describe() for v in now) or "no version"
     ours = next((v for v in now if v.id == version.id), None)
     if ours is None:
@@ -161,15 +155,17 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     # The version this one displaced: one the settling archived (it was
     # promoted just before), else the one the stage change archived.
     previous = settled[0] if settled else None
-    if previous is None and exclusive:
+    if previous is None and stage != "archived":
         previous = mv.archived_with(ours, _holders(client, ours, "archived"))
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
-    promotion = _promotion(stage, version, note, promoted=True)
-    if previous is not None:
-        promotion = dataclasses.replace(promotion, previous_version=previous.name, previous_version_id=previous.id)
-    record(report, dataclasses.replace(promotion, url=_url(client, version)))
+    try:
+        url = mv.dashboard_url(client.call(api.server_info()), version)
+    except ActionError:
+        url = ""
+    was = {"previous_version": previous.name, "previous_version_id": previous.id} if previous else {}
+    record(report, _promotion(stage, version, note, promoted=True, url=url, **was))
     console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
     _record_provenance(action, version, stage)
 
@@ -178,8 +174,11 @@ def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[
     """The versions in `stage` once any race is settled, and those this
     settling archived: if more than one holds the stage, all but the last
     changed are archived (by whichever action sees it; archiving twice
-    changes nothing)."""
+    changes nothing). Of `archived`, only the version itself is read back."""
     deadline.entering(f"reading back which model version is in `{stage}`")
+    if stage == "archived":
+        read = mv.decode_version(client.call(mv.get_version(version.id)))
+        return [read] if read is not None and read.stage == stage else [], []
     holders = _holders(client, version, stage)
     if len(holders) <= 1:
         return holders, []
@@ -190,15 +189,14 @@ def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[
     return _holders(client, version, stage), [v for v in others if v.id != version.id]
 
 
-def _read_back(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
-    """The version itself, if it holds `stage` now."""
-    deadline.entering("reading the model version back")
-    read = mv.decode_version(client.call(mv.get_version(version.id)))
-    return [read] if read is not None and read.stage == stage else []
-
-
 def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
     return mv.decode_versions(client.call(mv.versions_in_stage(version.model_id, stage)))
+
+
+def _displaced(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
+    """The versions a move to `stage` archives: none for `archived`, which
+    any number of versions hold."""
+    return [v for v in _holders(client, version, stage) if v.id != version.id] if stage != "archived" else []
 
 
 def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
@@ -216,18 +214,9 @@ def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
         action.console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
 
 
-def _promotion(stage: str, version: mv.Version, note: str, promoted: bool = False) -> Promotion:
-    return Promotion(stage, promoted, model=version.model, version=version.name, version_id=version.id, note=note)
-
-
-def _url(client: ZenMLClient, version: mv.Version) -> str:
-    """The version's dashboard page: ZenML Pro has one, the open-source
-    dashboard none (as ZenML's own `get_model_version_url`)."""
-    try:
-        info = client.call(api.server_info())
-    except ActionError:
-        return ""
-    return mv.dashboard_url(info, version)
+def _promotion(stage: str, version: mv.Version, note: str, **more: Any) -> Promotion:
+    found = Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
+    return dataclasses.replace(found, **more)
 
 
 # -- before the run: which run, and can it be promoted at all -----------------
@@ -278,11 +267,11 @@ def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
         action.console.info(f"Dry run: {what}.")
         return
     version = version_of_run(client, run, report, stage)
-    others = [v for v in _holders(client, version, stage) if v.id != version.id]
+    others = _displaced(client, version, stage)
     if version.stage == stage and not others:
         what = f"{version.describe()} is already in `{stage}`: nothing would change"
     else:
         archived = f", archiving {', '.join(v.describe() for v in others)}" if others else ""
         what = f"would move {version.describe()} from `{version.stage or 'no stage'}` to `{stage}`{archived}"
-    record(report, dataclasses.replace(_promotion(stage, version, f"dry run: {what}"), dry_run=True))
+    record(report, _promotion(stage, version, f"dry run: {what}", dry_run=True))
     action.console.info(f"Dry run: {what}; nothing is sent.")
