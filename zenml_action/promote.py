@@ -4,7 +4,7 @@ record on the version where the promotion came from.
 
 Called by `runs.follow` after the judgement and the conclusion, whatever
 they were: the report then says what was promoted, or why nothing was.
-The requests and their decoding are in `model_versions.py`.
+The requests and their decoding are in `promotion.py`.
 
 Nothing here trusts an answer it did not read back: after the stage change
 (or its failure: a 5xx after the server archived the old holder, a dropped
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from zenml_action import api, deadline, judge_report
-from zenml_action import model_versions as mv
+from zenml_action import promotion as pm
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import (
     ActionError,
@@ -31,7 +31,6 @@ from zenml_action.errors import (
     PromotionFailed,
     ServerError,
 )
-from zenml_action.promotion import Promotion, not_promoted
 from zenml_action.report import Report
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ NO_MODEL_FIX = (
 )
 
 
-def record(report: Report, promotion: Promotion) -> None:
+def record(report: Report, promotion: pm.Promotion) -> None:
     """The promotion into the report, and into the judgement's report and
     `result` when the run was judged (they were rendered before)."""
     report.promotion = promotion
@@ -57,7 +56,7 @@ def record(report: Report, promotion: Promotion) -> None:
 
 def expect(report: Report, stage: str) -> None:
     """Before the wait: what stays true if the action ends before the run does."""
-    record(report, not_promoted(stage, "the action ended before the run completed"))
+    record(report, pm.not_promoted(stage, "the action ended before the run completed"))
 
 
 def why_not(report: Report, gate_error: str) -> str:
@@ -75,7 +74,7 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     report, client, stage = action.report, action.client, action.inputs.promote_to
     reason = why_not(report, gate_error)
     if reason:
-        record(report, not_promoted(stage, reason))
+        record(report, pm.not_promoted(stage, reason))
         action.console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
     assert client is not None  # inputs.py refuses promote-to without a server
@@ -85,14 +84,14 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     promote(action, version, stage)
 
 
-def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> mv.Version:
-    version_id = mv.linked_version_id(run)
+def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> pm.Version:
+    version_id = pm.linked_version_id(run)
     if not version_id and report.run_id:
         # The run passed in may be what code mode's child described: the
         # server's hydrated run is the one that knows.
-        version_id = mv.linked_version_id(client.call(api.get_run(report.run_id, hydrate=True)))
+        version_id = pm.linked_version_id(client.call(api.get_run(report.run_id, hydrate=True)))
         if not version_id:
-            linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
+            linked = pm.linked_versions(client.call(pm.run_links(report.run_id)))
             if len(linked) > 1:
                 raise InputError(
                     "promote-to",
@@ -102,19 +101,19 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
                 )
             version_id = linked[0] if linked else ""
     if not version_id:
-        record(report, not_promoted(stage, "the run produced no model version"))
+        record(report, pm.not_promoted(stage, "the run produced no model version"))
         raise InputError(
             "promote-to",
             f"run `{report.run_name or report.run_id}` produced no model version: its pipeline has no model.",
             NO_MODEL_FIX,
         )
-    version = mv.decode_version(client.call(mv.get_version(version_id)))
+    version = pm.decode_version(client.call(pm.get_version(version_id)))
     if version is None or not version.model_id:
         raise ServerError(f"The server's answer for model version {version_id} was not a model version.")
     return version
 
 
-def promote(action: Action, version: mv.Version, stage: str) -> None:
+def promote(action: Action, version: pm.Version, stage: str) -> None:
     """Move `version` to `stage`, archiving the holder; read back, settle a
     race, record where the promotion came from."""
     report, console, client = action.report, action.console, action.client
@@ -125,7 +124,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         return
     failure: ActionError | None = None
     try:
-        client.call(mv.set_stage(version.id, stage))
+        client.call(pm.set_stage(version.id, stage))
     except PermissionDenied as exc:
         record(report, _promotion(stage, version, "not promoted: permission denied"))
         raise PermissionDenied(
@@ -156,12 +155,12 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     # promoted just before), else the one the stage change archived.
     previous = settled[0] if settled else None
     if previous is None and stage != "archived":
-        previous = mv.archived_with(ours, _holders(client, ours, "archived"))
+        previous = pm.archived_with(ours, _holders(client, ours, "archived"))
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
     try:
-        url = mv.dashboard_url(client.call(api.server_info()), version)
+        url = pm.dashboard_url(client.call(api.server_info()), version)
     except ActionError:
         url = ""
     was = {"previous_version": previous.name, "previous_version_id": previous.id} if previous else {}
@@ -170,36 +169,36 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     _record_provenance(action, version, stage)
 
 
-def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[mv.Version], list[mv.Version]]:
+def _settle(client: ZenMLClient, version: pm.Version, stage: str) -> tuple[list[pm.Version], list[pm.Version]]:
     """The versions in `stage` once any race is settled, and those this
     settling archived: if more than one holds the stage, all but the last
     changed are archived (by whichever action sees it; archiving twice
     changes nothing). Of `archived`, only the version itself is read back."""
     deadline.entering(f"reading back which model version is in `{stage}`")
     if stage == "archived":
-        read = mv.decode_version(client.call(mv.get_version(version.id)))
+        read = pm.decode_version(client.call(pm.get_version(version.id)))
         return [read] if read is not None and read.stage == stage else [], []
     holders = _holders(client, version, stage)
     if len(holders) <= 1:
         return holders, []
-    stays = max(holders, key=mv.holder_order)
+    stays = max(holders, key=pm.holder_order)
     others = [v for v in holders if v.id != stays.id]
     for other in others:
-        client.call(mv.set_stage(other.id, "archived"))
+        client.call(pm.set_stage(other.id, "archived"))
     return _holders(client, version, stage), [v for v in others if v.id != version.id]
 
 
-def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
-    return mv.decode_versions(client.call(mv.versions_in_stage(version.model_id, stage)))
+def _holders(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Version]:
+    return pm.decode_versions(client.call(pm.versions_in_stage(version.model_id, stage)))
 
 
-def _displaced(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
+def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Version]:
     """The versions a move to `stage` archives: none for `archived`, which
     any number of versions hold."""
     return [v for v in _holders(client, version, stage) if v.id != version.id] if stage != "archived" else []
 
 
-def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
+def _record_provenance(action: Action, version: pm.Version, stage: str) -> None:
     """Who put the version in the stage, from which run: the GitHub context
     as metadata on the version. The promotion stands if this fails: it is
     reported, and the step does not pretend otherwise."""
@@ -214,8 +213,8 @@ def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
         action.console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
 
 
-def _promotion(stage: str, version: mv.Version, note: str, **more: Any) -> Promotion:
-    found = Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
+def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Promotion:
+    found = pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
     return dataclasses.replace(found, **more)
 
 
@@ -227,8 +226,8 @@ def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
     `sha` in this repository: made from it, or from a pull request whose
     head it is (`github.sha`, `github.head_sha` run metadata)."""
     deadline.entering(f"looking for the run of commit {sha[:12]}")
-    pages = [client.call(mv.runs_for_commit(key, sha)) for key in mv.COMMIT_KEYS]
-    found = mv.newest_for_repository(pages, repository)
+    pages = [client.call(pm.runs_for_commit(key, sha)) for key in pm.COMMIT_KEYS]
+    found = pm.newest_for_repository(pages, repository)
     if found is None:
         where = f" in `{repository}`" if repository else ""
         raise NotFound(
@@ -248,7 +247,7 @@ def check_snapshot(client: ZenMLClient, snapshot_id: str, console: Console) -> N
     except ActionError as exc:
         console.debug(f"could not read the snapshot's model ({exc}): checked after the run")
         return
-    if mv.model_configured(snapshot) is False:
+    if pm.model_configured(snapshot) is False:
         raise InputError(
             "promote-to",
             f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version.",
@@ -263,7 +262,7 @@ def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
     assert client is not None
     if report.status not in api.SUCCESS_STATUSES:
         what = f"the run is `{report.status or 'unknown'}`: its model version is promoted only once it completed"
-        record(report, dataclasses.replace(not_promoted(stage, what), dry_run=True))
+        record(report, dataclasses.replace(pm.not_promoted(stage, what), dry_run=True))
         action.console.info(f"Dry run: {what}.")
         return
     version = version_of_run(client, run, report, stage)
