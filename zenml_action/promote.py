@@ -2,10 +2,6 @@
 version it produced to a stage (`staging`, `production`, `archived`), and
 record on the version where the promotion came from.
 
-Called by `runs.follow` after the judgement and the conclusion, whatever
-they were: the report then says what was promoted, or why nothing was.
-The requests and their decoding are in `promotion.py`.
-
 Nothing here trusts an answer it did not read back: after the stage change
 (or its failure: a 5xx after the server archived the old holder, a dropped
 connection) the stage is read back, and what the server holds is what the
@@ -20,17 +16,10 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from zenml_action import api, deadline, judge_report
+from zenml_action import api, deadline, errors, judge_report
 from zenml_action import promotion as pm
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import (
-    ActionError,
-    InputError,
-    NotFound,
-    PermissionDenied,
-    PromotionFailed,
-    ServerError,
-)
+from zenml_action.errors import ActionError, InputError, PermissionDenied, PromotionFailed, ServerError
 from zenml_action.report import Report
 
 if TYPE_CHECKING:
@@ -64,9 +53,7 @@ def why_not(report: Report, gate_error: str) -> str:
     if report.conclusion != "success" or report.status not in api.SUCCESS_STATUSES:
         ended = report.status or report.conclusion or "unknown"
         return f"the run did not complete (it is `{ended}`, conclusion `{report.conclusion or 'none'}`)"
-    if gate_error:
-        return "the gate failed"
-    return ""
+    return "the gate failed" if gate_error else ""
 
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
@@ -114,8 +101,7 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
 
 
 def promote(action: Action, version: pm.Version, stage: str) -> None:
-    """Move `version` to `stage`, archiving the holder; read back, settle a
-    race, record where the promotion came from."""
+    """Move `version` to `stage` (archiving the holder), read back, settle a race, record."""
     report, console, client = action.report, action.console, action.client
     assert client is not None
     if version.stage == stage and not _displaced(client, version, stage):
@@ -166,7 +152,16 @@ def promote(action: Action, version: pm.Version, stage: str) -> None:
     was = {"previous_version": previous.name, "previous_version_id": previous.id} if previous else {}
     record(report, _promotion(stage, version, note, promoted=True, url=url, **was))
     console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
-    _record_provenance(action, version, stage)
+    # Who put the version in the stage, from which run, as metadata on it.
+    # The promotion stands if this fails: the step says so, not otherwise.
+    values = {**action.inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: report.run_id}
+    values.pop("zenml_action.baseline_of", None)  # a run's record, not a version's
+    purpose = "recording the promotion on the model version"
+    deadline.entering(purpose)
+    try:
+        client.call(api.text_metadata(version.project_id, version.id, "model_version", values, purpose))
+    except ActionError as exc:
+        console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
 
 
 def _settle(client: ZenMLClient, version: pm.Version, stage: str) -> tuple[list[pm.Version], list[pm.Version]]:
@@ -198,21 +193,6 @@ def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.
     return [v for v in _holders(client, version, stage) if v.id != version.id] if stage != "archived" else []
 
 
-def _record_provenance(action: Action, version: pm.Version, stage: str) -> None:
-    """Who put the version in the stage, from which run: the GitHub context
-    as metadata on the version. The promotion stands if this fails: it is
-    reported, and the step does not pretend otherwise."""
-    assert action.client is not None
-    values = {**action.inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: action.report.run_id}
-    values.pop("zenml_action.baseline_of", None)  # a run's record, not a version's
-    purpose = "recording the promotion on the model version"
-    deadline.entering(purpose)
-    try:
-        action.client.call(api.text_metadata(version.project_id, version.id, "model_version", values, purpose))
-    except ActionError as exc:
-        action.console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
-
-
 def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Promotion:
     found = pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
     return dataclasses.replace(found, **more)
@@ -230,7 +210,7 @@ def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
     found = pm.newest_for_repository(pages, repository)
     if found is None:
         where = f" in `{repository}`" if repository else ""
-        raise NotFound(
+        raise errors.NotFound(
             f"Input `run-for-commit`: no completed run started by this action for commit {sha}{where}. "
             "Check that the commit's workflow ran the pipeline with this action (it records `github.sha` on "
             "the run) and that the run completed; give the pull request's head commit "

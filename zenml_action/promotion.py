@@ -160,8 +160,7 @@ def decode_versions(body: Any) -> list[Version]:
 
 
 def linked_version_id(run: Any) -> str:
-    """The model version a hydrated run is linked to (the pipeline's
-    `model=`), or ""."""
+    """The model version a hydrated run is linked to (the pipeline's `model=`)."""
     return str(dig(run, "resources", "model_version", "id") or dig(run, "body", "model_version_id") or "")
 
 
@@ -224,13 +223,12 @@ def holder_order(version: Version) -> tuple[str, str]:
 def model_configured(snapshot: Any) -> bool | None:
     """Does a hydrated snapshot's configuration name a model, for the
     pipeline or a step? None when the answer has no configuration to tell."""
-    pipeline = dig(snapshot, "metadata", "pipeline_configuration")
-    steps = dig(snapshot, "metadata", "step_configurations")
+    metadata = dig(snapshot, "metadata")
+    pipeline, steps = dig(metadata, "pipeline_configuration"), dig(metadata, "step_configurations")
     if not isinstance(pipeline, dict):
         return None
-    if dig(pipeline, "model", "name"):
-        return True
-    return isinstance(steps, dict) and any(dig(step, "config", "model", "name") for step in steps.values())
+    named = isinstance(steps, dict) and any(dig(step, "config", "model", "name") for step in steps.values())
+    return bool(dig(pipeline, "model", "name")) or named
 
 
 def dashboard_url(info: Any, version: Version) -> str:
