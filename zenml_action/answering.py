@@ -14,6 +14,7 @@ from typing import Any
 
 from zenml_action import api, deadline
 from zenml_action import questions as qs
+from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, InputError, ServerRejected
 from zenml_action.github import quoted, shorten
 from zenml_action.questions import Answering, Question
@@ -58,27 +59,16 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
             f"the server runs ZenML {server.raw}, whose runs cannot ask questions (they arrive in ZenML {since}).",
             f"Upgrade the server to {since} or later, or leave `resolve` empty.",
         )
-    pending_id = qs.pending_condition_id(run)
-    if not pending_id:
-        _already_answered(action, answering)
-        return None if inputs.dry_run else run
-    deadline.entering("reading the run's question")
-    question = qs.decode_question(client.call(qs.get_condition(pending_id)))
-    if question is None:
-        raise ActionError(f"The server's answer for the run's question {pending_id} was not a question. Check `workspace-url`.")
+    pending_id, question = qs.pending_condition_id(run), None
+    if pending_id:
+        deadline.entering("reading the run's question")
+        question = qs.decode_question(client.call(qs.get_condition(pending_id)))
+        if question is None:
+            raise ActionError(f"The server's answer for the run's question {pending_id} was not a question. Check `workspace-url`.")
     wanted = answering.wait_condition
-    if wanted and wanted not in (question.id, question.name):
-        earlier = next((q for q in _listed(action) if wanted in (q.id, q.name)), None)
-        if earlier is not None and _same(earlier, answering):
-            console.info(f"Question {quoted(earlier.name)} was already answered so; the run now asks {quoted(question.name)}.")
-            return None if inputs.dry_run else run
-        raise InputError(
-            "wait-condition",
-            f"names {quoted(wanted)}, but the run now waits for an answer to {quoted(question.name)} "
-            f"({question.id}): {quoted(shorten(question.text, 200))}. Nothing was answered.",
-            "The run has moved on: answer the question it asks now from the job that showed it, "
-            "or set `wait-condition` to that question's ID.",
-        )
+    if question is None or (wanted and wanted not in (question.id, question.name)):
+        _answered_before(action, answering, question)
+        return None if inputs.dry_run else run
     problem = qs.answer_problem(question, answering)
     if problem:
         given = quoted(answering.answer_text) if answering.answer_text else "no answer"
@@ -93,7 +83,7 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
         console.info(f"Dry run: question {quoted(question.name)} ({question.id}): {shorten(question.text, 300)}")
         console.info(f"Dry run: it would be answered {what}; nothing is sent.")
         return None
-    _send(action, question, answering)
+    _send(client, question, answering)
     console.info(f"Answered question {quoted(question.name)} of run `{report.run_name}` {what}.")
     # Who answered, from which workflow run, on the question itself (the
     # dashboard shows it); a failure costs only the record.
@@ -110,12 +100,10 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
     return dict(client.call(api.get_run(report.run_id)))
 
 
-def _send(action: Action, question: Question, answering: Answering) -> None:
+def _send(client: ZenMLClient, question: Question, answering: Answering) -> None:
     """One resolve. A refusal or a dropped answer is checked against the
     question as the server then has it: the answer may have arrived (a
     retried request finds it answered), or someone else answered first."""
-    client = action.client
-    assert client is not None
     deadline.entering("answering the run's question")
     try:
         client.call(qs.resolve_condition(question.id, answering))
@@ -132,22 +120,32 @@ def _send(action: Action, question: Question, answering: Answering) -> None:
     raise failure
 
 
-def _already_answered(action: Action, answering: Answering) -> None:
-    """No question is pending: the same answer again goes on to wait (a
-    re-run job); anything else says what happened to the question."""
+def _answered_before(action: Action, answering: Answering, asking: Question | None) -> None:
+    """The run asks nothing, or not what `wait-condition` names: the same
+    answer again (a re-run job) goes on; anything else says what happened."""
     report, wanted = action.report, answering.wait_condition
-    asked = [q for q in _listed(action) if not wanted or wanted in (q.id, q.name)]
-    if not asked:
+    newest = next((q for q in _listed(action) if not wanted or wanted in (q.id, q.name)), None)
+    if newest is not None and newest.status != "pending" and _same(newest, answering):
+        then = (
+            f"; the run now asks {quoted(asking.name)}" if asking else f" ({_how(newest)}); following the run"
+        )
+        action.console.info(f"Question {quoted(newest.name)} was already answered so{then}.")
+        return
+    if asking is not None:
+        raise InputError(
+            "wait-condition",
+            f"names {quoted(wanted)}, but the run now waits for an answer to {quoted(asking.name)} "
+            f"({asking.id}): {quoted(shorten(asking.text, 200))}. Nothing was answered.",
+            "The run has moved on: answer the question it asks now from the job that showed it, "
+            "or set `wait-condition` to that question's ID.",
+        )
+    if newest is None:
         never = f"never asked {quoted(wanted)}" if wanted else "has never asked a question"
         raise InputError(
             "resolve",
             f"run `{report.run_name}` ({report.run_id}) {never} (it is `{report.status}`); nothing to answer.",
             "Check `run-id` (and `wait-condition`): answer a run whose job ended `waiting-for-input`.",
         )
-    newest = asked[0]
-    if newest.status != "pending" and _same(newest, answering):
-        action.console.info(f"Question {quoted(newest.name)} was already answered so ({_how(newest)}); following the run.")
-        return
     raise InputError(
         "resolve",
         f"question {quoted(newest.name)} of run `{report.run_name}` was already answered: {_how(newest)}.",

@@ -72,7 +72,7 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
 
 
 def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> pm.Version:
-    version_id = pm.linked_version_id(run)
+    version_id, name = pm.linked_version_id(run), report.run_name or report.run_id
     if not version_id and report.run_id:
         # The run passed in may be what code mode's child described: the
         # server's hydrated run is the one that knows.
@@ -82,18 +82,15 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
             if len(linked) > 1:
                 raise InputError(
                     "promote-to",
-                    f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
+                    f"run `{name}` is linked to {len(linked)} model versions (its steps' models) "
                     "and its pipeline names none: which one to promote is not clear.",
                     "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
                 )
             version_id = linked[0] if linked else ""
     if not version_id:
         record(report, pm.not_promoted(stage, "the run produced no model version"))
-        raise InputError(
-            "promote-to",
-            f"run `{report.run_name or report.run_id}` produced no model version: its pipeline has no model.",
-            NO_MODEL_FIX,
-        )
+        why = f"run `{name}` produced no model version: its pipeline has no model."
+        raise InputError("promote-to", why, NO_MODEL_FIX)
     version = pm.decode_version(client.call(pm.get_version(version_id)))
     if version is None or not version.model_id:
         raise ServerError(f"The server's answer for model version {version_id} was not a model version.")
@@ -228,16 +225,12 @@ def check_snapshot(client: ZenMLClient, snapshot_id: str, console: Console) -> N
         console.debug(f"could not read the snapshot's model ({exc}): checked after the run")
         return
     if pm.model_configured(snapshot) is False:
-        raise InputError(
-            "promote-to",
-            f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version.",
-            NO_MODEL_FIX,
-        )
+        why = f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version."
+        raise InputError("promote-to", why, NO_MODEL_FIX)
 
 
 def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
-    """`dry-run` with a run that exists: which version would move where,
-    had the run completed; nothing is sent."""
+    """`dry-run` on a run that exists: which version would move where; nothing is sent."""
     report, client, stage = action.report, action.client, action.inputs.promote_to
     assert client is not None
     if report.status not in api.SUCCESS_STATUSES:

@@ -138,8 +138,7 @@ class Version:
 
 
 def decode_version(body: Any) -> Version | None:
-    """A model version as the server answers it (0.85 to 0.98), or None
-    when the answer is not one."""
+    """A model version as the server answers it (0.85 to 0.98), or None."""
     if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
         return None
     inner, name = body.get("body"), body.get("name")
@@ -165,8 +164,7 @@ def linked_version_id(run: Any) -> str:
 
 
 def linked_versions(body: Any) -> list[str]:
-    """The distinct model version IDs of a page of run links (a step's
-    `model=` links its version too)."""
+    """The distinct model version IDs of run links (a step's `model=` links its version too)."""
     found = (dig(link, "body", "model_version") for link in items(body))
     return list(dict.fromkeys(v for v in found if isinstance(v, str) and v))
 
@@ -198,16 +196,14 @@ def set_stage(version_id: str, stage: str) -> Request:
 
 
 def runs_for_commit(key: str, sha: str) -> Request:
-    """The newest completed runs recorded (by the action) with `key` =
-    `sha`, hydrated: their metadata says which repository."""
+    """The newest completed runs the action recorded with `key` = `sha` (hydrated: the repository)."""
     params = newest_first(10, run_metadata=metadata_filter(key, sha), status="completed")
     params["hydrate"] = "true"
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the commit's run")
 
 
 def newest_for_repository(pages: list[Any], repository: str) -> dict[str, Any] | None:
-    """The newest listed run whose recorded repository is `repository`
-    (any, outside a workflow)."""
+    """The newest listed run recorded in `repository` (any, outside a workflow)."""
     runs = [run for body in pages for run in items(body)]
     mine = [run for run in runs if not repository or dig(run, "metadata", "run_metadata", "github.repository") == repository]
     return max(mine, key=lambda run: str(dig(run, "body", "created") or ""), default=None)

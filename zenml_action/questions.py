@@ -1,9 +1,6 @@
-"""Runs that wait for a person: ZenML 0.98's wait conditions
-(`zenml.wait(...)` in a dynamic pipeline), read and answered over REST.
-
-Pure: the requests, the decoding, the answer checked against the
-question's schema, and the Markdown that shows a question. `answering.py`
-sends; `runs.follow` ends the wait when a run asks.
+"""Runs that wait for a person, pure (`answering.py` sends): ZenML 0.98's
+wait conditions (`zenml.wait(...)` in a dynamic pipeline) over REST, the
+answer checked against the question's schema, and the question shown.
 
 Spec: the installed `zenml` source, `zen_server/routers/
 run_wait_conditions_endpoints.py` and `zen_stores/sql_zen_store.py`
@@ -22,9 +19,9 @@ from zenml_action.errors import InputError
 from zenml_action.github import quoted, shorten
 from zenml_action.http import Request
 from zenml_action.report import cell, strict_json
+from zenml_action.yaml_input import parse_yaml_value
 
 WAIT_CONDITIONS_FROM = (0, 98, 0)
-RESOLUTIONS = ("continue", "abort")
 # What the summary and the outputs show of a question and its schema: both
 # are the pipeline's text, and a question can be any length.
 MAX_QUESTION = 2000
@@ -60,8 +57,7 @@ class Answering:
 
 
 def pending_condition_id(run: Any) -> str:
-    """The run's pending wait condition (a run body as `GET /runs/{id}`
-    answers it on 0.98), "" when none."""
+    """The run's pending wait condition ("" if none), from `GET /runs/{id}` on 0.98."""
     found = dig(run, "resources", "active_wait_condition", "id")
     return str(found) if found else ""
 
@@ -117,15 +113,11 @@ def parse_answering(raw: Mapping[str, str], run_id: str) -> Answering | None:
             if given:
                 raise InputError(name, "is only used with `resolve`.", "Set `resolve: continue` (or `abort`), or leave it empty.")
         return None
-    if resolution not in RESOLUTIONS:
+    if resolution not in ("continue", "abort"):
         raise InputError("resolve", f"{quoted(raw['resolve'])} is neither `continue` nor `abort`.", "Use `continue` to answer and let the run go on, or `abort` to stop it.")
     if not run_id:
         raise InputError("resolve", "needs `run-id`: the run whose question it answers.", "Set `run-id`, e.g. to the `run-id` output of the job that ended `waiting-for-input`.")
-    answer = None
-    if answer_text:
-        from zenml_action.yaml_input import parse_yaml_value
-
-        answer = parse_yaml_value("answer", answer_text)
+    answer = parse_yaml_value("answer", answer_text) if answer_text else None
     return Answering(resolution, answer, answer_text, wanted)
 
 
@@ -157,8 +149,7 @@ EXAMPLE_ANSWERS = {"boolean": "true", "integer": "1", "number": "0.5", "string":
 
 
 def question_section(question: Question, run_id: str, action_ref: str) -> list[str]:
-    """The question, the answer it expects and the step that answers it,
-    for the job summary and the `report` output."""
+    """The question, the answer it expects and the step that answers it (summary, `report`)."""
     schema = shorten(json.dumps(question.schema or {}, indent=2, sort_keys=True, default=str), MAX_SCHEMA)
     lines = [f"**The run is waiting for an answer** (question {cell(question.name or question.id)}):", ""]
     lines += [f"> {cell(shorten(question.text, MAX_QUESTION)) or '(no question text)'}", ""]
