@@ -1,10 +1,9 @@
 """A run that asks a person (`questions.py`): its question shown when the
-wait ends on it, and answered with `resolve` and `answer` on a run the
-action attaches to (`run-id`).
+wait ends on it, and answered with `resolve` and `answer` (`run-id`).
 
-The answer must reach the question the reviewer saw: `wait-condition`
-names it, and a run that has moved on to another question is not answered.
-Answering twice with the same answer (a re-run job) is not an error.
+The answer must reach the question the reviewer saw (`wait-condition`): a
+run that has moved on to another question is not answered. Answering twice
+with the same answer (a re-run job) is not an error.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ def show_question(action: Action, condition_id: str) -> None:
 
 def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[str, Any] | None:
     """`resolve`: answer the run's pending question (checked first, sent
-    once), and record who answered. The run as it is afterwards, for
-    `runs.follow`; None for a dry run (nothing sent)."""
+    once), record who answered. The run afterwards; None for a dry run."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     answering = inputs.answering
     assert answering is not None and client is not None
@@ -124,7 +122,10 @@ def _answered_before(action: Action, answering: Answering, asking: Question | No
     """The run asks nothing, or not what `wait-condition` names: the same
     answer again (a re-run job) goes on; anything else says what happened."""
     report, wanted = action.report, answering.wait_condition
-    newest = next((q for q in _listed(action) if not wanted or wanted in (q.id, q.name)), None)
+    assert action.client is not None
+    deadline.entering("listing the run's questions")
+    asked = qs.decode_questions(action.client.call(qs.list_conditions(report.run_id)))
+    newest = next((q for q in asked if not wanted or wanted in (q.id, q.name)), None)
     if newest is not None and newest.status != "pending" and _same(newest, answering):
         then = (
             f"; the run now asks {quoted(asking.name)}" if asking else f" ({_how(newest)}); following the run"
@@ -151,12 +152,6 @@ def _answered_before(action: Action, answering: Answering, asking: Question | No
         f"question {quoted(newest.name)} of run `{report.run_name}` was already answered: {_how(newest)}.",
         "Nothing was changed. Check the run in the dashboard; a new question would be pending.",
     )
-
-
-def _listed(action: Action) -> list[Question]:
-    assert action.client is not None
-    deadline.entering("listing the run's questions")
-    return qs.decode_questions(action.client.call(qs.list_conditions(action.report.run_id)))
 
 
 def _same(question: Question, answering: Answering) -> bool:

@@ -185,8 +185,7 @@ def _holders(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Ve
 
 
 def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Version]:
-    """The versions a move to `stage` archives: none for `archived`, which
-    any number of versions hold."""
+    """The versions a move to `stage` archives (none for `archived`: any number hold it)."""
     return [v for v in _holders(client, version, stage) if v.id != version.id] if stage != "archived" else []
 
 
@@ -199,9 +198,8 @@ def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Pr
 
 
 def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
-    """The ID of the newest completed run the action started for commit
-    `sha` in this repository: made from it, or from a pull request whose
-    head it is (`github.sha`, `github.head_sha` run metadata)."""
+    """The newest completed run the action started for commit `sha` here:
+    made from it, or from a pull request whose head it is (run metadata)."""
     deadline.entering(f"looking for the run of commit {sha[:12]}")
     pages = [client.call(pm.runs_for_commit(key, sha)) for key in pm.COMMIT_KEYS]
     found = pm.newest_for_repository(pages, repository)

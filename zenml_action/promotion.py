@@ -26,8 +26,6 @@ PROMOTION_STAGES: Final = ("staging", "production", "archived")
 
 @dataclass(frozen=True)
 class Promotion:
-    """Also `promotion` in the `result` output (schemas/result-v1.json)."""
-
     stage: str  # the `promote-to` input
     promoted: bool = False  # the version holds `stage` (now, or already did)
     model: str = ""
@@ -40,6 +38,7 @@ class Promotion:
     dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
+        """`promotion` in the `result` output (schemas/result-v1.json)."""
         return dataclasses.asdict(self)
 
     @property
@@ -187,9 +186,8 @@ def versions_in_stage(model_id: str, stage: str) -> Request:
 
 
 def set_stage(version_id: str, stage: str) -> Request:
-    """Move the version to `stage`, archiving the version that held it
-    (`force`), on every server from 0.85. Safe to repeat, so retried like a
-    read: a version that already holds the stage is left as it is."""
+    """Move the version to `stage`, archiving the one that held it (`force`,
+    0.85 on). Safe to repeat, so retried like a read: it changes nothing."""
     json = {"stage": stage, "force": True}
     purpose = f"moving the model version to `{stage}`"
     return Request("PUT", f"{API}/model_versions/{version_id}", json=json, purpose=purpose, retry="read")
@@ -237,9 +235,8 @@ def dashboard_url(info: Any, version: Version) -> str:
 
 
 def archived_with(ours: Version, archived: list[Version]) -> Version | None:
-    """The version `ours`'s stage change archived: of the archived versions,
-    the one archived last within SAME_CHANGE before `ours` moved (None: the
-    stage change archived none)."""
+    """The version `ours`'s stage change archived (None if none): of those
+    in `archived`, the one archived last within SAME_CHANGE before it moved."""
     moved = _moment(ours.updated)
     if moved is None:
         return None
