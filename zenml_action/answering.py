@@ -8,7 +8,6 @@ with the same answer (a re-run job) is not an error.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from zenml_action import api, deadline
@@ -17,6 +16,7 @@ from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, InputError, ServerRejected
 from zenml_action.github import quoted, shorten
 from zenml_action.questions import Answering, Question
+from zenml_action.report import strict_json
 from zenml_action.runs import Action
 from zenml_action.versions import ServerVersion, show
 
@@ -34,7 +34,8 @@ def show_question(action: Action, condition_id: str) -> None:
         except ActionError as exc:
             console.warning(f"Could not read the run's question {condition_id}: {exc}")
     question = question or Question(condition_id, "", "", None, "pending")
-    report.asked = {"wait-condition-id": question.id, "question": question.text, "answer-schema": question.schema_json}
+    schema = strict_json(question.schema or {})  # `{}` when the question has none
+    report.asked = {"wait-condition-id": question.id, "question": question.text, "answer-schema": schema}
     report.asked_section = qs.question_section(question, report.run_id, action.inputs.action_ref)
     console.notice(
         f"Run `{report.run_name}` is waiting for an answer to {quoted(question.name or question.id)}: "
@@ -73,7 +74,7 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
         raise InputError(
             "answer",
             f"{given} does not fit run's question {quoted(question.name)}: {problem}. "
-            f"The question: {quoted(shorten(question.text, 300))}; the answer it expects: `{shorten(question.schema_json, 500)}`.",
+            f"The question: {quoted(shorten(question.text, 300))}; the answer it expects: `{shorten(strict_json(question.schema or {}), 500)}`.",
             "Give an answer of that shape as YAML (e.g. `answer: true`), or `resolve: abort` to stop the run.",
         )
     what = f"`{answering.resolution}`" + (f" with {quoted(answering.answer_text)}" if answering.answer is not None else "")
@@ -155,16 +156,13 @@ def _answered_before(action: Action, answering: Answering, asking: Question | No
 
 
 def _same(question: Question, answering: Answering) -> bool:
-    same_answer = answering.resolution == "abort" or _json(question.result) == _json(answering.answer)
-    return question.resolution == answering.resolution and same_answer
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    if question.resolution != answering.resolution:
+        return False
+    return answering.resolution == "abort" or strict_json(question.result) == strict_json(answering.answer)
 
 
 def _how(question: Question) -> str:
-    result = f" with `{shorten(_json(question.result), 100)}`" if question.result is not None else ""
+    result = f" with `{shorten(strict_json(question.result), 100)}`" if question.result is not None else ""
     when = f" at {question.resolved_at}" if question.resolved_at else ""
     who = f" by {quoted(question.answered_by)}" if question.answered_by else ""
     return f"`{question.resolution or 'resolved'}`{result}{who}{when}"

@@ -162,10 +162,9 @@ def promote(action: Action, version: pm.Version, stage: str) -> None:
 
 
 def _settle(client: ZenMLClient, version: pm.Version, stage: str) -> tuple[list[pm.Version], list[pm.Version]]:
-    """The versions in `stage` once any race is settled, and those this
-    settling archived: if more than one holds the stage, all but the last
-    changed are archived (by whichever action sees it; archiving twice
-    changes nothing). Of `archived`, only the version itself is read back."""
+    """The versions in `stage` once a race is settled, and those the settling
+    archived: all holders but the last changed (by any action that sees it;
+    archiving twice changes nothing). Of `archived`, the version itself."""
     deadline.entering(f"reading back which model version is in `{stage}`")
     if stage == "archived":
         read = pm.decode_version(client.call(pm.get_version(version.id)))

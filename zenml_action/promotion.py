@@ -64,11 +64,6 @@ def outputs(promotion: Promotion | None) -> dict[str, str]:
     }
 
 
-# -- the inputs ---------------------------------------------------------------
-
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
 def parse_promote_to(raw: str, *, wait: bool, create_snapshot: str, has_server: bool) -> str:
     stage = raw.strip().lower()
     if not stage:
@@ -93,7 +88,7 @@ def parse_run_for_commit(raw: Mapping[str, str], exclusive: Sequence[str]) -> st
     text = raw["run-for-commit"].strip()
     if not text:
         return ""
-    if not _SHA.fullmatch(text.lower()):
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text.lower()):
         raise InputError(
             "run-for-commit",
             f"{quoted(text)} is not a full commit SHA (40 hexadecimal characters).",
@@ -195,8 +190,7 @@ def set_stage(version_id: str, stage: str) -> Request:
 
 def runs_for_commit(key: str, sha: str) -> Request:
     """The newest completed runs the action recorded with `key` = `sha` (hydrated: the repository)."""
-    params = newest_first(10, run_metadata=metadata_filter(key, sha), status="completed")
-    params["hydrate"] = "true"
+    params = newest_first(10, run_metadata=metadata_filter(key, sha), status="completed", hydrate="true")
     return Request("GET", f"{API}/runs", params=params, purpose="looking for the commit's run")
 
 
@@ -208,9 +202,8 @@ def newest_for_repository(pages: list[Any], repository: str) -> dict[str, Any] |
 
 
 def holder_order(version: Version) -> tuple[str, str]:
-    """Of two versions left in one stage by promotions at the same moment,
-    the one changed last stays (as if they had come one after the other);
-    the ID decides a tie, so every action settles on the same one."""
+    """Of versions left in one stage by promotions at the same moment, the
+    last changed stays; the ID breaks a tie, so every action agrees."""
     return (version.updated, version.id)
 
 

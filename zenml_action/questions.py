@@ -18,7 +18,7 @@ from zenml_action.api import API, dig, items
 from zenml_action.errors import InputError
 from zenml_action.github import quoted, shorten
 from zenml_action.http import Request
-from zenml_action.report import cell, strict_json
+from zenml_action.report import cell
 from zenml_action.yaml_input import parse_yaml_value
 
 WAIT_CONDITIONS_FROM = (0, 98, 0)
@@ -39,11 +39,6 @@ class Question:
     result: Any = None
     resolved_at: str = ""
     answered_by: str = ""  # the GitHub actor the action recorded, else the user's ID
-
-    @property
-    def schema_json(self) -> str:
-        """The `answer-schema` output: `{}` when the question has none."""
-        return strict_json(self.schema or {})
 
 
 @dataclass(frozen=True)
