@@ -22,7 +22,7 @@ from support.github_env import ACTOR, github_env
 from support.models import new_model, new_version, stages, version_metadata
 from support.orchestrator import complete_run, fail_run, find_run, log_run_metadata
 
-from zenml_action import model_versions as mv
+from zenml_action import promotion as pm
 from zenml_action import provenance
 from zenml_action.errors import InputError
 from zenml_action.inputs import read_inputs
@@ -110,17 +110,17 @@ def version_body(name: Any, updated: str, id_: str = "v") -> dict[str, Any]:
     ],
 )
 def test_model_versions_are_read_as_the_server_sent_them(body: Any, expected: tuple[str, ...] | None) -> None:
-    version = mv.decode_version(body)
+    version = pm.decode_version(body)
     assert (version and (version.id, version.model, version.name, version.stage)) == expected or version is expected
 
 
 @pytest.mark.offline
 def test_of_two_holders_the_one_changed_last_stays_and_the_id_breaks_a_tie() -> None:
-    first, later = mv.decode_version(version_body("1", "2025-01-01T00:00:01", "b")), mv.decode_version(version_body("2", "2025-01-01T00:00:02", "a"))
-    tie = mv.decode_version(version_body("3", "2025-01-01T00:00:02", "c"))
+    first, later = pm.decode_version(version_body("1", "2025-01-01T00:00:01", "b")), pm.decode_version(version_body("2", "2025-01-01T00:00:02", "a"))
+    tie = pm.decode_version(version_body("3", "2025-01-01T00:00:02", "c"))
     assert first and later and tie
-    assert max([first, later], key=mv.holder_order) == later
-    assert max([later, tie], key=mv.holder_order) == max([tie, later], key=mv.holder_order) == tie
+    assert max([first, later], key=pm.holder_order) == later
+    assert max([later, tie], key=pm.holder_order) == max([tie, later], key=pm.holder_order) == tie
 
 
 @pytest.mark.offline
@@ -134,7 +134,7 @@ def test_of_two_holders_the_one_changed_last_stays_and_the_id_breaks_a_tie() -> 
     ],
 )
 def test_a_snapshot_tells_whether_its_runs_produce_a_model_version(snapshot: dict[str, Any], expected: bool | None) -> None:
-    assert mv.model_configured(snapshot) is expected
+    assert pm.model_configured(snapshot) is expected
 
 
 @pytest.mark.offline

@@ -1,36 +1,22 @@
 """A run that asks a person (`questions.py`): its question shown when the
-wait ends on it, and answered with `resolve` and `answer` on a run the
-action attaches to (`run-id`).
+wait ends on it, and answered with `resolve` and `answer` (`run-id`).
 
-The answer must reach the question the reviewer saw: `wait-condition`
-names it, and a run that has moved on to another question is not answered.
-Answering twice with the same answer (a re-run job) is not an error.
+The answer must reach the question the reviewer saw (`wait-condition`): a
+run that has moved on to another question is not answered. Answering twice
+with the same answer (a re-run job) is not an error.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from zenml_action import api, deadline
+from zenml_action import questions as qs
+from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, InputError, ServerRejected
 from zenml_action.github import quoted, shorten
-from zenml_action.questions import (
-    WAIT_CONDITIONS_FROM,
-    Answering,
-    Question,
-    answer_error,
-    answer_problem,
-    decode_question,
-    decode_questions,
-    get_condition,
-    list_conditions,
-    names,
-    pending_condition_id,
-    question_section,
-    record_answer,
-    resolve_condition,
-)
+from zenml_action.questions import Answering, Question
+from zenml_action.report import strict_json
 from zenml_action.runs import Action
 from zenml_action.versions import ServerVersion, show
 
@@ -44,12 +30,13 @@ def show_question(action: Action, condition_id: str) -> None:
     if client is not None:
         deadline.entering("reading the run's question")
         try:
-            question = decode_question(client.call(get_condition(condition_id)))
+            question = qs.decode_question(client.call(qs.get_condition(condition_id)))
         except ActionError as exc:
             console.warning(f"Could not read the run's question {condition_id}: {exc}")
     question = question or Question(condition_id, "", "", None, "pending")
-    report.asked = {"wait-condition-id": question.id, "question": question.text, "answer-schema": question.schema_json}
-    report.asked_section = question_section(question, report.run_id, action.inputs.action_ref)
+    schema = strict_json(question.schema or {})  # `{}` when the question has none
+    report.asked = {"wait-condition-id": question.id, "question": question.text, "answer-schema": schema}
+    report.asked_section = qs.question_section(question, report.run_id, action.inputs.action_ref)
     console.notice(
         f"Run `{report.run_name}` is waiting for an answer to {quoted(question.name or question.id)}: "
         f"{shorten(question.text, 300) or '(no question text)'}. Answer it with `run-id: {report.run_id}`, "
@@ -60,66 +47,70 @@ def show_question(action: Action, condition_id: str) -> None:
 
 def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[str, Any] | None:
     """`resolve`: answer the run's pending question (checked first, sent
-    once), and record who answered. The run as it is afterwards, for
-    `runs.follow`; None for a dry run (nothing sent)."""
+    once), record who answered. The run afterwards; None for a dry run."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     answering = inputs.answering
     assert answering is not None and client is not None
-    if server.release < WAIT_CONDITIONS_FROM:
+    if server.release < qs.WAIT_CONDITIONS_FROM:
+        since = show(qs.WAIT_CONDITIONS_FROM)
         raise InputError(
             "resolve",
-            f"the server runs ZenML {server.raw}, whose runs cannot ask questions (they arrive in ZenML {show(WAIT_CONDITIONS_FROM)}).",
-            f"Upgrade the server to {show(WAIT_CONDITIONS_FROM)} or later, or leave `resolve` empty.",
+            f"the server runs ZenML {server.raw}, whose runs cannot ask questions (they arrive in ZenML {since}).",
+            f"Upgrade the server to {since} or later, or leave `resolve` empty.",
         )
-    pending_id = pending_condition_id(run)
-    if not pending_id:
-        _already_answered(action, answering)
+    pending_id, question = qs.pending_condition_id(run), None
+    if pending_id:
+        deadline.entering("reading the run's question")
+        question = qs.decode_question(client.call(qs.get_condition(pending_id)))
+        if question is None:
+            raise ActionError(f"The server's answer for the run's question {pending_id} was not a question. Check `workspace-url`.")
+    wanted = answering.wait_condition
+    if question is None or (wanted and wanted not in (question.id, question.name)):
+        _answered_before(action, answering, question)
         return None if inputs.dry_run else run
-    deadline.entering("reading the run's question")
-    question = decode_question(client.call(get_condition(pending_id)))
-    if question is None:
-        raise ActionError(f"The server's answer for the run's question {pending_id} was not a question. Check `workspace-url`.")
-    if answering.wait_condition and not names(question, answering.wait_condition):
-        earlier = next((q for q in _listed(action) if names(q, answering.wait_condition)), None)
-        if earlier is not None and _same(earlier, answering):
-            console.info(f"Question {quoted(earlier.name)} was already answered so; the run now asks {quoted(question.name)}.")
-            return None if inputs.dry_run else run
-        raise InputError(
-            "wait-condition",
-            f"names {quoted(answering.wait_condition)}, but the run now waits for an answer to {quoted(question.name)} "
-            f"({question.id}): {quoted(shorten(question.text, 200))}. Nothing was answered.",
-            "The run has moved on: answer the question it asks now from the job that showed it, "
-            "or set `wait-condition` to that question's ID.",
-        )
-    problem = answer_problem(question, answering)
+    problem = qs.answer_problem(question, answering)
     if problem:
-        raise answer_error(question, answering, problem)
+        given = quoted(answering.answer_text) if answering.answer_text else "no answer"
+        raise InputError(
+            "answer",
+            f"{given} does not fit run's question {quoted(question.name)}: {problem}. "
+            f"The question: {quoted(shorten(question.text, 300))}; the answer it expects: `{shorten(strict_json(question.schema or {}), 500)}`.",
+            "Give an answer of that shape as YAML (e.g. `answer: true`), or `resolve: abort` to stop the run.",
+        )
     what = f"`{answering.resolution}`" + (f" with {quoted(answering.answer_text)}" if answering.answer is not None else "")
     if inputs.dry_run:
         console.info(f"Dry run: question {quoted(question.name)} ({question.id}): {shorten(question.text, 300)}")
         console.info(f"Dry run: it would be answered {what}; nothing is sent.")
         return None
-    _send(action, question, answering)
+    _send(client, question, answering)
     console.info(f"Answered question {quoted(question.name)} of run `{report.run_name}` {what}.")
-    _record(action, question, answering, str(api.dig(run, "body", "project_id") or ""))
+    # Who answered, from which workflow run, on the question itself (the
+    # dashboard shows it); a failure costs only the record.
+    keys = ("github.actor", "github.repository", "github.workflow_run_url", "github.sha")
+    values = {"zenml_action.resolution": answering.resolution, "zenml_action.answer": answering.answer_text}
+    values |= {key: inputs.github.get(key, "") for key in keys}
+    recorded = {key: value for key, value in values.items() if value}
+    project_id, purpose = str(api.dig(run, "body", "project_id") or ""), "recording who answered the question"
+    try:
+        client.call(api.text_metadata(project_id, question.id, "wait_condition", recorded, purpose))
+    except ActionError as exc:
+        console.warning(f"Could not record who answered on question {question.id}: {exc}")
     deadline.entering(f"reading run {report.run_id}")
     return dict(client.call(api.get_run(report.run_id)))
 
 
-def _send(action: Action, question: Question, answering: Answering) -> None:
+def _send(client: ZenMLClient, question: Question, answering: Answering) -> None:
     """One resolve. A refusal or a dropped answer is checked against the
     question as the server then has it: the answer may have arrived (a
     retried request finds it answered), or someone else answered first."""
-    client = action.client
-    assert client is not None
     deadline.entering("answering the run's question")
     try:
-        client.call(resolve_condition(question.id, answering))
+        client.call(qs.resolve_condition(question.id, answering))
         return
     except ActionError as exc:
         failure: ActionError = exc
-    after = decode_question(client.call(get_condition(question.id)))
-    if after is not None and not after.pending:
+    after = qs.decode_question(client.call(qs.get_condition(question.id)))
+    if after is not None and after.status != "pending":
         if _same(after, answering):
             return
         raise ActionError(f"Question {quoted(question.name)} was answered by someone else first: {_how(after)}. Nothing was changed.")
@@ -128,39 +119,35 @@ def _send(action: Action, question: Question, answering: Answering) -> None:
     raise failure
 
 
-def _record(action: Action, question: Question, answering: Answering, project_id: str) -> None:
-    """Who answered, from which workflow run, on the question itself (the
-    dashboard shows it); a failure costs only the record."""
-    client, github = action.client, action.inputs.github
-    assert client is not None
-    values = {
-        "zenml_action.resolution": answering.resolution,
-        "zenml_action.answer": answering.answer_text,
-        **{key: github[key] for key in ("github.actor", "github.repository", "github.workflow_run_url", "github.sha") if github.get(key)},
-    }
-    try:
-        client.call(record_answer(project_id, question.id, {k: v for k, v in values.items() if v}))
-    except ActionError as exc:
-        action.console.warning(f"Could not record who answered on question {question.id}: {exc}")
-
-
-def _already_answered(action: Action, answering: Answering) -> None:
-    """No question is pending: the same answer again goes on to wait (a
-    re-run job); anything else says what happened to the question."""
-    report = action.report
-    asked = _listed(action)
-    wanted = [q for q in asked if names(q, answering.wait_condition)] if answering.wait_condition else asked
-    if not wanted:
-        never = f"never asked {quoted(answering.wait_condition)}" if answering.wait_condition else "has never asked a question"
+def _answered_before(action: Action, answering: Answering, asking: Question | None) -> None:
+    """The run asks nothing, or not what `wait-condition` names: the same
+    answer again (a re-run job) goes on; anything else says what happened."""
+    report, wanted = action.report, answering.wait_condition
+    assert action.client is not None
+    deadline.entering("listing the run's questions")
+    asked = qs.decode_questions(action.client.call(qs.list_conditions(report.run_id)))
+    newest = next((q for q in asked if not wanted or wanted in (q.id, q.name)), None)
+    if newest is not None and newest.status != "pending" and _same(newest, answering):
+        then = (
+            f"; the run now asks {quoted(asking.name)}" if asking else f" ({_how(newest)}); following the run"
+        )
+        action.console.info(f"Question {quoted(newest.name)} was already answered so{then}.")
+        return
+    if asking is not None:
+        raise InputError(
+            "wait-condition",
+            f"names {quoted(wanted)}, but the run now waits for an answer to {quoted(asking.name)} "
+            f"({asking.id}): {quoted(shorten(asking.text, 200))}. Nothing was answered.",
+            "The run has moved on: answer the question it asks now from the job that showed it, "
+            "or set `wait-condition` to that question's ID.",
+        )
+    if newest is None:
+        never = f"never asked {quoted(wanted)}" if wanted else "has never asked a question"
         raise InputError(
             "resolve",
             f"run `{report.run_name}` ({report.run_id}) {never} (it is `{report.status}`); nothing to answer.",
             "Check `run-id` (and `wait-condition`): answer a run whose job ended `waiting-for-input`.",
         )
-    newest = wanted[0]
-    if not newest.pending and _same(newest, answering):
-        action.console.info(f"Question {quoted(newest.name)} was already answered so ({_how(newest)}); following the run.")
-        return
     raise InputError(
         "resolve",
         f"question {quoted(newest.name)} of run `{report.run_name}` was already answered: {_how(newest)}.",
@@ -168,25 +155,14 @@ def _already_answered(action: Action, answering: Answering) -> None:
     )
 
 
-def _listed(action: Action) -> list[Question]:
-    assert action.client is not None
-    deadline.entering("listing the run's questions")
-    return decode_questions(action.client.call(list_conditions(action.report.run_id)))
-
-
 def _same(question: Question, answering: Answering) -> bool:
     if question.resolution != answering.resolution:
         return False
-    return answering.resolution == "abort" or _json(question.result) == _json(answering.answer)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return answering.resolution == "abort" or strict_json(question.result) == strict_json(answering.answer)
 
 
 def _how(question: Question) -> str:
-    result = f" with `{shorten(_json(question.result), 100)}`" if question.result is not None else ""
+    result = f" with `{shorten(strict_json(question.result), 100)}`" if question.result is not None else ""
     when = f" at {question.resolved_at}" if question.resolved_at else ""
     who = f" by {quoted(question.answered_by)}" if question.answered_by else ""
     return f"`{question.resolution or 'resolved'}`{result}{who}{when}"
-

@@ -2,10 +2,6 @@
 version it produced to a stage (`staging`, `production`, `archived`), and
 record on the version where the promotion came from.
 
-Called by `runs.follow` after the judgement and the conclusion, whatever
-they were: the report then says what was promoted, or why nothing was.
-What the requests look like is `model_versions.py`'s business.
-
 Nothing here trusts an answer it did not read back: after the stage change
 (or its failure: a 5xx after the server archived the old holder, a dropped
 connection) the stage is read back, and what the server holds is what the
@@ -20,18 +16,10 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from zenml_action import api, deadline, judge_report
-from zenml_action import model_versions as mv
+from zenml_action import api, deadline, errors, judge_report
+from zenml_action import promotion as pm
 from zenml_action.client import ZenMLClient
-from zenml_action.errors import (
-    ActionError,
-    InputError,
-    NotFound,
-    PermissionDenied,
-    PromotionFailed,
-    ServerError,
-)
-from zenml_action.promotion import Promotion, not_promoted
+from zenml_action.errors import ActionError, InputError, PermissionDenied, PromotionFailed, ServerError
 from zenml_action.report import Report
 
 if TYPE_CHECKING:
@@ -46,19 +34,18 @@ NO_MODEL_FIX = (
 )
 
 
-def record(report: Report, promotion: Promotion) -> None:
+def record(report: Report, promotion: pm.Promotion) -> None:
     """The promotion into the report, and into the judgement's report and
     `result` when the run was judged (they were rendered before)."""
     report.promotion = promotion
     if report.judgement is not None:
-        judgement = dataclasses.replace(report.judgement, promotion=promotion)
-        report.judgement = judgement
-        report.judged = judge_report.outputs(judgement, datetime.now(UTC))
+        report.judgement = dataclasses.replace(report.judgement, promotion=promotion)
+        report.judged = judge_report.outputs(report.judgement, datetime.now(UTC))
 
 
 def expect(report: Report, stage: str) -> None:
     """Before the wait: what stays true if the action ends before the run does."""
-    record(report, not_promoted(stage, "the action ended before the run completed"))
+    record(report, pm.not_promoted(stage, "the action ended before the run completed"))
 
 
 def why_not(report: Report, gate_error: str) -> str:
@@ -66,19 +53,16 @@ def why_not(report: Report, gate_error: str) -> str:
     if report.conclusion != "success" or report.status not in api.SUCCESS_STATUSES:
         ended = report.status or report.conclusion or "unknown"
         return f"the run did not complete (it is `{ended}`, conclusion `{report.conclusion or 'none'}`)"
-    if gate_error:
-        return "the gate failed"
-    return ""
+    return "the gate failed" if gate_error else ""
 
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     """Promote the run's model version if the run earned it; otherwise say why not."""
-    inputs, report, console, client = action.inputs, action.report, action.console, action.client
-    stage = inputs.promote_to
+    report, client, stage = action.report, action.client, action.inputs.promote_to
     reason = why_not(report, gate_error)
     if reason:
-        record(report, not_promoted(stage, reason))
-        console.info(f"Model version not promoted to `{stage}`: {reason}.")
+        record(report, pm.not_promoted(stage, reason))
+        action.console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
     assert client is not None  # inputs.py refuses promote-to without a server
     deadline.entering(f"promoting the run's model version to `{stage}`")
@@ -87,51 +71,43 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     promote(action, version, stage)
 
 
-def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> mv.Version:
-    version_id = mv.linked_version_id(run)
-    if not version_id:
+def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> pm.Version:
+    version_id, name = pm.linked_version_id(run), report.run_name or report.run_id
+    if not version_id and report.run_id:
         # The run passed in may be what code mode's child described: the
         # server's hydrated run is the one that knows.
-        read = client.call(api.get_run(report.run_id, hydrate=True)) if report.run_id else None
-        version_id = mv.linked_version_id(read)
-    if not version_id and report.run_id:
-        linked = mv.linked_versions(client.call(mv.run_links(report.run_id)))
-        if len(linked) > 1:
-            raise InputError(
-                "promote-to",
-                f"run `{report.run_name or report.run_id}` is linked to {len(linked)} model versions (its steps' models) "
-                "and its pipeline names none: which one to promote is not clear.",
-                "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
-            )
-        version_id = linked[0] if linked else ""
+        version_id = pm.linked_version_id(client.call(api.get_run(report.run_id, hydrate=True)))
+        if not version_id:
+            linked = pm.linked_versions(client.call(pm.run_links(report.run_id)))
+            if len(linked) > 1:
+                raise InputError(
+                    "promote-to",
+                    f"run `{name}` is linked to {len(linked)} model versions (its steps' models) "
+                    "and its pipeline names none: which one to promote is not clear.",
+                    "Give the pipeline itself the model (`@pipeline(model=Model(name=...))`).",
+                )
+            version_id = linked[0] if linked else ""
     if not version_id:
-        record(report, not_promoted(stage, "the run produced no model version"))
-        raise InputError(
-            "promote-to",
-            f"run `{report.run_name or report.run_id}` produced no model version: its pipeline has no model.",
-            NO_MODEL_FIX,
-        )
-    version = mv.decode_version(client.call(mv.get_version(version_id)))
+        record(report, pm.not_promoted(stage, "the run produced no model version"))
+        why = f"run `{name}` produced no model version: its pipeline has no model."
+        raise InputError("promote-to", why, NO_MODEL_FIX)
+    version = pm.decode_version(client.call(pm.get_version(version_id)))
     if version is None or not version.model_id:
         raise ServerError(f"The server's answer for model version {version_id} was not a model version.")
     return version
 
 
-def promote(action: Action, version: mv.Version, stage: str) -> None:
-    """Move `version` to `stage`, archiving the holder; read back, settle a
-    race, record where the promotion came from."""
+def promote(action: Action, version: pm.Version, stage: str) -> None:
+    """Move `version` to `stage` (archiving the holder), read back, settle a race, record."""
     report, console, client = action.report, action.console, action.client
     assert client is not None
-    # `archived` is held by any number of versions: nothing is displaced.
-    exclusive = stage != "archived"
-    before = [v for v in _holders(client, version, stage) if v.id != version.id] if exclusive else []
-    if version.stage == stage and not before:
+    if version.stage == stage and not _displaced(client, version, stage):
         record(report, _promotion(stage, version, f"already in `{stage}`: nothing to do", promoted=True))
         console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")
         return
     failure: ActionError | None = None
     try:
-        client.call(mv.set_stage(version.id, stage))
+        client.call(pm.set_stage(version.id, stage))
     except PermissionDenied as exc:
         record(report, _promotion(stage, version, "not promoted: permission denied"))
         raise PermissionDenied(
@@ -143,7 +119,7 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
         # A 5xx after the server made the change, a dropped answer: it may
         # have happened all the same. The server is asked below.
         failure = exc
-    now, settled = _settle(client, version, stage) if exclusive else (_read_back(client, version, stage), [])
+    now, settled = _settle(client, version, stage)
     holders = ", ".join(v.describe() for v in now) or "no version"
     ours = next((v for v in now if v.id == version.id), None)
     if ours is None:
@@ -161,88 +137,74 @@ def promote(action: Action, version: mv.Version, stage: str) -> None:
     # The version this one displaced: one the settling archived (it was
     # promoted just before), else the one the stage change archived.
     previous = settled[0] if settled else None
-    if previous is None and exclusive:
-        previous = mv.archived_with(ours, _holders(client, ours, "archived"))
+    if previous is None and stage != "archived":
+        previous = pm.archived_with(ours, _holders(client, ours, "archived"))
     note = f"moved to `{stage}`" + (f", {previous.describe()} archived" if previous else "")
     if failure is not None:
         console.warning(f"Moving {version.describe()} to `{stage}` answered an error ({failure}), but the server holds it there: it was promoted.")
-    promotion = _promotion(stage, version, note, promoted=True)
-    if previous is not None:
-        promotion = dataclasses.replace(promotion, previous=previous.name, previous_id=previous.id)
-    record(report, dataclasses.replace(promotion, url=_url(client, version)))
+    try:
+        url = pm.dashboard_url(client.call(api.server_info()), version)
+    except ActionError:
+        url = ""
+    was = {"previous_version": previous.name, "previous_version_id": previous.id} if previous else {}
+    record(report, _promotion(stage, version, note, promoted=True, url=url, **was))
     console.info(f"Promoted {version.describe()} to `{stage}`" + (f"; {previous.describe()} was archived." if previous else "."))
-    _record_provenance(action, version, stage)
-
-
-def _settle(client: ZenMLClient, version: mv.Version, stage: str) -> tuple[list[mv.Version], list[mv.Version]]:
-    """The versions in `stage` once any race is settled, and those this
-    settling archived: if more than one holds the stage, all but the last
-    changed are archived (by whichever action sees it; archiving twice
-    changes nothing)."""
-    deadline.entering(f"reading back which model version is in `{stage}`")
-    holders = _holders(client, version, stage)
-    if len(holders) <= 1:
-        return holders, []
-    stays = max(holders, key=mv.holder_order)
-    others = [v for v in holders if v.id != stays.id]
-    for other in others:
-        client.call(mv.set_stage(other.id, "archived"))
-    return _holders(client, version, stage), [v for v in others if v.id != version.id]
-
-
-def _read_back(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
-    """The version itself, if it holds `stage` now."""
-    deadline.entering("reading the model version back")
-    read = mv.decode_version(client.call(mv.get_version(version.id)))
-    return [read] if read is not None and read.stage == stage else []
-
-
-def _holders(client: ZenMLClient, version: mv.Version, stage: str) -> list[mv.Version]:
-    return mv.decode_versions(client.call(mv.versions_in_stage(version.model_id, stage)))
-
-
-def _record_provenance(action: Action, version: mv.Version, stage: str) -> None:
-    """Who put the version in the stage, from which run: the GitHub context
-    as metadata on the version. The promotion stands if this fails: it is
-    reported, and the step does not pretend otherwise."""
-    assert action.client is not None
-    values = {**action.inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: action.report.run_id}
+    # Who put the version in the stage, from which run, as metadata on it.
+    # The promotion stands if this fails: the step says so, not otherwise.
+    values = {**action.inputs.github, PROMOTED_TO_KEY: stage, PROMOTED_FROM_RUN_KEY: report.run_id}
     values.pop("zenml_action.baseline_of", None)  # a run's record, not a version's
     purpose = "recording the promotion on the model version"
     deadline.entering(purpose)
     try:
-        action.client.call(api.text_metadata(version.project_id, version.id, "model_version", values, purpose))
+        client.call(api.text_metadata(version.project_id, version.id, "model_version", values, purpose))
     except ActionError as exc:
-        action.console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
+        console.warning(f"{version.describe()} is in `{stage}`, but recording who promoted it failed: {exc}")
 
 
-def _promotion(stage: str, version: mv.Version, note: str, promoted: bool = False) -> Promotion:
-    return Promotion(stage, promoted, model=version.model, version=version.name, version_id=version.id, note=note)
+def _settle(client: ZenMLClient, version: pm.Version, stage: str) -> tuple[list[pm.Version], list[pm.Version]]:
+    """The versions in `stage` once a race is settled, and those the settling
+    archived: all holders but the last changed (by any action that sees it;
+    archiving twice changes nothing). Of `archived`, the version itself."""
+    deadline.entering(f"reading back which model version is in `{stage}`")
+    if stage == "archived":
+        read = pm.decode_version(client.call(pm.get_version(version.id)))
+        return [read] if read is not None and read.stage == stage else [], []
+    holders = _holders(client, version, stage)
+    if len(holders) <= 1:
+        return holders, []
+    stays = max(holders, key=pm.holder_order)
+    others = [v for v in holders if v.id != stays.id]
+    for other in others:
+        client.call(pm.set_stage(other.id, "archived"))
+    return _holders(client, version, stage), [v for v in others if v.id != version.id]
 
 
-def _url(client: ZenMLClient, version: mv.Version) -> str:
-    """The version's dashboard page: ZenML Pro has one, the open-source
-    dashboard none (as ZenML's own `get_model_version_url`)."""
-    try:
-        info = client.call(api.server_info())
-    except ActionError:
-        return ""
-    return mv.dashboard_url(info, version)
+def _holders(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Version]:
+    return pm.decode_versions(client.call(pm.versions_in_stage(version.model_id, stage)))
+
+
+def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.Version]:
+    """The versions a move to `stage` archives (none for `archived`: any number hold it)."""
+    return [v for v in _holders(client, version, stage) if v.id != version.id] if stage != "archived" else []
+
+
+def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Promotion:
+    found = pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
+    return dataclasses.replace(found, **more)
 
 
 # -- before the run: which run, and can it be promoted at all -----------------
 
 
 def run_for_commit(client: ZenMLClient, sha: str, repository: str) -> str:
-    """The ID of the newest completed run the action started for commit
-    `sha` in this repository: made from it, or from a pull request whose
-    head it is (`github.sha`, `github.head_sha` run metadata)."""
+    """The newest completed run the action started for commit `sha` here:
+    made from it, or from a pull request whose head it is (run metadata)."""
     deadline.entering(f"looking for the run of commit {sha[:12]}")
-    pages = [client.call(mv.runs_for_commit(key, sha)) for key in mv.COMMIT_KEYS]
-    found = mv.newest_for_repository(pages, repository)
+    pages = [client.call(pm.runs_for_commit(key, sha)) for key in pm.COMMIT_KEYS]
+    found = pm.newest_for_repository(pages, repository)
     if found is None:
         where = f" in `{repository}`" if repository else ""
-        raise NotFound(
+        raise errors.NotFound(
             f"Input `run-for-commit`: no completed run started by this action for commit {sha}{where}. "
             "Check that the commit's workflow ran the pipeline with this action (it records `github.sha` on "
             "the run) and that the run completed; give the pull request's head commit "
@@ -259,30 +221,26 @@ def check_snapshot(client: ZenMLClient, snapshot_id: str, console: Console) -> N
     except ActionError as exc:
         console.debug(f"could not read the snapshot's model ({exc}): checked after the run")
         return
-    if mv.model_configured(snapshot) is False:
-        raise InputError(
-            "promote-to",
-            f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version.",
-            NO_MODEL_FIX,
-        )
+    if pm.model_configured(snapshot) is False:
+        why = f"snapshot {snapshot_id} has no model in its configuration: its runs produce no model version."
+        raise InputError("promote-to", why, NO_MODEL_FIX)
 
 
 def dry_run_attached(action: Action, run: dict[str, Any]) -> None:
-    """`dry-run` with a run that exists: which version would move where,
-    had the run completed; nothing is sent."""
+    """`dry-run` on a run that exists: which version would move where; nothing is sent."""
     report, client, stage = action.report, action.client, action.inputs.promote_to
     assert client is not None
     if report.status not in api.SUCCESS_STATUSES:
         what = f"the run is `{report.status or 'unknown'}`: its model version is promoted only once it completed"
-        record(report, dataclasses.replace(not_promoted(stage, what), dry_run=True))
+        record(report, dataclasses.replace(pm.not_promoted(stage, what), dry_run=True))
         action.console.info(f"Dry run: {what}.")
         return
     version = version_of_run(client, run, report, stage)
-    others = [v for v in _holders(client, version, stage) if v.id != version.id]
+    others = _displaced(client, version, stage)
     if version.stage == stage and not others:
         what = f"{version.describe()} is already in `{stage}`: nothing would change"
     else:
         archived = f", archiving {', '.join(v.describe() for v in others)}" if others else ""
         what = f"would move {version.describe()} from `{version.stage or 'no stage'}` to `{stage}`{archived}"
-    record(report, dataclasses.replace(_promotion(stage, version, f"dry run: {what}"), dry_run=True))
+    record(report, _promotion(stage, version, f"dry run: {what}", dry_run=True))
     action.console.info(f"Dry run: {what}; nothing is sent.")

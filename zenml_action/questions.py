@@ -1,9 +1,6 @@
-"""Runs that wait for a person: ZenML 0.98's wait conditions
-(`zenml.wait(...)` in a dynamic pipeline), read and answered over REST.
-
-Pure: the requests, the decoding, the answer checked against the
-question's schema, and the Markdown that shows a question. `answering.py`
-sends; `runs.follow` ends the wait when a run asks.
+"""Runs that wait for a person, pure (`answering.py` sends): ZenML 0.98's
+wait conditions (`zenml.wait(...)` in a dynamic pipeline) over REST, the
+answer checked against the question's schema, and the question shown.
 
 Spec: the installed `zenml` source, `zen_server/routers/
 run_wait_conditions_endpoints.py` and `zen_stores/sql_zen_store.py`
@@ -17,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zenml_action.api import API, dig, items, text_metadata
+from zenml_action.api import API, dig, items
 from zenml_action.errors import InputError
 from zenml_action.github import quoted, shorten
 from zenml_action.http import Request
-from zenml_action.report import cell, strict_json
+from zenml_action.report import cell
+from zenml_action.yaml_input import parse_yaml_value
 
 WAIT_CONDITIONS_FROM = (0, 98, 0)
-RESOLUTIONS = ("continue", "abort")
 # What the summary and the outputs show of a question and its schema: both
 # are the pipeline's text, and a question can be any length.
 MAX_QUESTION = 2000
@@ -33,8 +30,6 @@ MAX_SCHEMA = 4000
 
 @dataclass(frozen=True)
 class Question:
-    """A wait condition as the server records it."""
-
     id: str
     name: str
     text: str
@@ -44,15 +39,6 @@ class Question:
     result: Any = None
     resolved_at: str = ""
     answered_by: str = ""  # the GitHub actor the action recorded, else the user's ID
-
-    @property
-    def pending(self) -> bool:
-        return self.status == "pending"
-
-    @property
-    def schema_json(self) -> str:
-        """The `answer-schema` output: `{}` when the question has none."""
-        return strict_json(self.schema or {})
 
 
 @dataclass(frozen=True)
@@ -66,16 +52,14 @@ class Answering:
 
 
 def pending_condition_id(run: Any) -> str:
-    """The run's pending wait condition (a run body as `GET /runs/{id}`
-    answers it on 0.98), "" when none."""
+    """The run's pending wait condition ("" if none), from `GET /runs/{id}` on 0.98."""
     found = dig(run, "resources", "active_wait_condition", "id")
     return str(found) if found else ""
 
 
 def get_condition(condition_id: str) -> Request:
-    return Request(
-        "GET", f"{API}/run_wait_conditions/{condition_id}", params={"hydrate": "true"}, purpose="reading the run's question"
-    )
+    params, purpose = {"hydrate": "true"}, "reading the run's question"
+    return Request("GET", f"{API}/run_wait_conditions/{condition_id}", params=params, purpose=purpose)
 
 
 def list_conditions(run_id: str) -> Request:
@@ -90,11 +74,6 @@ def resolve_condition(condition_id: str, answering: Answering) -> Request:
     if answering.resolution == "continue" and answering.answer is not None:
         body["result"] = answering.answer
     return Request("PUT", f"{API}/run_wait_conditions/{condition_id}/resolve", json=body, purpose="answering the run's question")
-
-
-def record_answer(project_id: str, condition_id: str, values: Mapping[str, str]) -> Request:
-    """Who answered, from where: metadata on the wait condition."""
-    return text_metadata(project_id, condition_id, "wait_condition", values, "recording who answered the question")
 
 
 def decode_question(body: Any) -> Question | None:
@@ -120,11 +99,6 @@ def decode_questions(body: Any) -> list[Question]:
     return [question for question in map(decode_question, items(body)) if question is not None]
 
 
-def names(question: Question, wanted: str) -> bool:
-    """Whether `wait-condition` (an ID or a name) names this question."""
-    return wanted in (question.id, question.name)
-
-
 def parse_answering(raw: Mapping[str, str], run_id: str) -> Answering | None:
     """The answering inputs, checked together (no request is made)."""
     resolution = raw["resolve"].strip().lower()
@@ -134,15 +108,11 @@ def parse_answering(raw: Mapping[str, str], run_id: str) -> Answering | None:
             if given:
                 raise InputError(name, "is only used with `resolve`.", "Set `resolve: continue` (or `abort`), or leave it empty.")
         return None
-    if resolution not in RESOLUTIONS:
+    if resolution not in ("continue", "abort"):
         raise InputError("resolve", f"{quoted(raw['resolve'])} is neither `continue` nor `abort`.", "Use `continue` to answer and let the run go on, or `abort` to stop it.")
     if not run_id:
         raise InputError("resolve", "needs `run-id`: the run whose question it answers.", "Set `run-id`, e.g. to the `run-id` output of the job that ended `waiting-for-input`.")
-    answer = None
-    if answer_text:
-        from zenml_action.yaml_input import parse_yaml_value
-
-        answer = parse_yaml_value("answer", answer_text)
+    answer = parse_yaml_value("answer", answer_text) if answer_text else None
     return Answering(resolution, answer, answer_text, wanted)
 
 
@@ -160,33 +130,25 @@ def answer_problem(question: Question, answering: Answering) -> str:
         validator_class = jsonschema.validators.validator_for(question.schema)
         # No retrieval: a `$ref` to an address is never fetched (the
         # default registry resolves only references inside the schema).
-        errors = list(validator_class(question.schema).iter_errors(answering.answer))
+        error = next(validator_class(question.schema).iter_errors(answering.answer), None)
     except (jsonschema.exceptions.SchemaError, referencing.exceptions.Unresolvable, RecursionError, ValueError, TypeError):
         return ""
-    if not errors:
+    if error is None:
         return ""
-    error = errors[0]
     where = "".join(f"[{json.dumps(part)}]" for part in error.absolute_path)
-    return f"{'the answer' + where if where else 'the answer'} does not fit the question's schema: {shorten(error.message, 300)}"
-
-
-def answer_error(question: Question, answering: Answering, problem: str) -> InputError:
-    given = quoted(answering.answer_text) if answering.answer_text else "no answer"
-    return InputError(
-        "answer",
-        f"{given} does not fit run's question {quoted(question.name)}: {problem}. "
-        f"The question: {quoted(shorten(question.text, 300))}; the answer it expects: `{shorten(question.schema_json, 500)}`.",
-        "Give an answer of that shape as YAML (e.g. `answer: true`), or `resolve: abort` to stop the run.",
-    )
+    return f"the answer{where} does not fit the question's schema: {shorten(error.message, 300)}"
 
 
 # An answer of each JSON type, for the ready-to-copy step.
 EXAMPLE_ANSWERS = {"boolean": "true", "integer": "1", "number": "0.5", "string": "yes", "object": "{}", "array": "[]"}
 
 
-def answer_step(question: Question, run_id: str, action_ref: str) -> list[str]:
-    """The workflow step that answers the question, ready to copy."""
-    lines = [
+def question_section(question: Question, run_id: str, action_ref: str) -> list[str]:
+    """The question, the answer it expects and the step that answers it (summary, `report`)."""
+    schema = shorten(json.dumps(question.schema or {}, indent=2, sort_keys=True, default=str), MAX_SCHEMA)
+    lines = [f"**The run is waiting for an answer** (question {cell(question.name or question.id)}):", ""]
+    lines += [f"> {cell(shorten(question.text, MAX_QUESTION)) or '(no question text)'}", ""]
+    step = [
         f"- uses: {action_ref}",
         "  with:",
         "    workspace-url: ${{ vars.ZENML_URL }}",
@@ -196,26 +158,12 @@ def answer_step(question: Question, run_id: str, action_ref: str) -> list[str]:
         "    resolve: continue  # or abort",
     ]
     if question.schema is None:
-        return lines
-    return [*lines, f"    answer: {EXAMPLE_ANSWERS.get(str(question.schema.get('type')), 'true')}"]
-
-
-def question_section(question: Question, run_id: str, action_ref: str) -> list[str]:
-    """The question, the answer it expects and the step that answers it,
-    for the job summary and the `report` output."""
-    schema = shorten(json.dumps(question.schema or {}, indent=2, sort_keys=True, default=str), MAX_SCHEMA)
-    lines = [
-        f"**The run is waiting for an answer** (question {cell(question.name or question.id)}):",
-        "",
-        f"> {cell(shorten(question.text, MAX_QUESTION)) or '(no question text)'}",
-        "",
-    ]
-    if question.schema is None:
         lines += ["It takes no answer: `resolve: continue` lets it go on, `resolve: abort` stops it.", ""]
     else:
         lines += ["The answer it expects (JSON schema):", "", *fenced(schema, "json"), ""]
-    step = "\n".join(answer_step(question, run_id, action_ref))
-    return [*lines, "Answer it with this step (in a job behind a protected environment):", "", *fenced(step, "yaml")]
+        step.append(f"    answer: {EXAMPLE_ANSWERS.get(str(question.schema.get('type')), 'true')}")
+    lines += ["Answer it with this step (in a job behind a protected environment):", ""]
+    return [*lines, *fenced("\n".join(step), "yaml")]
 
 
 def fenced(text: str, language: str) -> list[str]:
