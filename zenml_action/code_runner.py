@@ -1,15 +1,10 @@
-"""Code mode's child process: import the repository's pipeline and run it
-with the ZenML SDK.
-
-Run as `python -m zenml_action.code_runner SPEC.json RESULT.json` by
-`code_mode.py`, with the ZenML environment (store URL and key, or a local
-store in the workspace) already set. It is the only module that imports
-`zenml`, and it runs in its own process so that the user's code, ZenML's
-global state and its logging never mix with the action's.
-
-The result file holds either what was run, or an error of a kind the parent
-turns into the right `ActionError`.
-"""
+"""Code mode's child process, `python -m zenml_action.code_runner SPEC.json
+RESULT.json` (run by `code_mode.py`, the ZenML environment set): import the
+repository's pipeline and run it with the ZenML SDK. The only module that
+imports `zenml`, in a process of its own so that the user's code, ZenML's
+global state and its logging never mix with the action's. The result file
+holds what was run, or an error of a kind the parent turns into an
+`ActionError`."""
 
 from __future__ import annotations
 
@@ -122,11 +117,9 @@ def step_failures(run: Any) -> str:
     """What the failed steps raised, e.g. "step `load_data`: DataLoadError: ..."."""
     failures = []
     for name, step in run.steps.items():
-        info = getattr(step, "exception_info", None)
-        if info is None:
-            continue
-        last_line = (info.traceback.strip().splitlines() or [""])[-1]
-        failures.append(f"step `{name}`: {info.message or last_line}")
+        if (info := getattr(step, "exception_info", None)) is not None:
+            last_line = (info.traceback.strip().splitlines() or [""])[-1]
+            failures.append(f"step `{name}`: {info.message or last_line}")
     return "; ".join(failures)
 
 
@@ -151,16 +144,14 @@ def started_run(spec: dict[str, Any]) -> Any:
     from zenml.client import Client
 
     key = {"name": f"equals:{spec['run_name']}"} if spec.get("run_name") else {"tags": [spec["tag"]]}
-    runs = Client().list_pipeline_runs(size=1, hydrate=True, **key)
-    return runs.items[0] if runs.items else None
+    return next(iter(Client().list_pipeline_runs(size=1, hydrate=True, **key).items), None)
 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:
-    workspace = Path(spec["workspace"])
-    pipeline = load_pipeline(workspace, spec["target"], spec["attribute"])
+    pipeline = load_pipeline(Path(spec["workspace"]), spec["target"], spec["attribute"])
     parameters = check_parameters(pipeline, spec["parameters"])
     if spec.get("check_only"):
-        return {"checked": True, "pipeline_name": pipeline.name}
+        return {}
     from zenml.client import Client
 
     if spec.get("stack"):
@@ -179,19 +170,14 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         if parameters:
             configured = configured.with_options(parameters=parameters)
         snapshot = configured.create_snapshot(name=spec["create_snapshot"], replace=True)
-        return {
-            "snapshot_id": str(snapshot.id),
-            "snapshot_name": spec["create_snapshot"],
-            "runnable": bool(snapshot.runnable),
-            "project_id": str(snapshot.project_id),
-        }
+        ids = {"snapshot_id": str(snapshot.id), "project_id": str(snapshot.project_id)}
+        return {**ids, "runnable": bool(snapshot.runnable)}
     failure = ""
     try:
         run = configured(**parameters)
     except Exception as exc:
         run, failure = None, f"{type(exc).__name__}: {exc}"
-    if run is None:
-        run = started_run(spec)
+    run = started_run(spec) if run is None else run
     if run is None:
         kind = "run_failed" if failure else "internal"
         return {"error": {"kind": kind, "message": failure or "the run was not found"}}
@@ -210,13 +196,8 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         result = {"error": {"kind": exc.kind, "message": str(exc)}}
     except Exception as exc:
-        result = {
-            "error": {
-                "kind": "internal",
-                "message": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        }
+        error = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        result = {"error": {**error, "traceback": traceback.format_exc()}}
     Path(result_path).write_text(json.dumps(result, default=str))
     return 0
 
