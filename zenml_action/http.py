@@ -1,13 +1,7 @@
-"""The one place that does HTTP: `requests`, with urllib3's `Retry`.
-
-`send()` alone touches the network; what requests, urllib3, ssl or the OS
-raise leaves it as the action's error (`explain`). Time is the deadline's
-business (`deadline.bounded` interrupts any read or back-off sleep); an
-endless answer ends at MAX_BODY_BYTES. requests hands urllib3 the adapter's
-retries, so each retry kind has its own adapter, all over one pool manager:
-the login, `/info` and the trigger share one kept-alive connection (one TLS
-handshake, not three).
-"""
+"""The one place that does HTTP (`send`): `requests`, with urllib3's `Retry`;
+what they, ssl or the OS raise leaves it as the action's error (`explain`).
+Time is the deadline's business (`deadline.bounded` interrupts any read or
+back-off sleep); an endless answer ends at MAX_BODY_BYTES."""
 
 from __future__ import annotations
 
@@ -131,8 +125,10 @@ def system_trust() -> ssl.SSLContext:
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with the TLS context given, and the connection
-    pools of `shared` (another kind's adapter) when given."""
+    """requests hands urllib3 the adapter's retries: each retry kind has its
+    own adapter, all over the pools of the first (`shared`), so the login,
+    `/info` and the trigger share one kept-alive connection (one TLS
+    handshake, not three)."""
 
     def __init__(self, retry: Retry, trust: ssl.SSLContext | None, shared: _Adapter | None = None) -> None:
         self.trust = trust  # first: the base class builds its pools in __init__
@@ -267,19 +263,16 @@ def _diagnose(causes: list[BaseException], proxy: str, connect_timeout: float) -
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return "certificate", cause.verify_message or text
-    if caused_by(ssl.SSLError, requests.exceptions.SSLError):
-        return "tls", text
-    if caused_by(socket.gaierror):
-        return "no connection", "the host name does not resolve"
-    if caused_by(NewConnectionError):  # a ConnectTimeoutError: before it
-        return "no connection", text
-    if caused_by(ConnectTimeoutError):
-        return "no connection", f"no connection within {connect_timeout:g}s"
-    if caused_by(ReadTimeoutError, requests.exceptions.ReadTimeout, TimeoutError):
-        return "no answer", text
-    if caused_by(ValueError):  # requests' InvalidURL, urllib3's LocationValueError
-        return "address", text
-    return "broke", type(causes[-1]).__name__
+    rules: list[tuple[tuple[type[BaseException], ...], str, str]] = [
+        ((ssl.SSLError, requests.exceptions.SSLError), "tls", text),
+        ((socket.gaierror,), "no connection", "the host name does not resolve"),
+        ((NewConnectionError,), "no connection", text),  # a ConnectTimeoutError: before it
+        ((ConnectTimeoutError,), "no connection", f"no connection within {connect_timeout:g}s"),
+        ((ReadTimeoutError, requests.exceptions.ReadTimeout, TimeoutError), "no answer", text),
+        ((ValueError,), "address", text),  # requests' InvalidURL, urllib3's LocationValueError
+    ]
+    broke = ("broke", type(causes[-1]).__name__)
+    return next(((failure, why) for kinds, failure, why in rules if caused_by(*kinds)), broke)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
