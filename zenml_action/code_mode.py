@@ -156,8 +156,7 @@ def _after_child(
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     if result.get("warning"):
         console.warning(str(result["warning"]))
-    project_id = str(result.get("project_id", ""))
-    run_id = str(result.get("run_id", ""))
+    project_id, run_id = str(result.get("project_id", "")), str(result.get("run_id", ""))
     run_url = api.dashboard_run_url(info, client.base_url, project_id, run_id) if client and run_id else ""
     status = {"status": result.get("status", ""), "project_id": project_id}
     run = {"id": run_id, "name": result.get("run_name", ""), "body": status}
@@ -212,7 +211,6 @@ def _dry_run(inputs: Inputs, console: Console, report: Report, pipeline: str, sp
 
 
 def _runner_command(python: str, private_dir: Path, spec: dict[str, Any]) -> list[str]:
-    """`code_runner`'s command line; its files are in the private directory."""
     spec_file = private_dir / "spec.json"
     spec_file.write_text(json.dumps(spec))
     return [python, "-m", "zenml_action.code_runner", str(spec_file), str(private_dir / "result.json")]
@@ -245,13 +243,10 @@ class Child:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ACTION_ROOT, env.get("PYTHONPATH", "")) if p)
         deadline.entering("running the pipeline")
         console.group("Pipeline log")
+        command = _runner_command(python, self.private_dir, spec)
         self.process = process = subprocess.Popen(
-            _runner_command(python, self.private_dir, spec),
-            env=env,
-            cwd=inputs.workspace,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=env, cwd=inputs.workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `end` ends what it started too
         )
         relay = console.relay()
 
@@ -280,14 +275,12 @@ class Child:
         log's group is closed."""
         child = self.process
         if child is not None and child.poll() is None:
-            try:
-                os.killpg(child.pid, signal.SIGTERM)
-                child.wait(timeout=1)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            for stop in (signal.SIGTERM, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
+                    os.killpg(child.pid, stop)
                 # Reaped here: a killed child left to the runner's init
                 # would linger as a zombie.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=1)
+                    break
         self._log_ended()

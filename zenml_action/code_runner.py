@@ -25,8 +25,6 @@ class UserError(Exception):
 
 
 def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
-    """Import `path/to/file.py` or `package.module` from the workspace and
-    return the pipeline object `attribute`."""
     from zenml.pipelines.pipeline_definition import Pipeline
     from zenml.utils import source_utils
 
@@ -68,7 +66,7 @@ def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
 
 
 def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Names and types against the pipeline function's signature."""
+    """The arguments' names and types against the pipeline function's."""
     from pydantic import TypeAdapter, ValidationError
 
     signature = inspect.signature(pipeline.entrypoint)
@@ -84,11 +82,9 @@ def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any
                 + f" Its parameters are: {', '.join(f'`{p}`' for p in declared) or 'none'}.",
             )
         annotation = signature.parameters[name].annotation
-        if annotation is inspect.Parameter.empty:
-            checked[name] = value
-            continue
+        untyped = annotation is inspect.Parameter.empty
         try:
-            checked[name] = TypeAdapter(annotation).validate_python(value)
+            checked[name] = TypeAdapter(Any if untyped else annotation).validate_python(value)
         except ValidationError as exc:
             expected = getattr(annotation, "__name__", str(annotation))
             raise UserError(
@@ -98,11 +94,13 @@ def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any
     return checked
 
 
-def run_info(run: Any) -> dict[str, Any]:
+def run_info(run: Any, failure: str) -> dict[str, Any]:
+    """The run as the parent reports it; if it failed (`failure`: what the
+    SDK raised), what its failed steps raised ("step `load_data`: ...")."""
     from zenml.client import Client
 
     run = Client().get_pipeline_run(run.id, hydrate=True)
-    return {
+    info = {
         "run_id": str(run.id),
         "run_name": run.name,
         "status": str(run.status.value if hasattr(run.status, "value") else run.status),
@@ -111,16 +109,14 @@ def run_info(run: Any) -> dict[str, Any]:
         "snapshot_id": str(run.snapshot.id) if getattr(run, "snapshot", None) else "",
         "metadata": json.loads(json.dumps(dict(run.run_metadata), default=str)),
     }
-
-
-def step_failures(run: Any) -> str:
-    """What the failed steps raised, e.g. "step `load_data`: DataLoadError: ..."."""
-    failures = []
-    for name, step in run.steps.items():
-        if (info := getattr(step, "exception_info", None)) is not None:
-            last_line = (info.traceback.strip().splitlines() or [""])[-1]
-            failures.append(f"step `{name}`: {info.message or last_line}")
-    return "; ".join(failures)
+    if failure:
+        failures = []
+        for name, step in run.steps.items():
+            if (raised := getattr(step, "exception_info", None)) is not None:
+                last_line = (raised.traceback.strip().splitlines() or [""])[-1]
+                failures.append(f"step `{name}`: {raised.message or last_line}")
+        info["error"] = {"kind": "run_failed", "message": "; ".join(failures) or failure}
+    return info
 
 
 def record_context(run: Any, context: dict[str, str]) -> dict[str, str]:
@@ -181,10 +177,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
     if run is None:
         kind = "run_failed" if failure else "internal"
         return {"error": {"kind": kind, "message": failure or "the run was not found"}}
-    result = {**record_context(run, spec.get("github_context") or {}), **run_info(run)}
-    if failure:
-        result["error"] = {"kind": "run_failed", "message": step_failures(run) or failure}
-    return result
+    return {**record_context(run, spec.get("github_context") or {}), **run_info(run, failure)}
 
 
 def main(argv: list[str]) -> int:

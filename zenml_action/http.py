@@ -155,8 +155,7 @@ class Transport:
         self.verify: bool | str = cafile or True
         self.proxies = {"http": proxy, "https": proxy} if proxy else {}
         # Loading the system's CAs takes 25-45 ms: only where TLS is spoken.
-        tls = any(url.startswith("https://") for url in (base_url, proxy))
-        trust = system_trust() if tls else None
+        trust = system_trust() if any(url.startswith("https://") for url in (base_url, proxy)) else None
         reads = _Adapter(self.policy.retry_for("read"), trust)
         self.adapters: dict[RetryKind, _Adapter] = {"read": reads}
         for kind in ("login", "once"):
@@ -168,12 +167,8 @@ def encode(request: Request, token: str | None, base_url: str) -> requests.Prepa
     if token and request.authenticated:
         headers["Authorization"] = f"Bearer {token}"
     return requests.Request(
-        request.method,
-        base_url + request.path,
-        params=request.params or None,
-        json=request.json,
-        data=request.form,
-        headers=headers,
+        request.method, base_url + request.path, headers, params=request.params or None,
+        json=request.json, data=request.form,
     ).prepare()
 
 
@@ -193,12 +188,9 @@ def send(
     body_retries = 0 if kind == "once" else transport.policy.read
     for attempt in range(body_retries + 1):
         try:
+            prepared = encode(request, token, transport.base_url)
             answer = transport.adapters[kind].send(
-                encode(request, token, transport.base_url),
-                stream=True,
-                timeout=timeout,
-                verify=transport.verify,
-                proxies=transport.proxies,
+                prepared, stream=True, timeout=timeout, verify=transport.verify, proxies=transport.proxies
             )
         except (OSError, ValueError) as exc:  # requests' own errors are OSErrors
             raise explain(exc, transport, request.purpose, timeout[0]) from exc

@@ -40,14 +40,12 @@ def normalise_no_proxy(no_proxy: str, url: str) -> str:
             entry_port = rest.removeprefix(":")
         elif entry.count(":") == 1:
             name, entry_port = entry.split(":")
+        try:
+            covered = ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False)
+        except ValueError:  # a name, not an address or network
+            covered = False
         if entry_port and entry_port != port:
-            entries.append(entry)
+            entries.append(entry)  # for another port: kept as it is
         else:
-            entries.append(host if _in_network(host, name) else name)
+            entries.append(host if covered else name)
     return ",".join(entries)
-
-def _in_network(host: str, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False
