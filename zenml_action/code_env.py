@@ -114,9 +114,8 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
         install_requirements(inputs, console)
         return sys.executable
     requirements = requirements_file(inputs)
-    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
-    if requirements is not None:
-        key += "-" + hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    digest = f"-{hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]}" if requirements else ""
+    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}{digest}"
     # Kept between runs on the same machine.
     venv = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "zenml-action", "clients", key)
     python = venv / "bin" / "python"
