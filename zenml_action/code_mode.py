@@ -17,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +230,7 @@ class Child:
     def __init__(self, private_dir: Path) -> None:
         self.private_dir = private_dir
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_ended: Callable[[], None] = lambda: None
+        self._log = contextlib.ExitStack()  # closes the log's group, in `run` or `end`
 
     def run(self, action: runs.Action, spec: dict[str, Any], python: str) -> dict[str, Any]:
         inputs, console = action.inputs, action.console
@@ -243,12 +242,14 @@ class Child:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ACTION_ROOT, env.get("PYTHONPATH", "")) if p)
         deadline.entering("running the pipeline")
         console.group("Pipeline log")
+        self._log.callback(console.endgroup)
         command = _runner_command(python, self.private_dir, spec)
         self.process = process = subprocess.Popen(
             command, env=env, cwd=inputs.workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: `end` ends what it started too
         )
         relay = console.relay()
+        self._log.callback(relay.close)
 
         def copy_lines() -> None:
             assert process.stdout is not None
@@ -257,16 +258,9 @@ class Child:
 
         copier = threading.Thread(target=copy_lines, daemon=True)
         copier.start()
-
-        def log_ended() -> None:
-            self._log_ended = lambda: None
-            copier.join(timeout=1)
-            relay.close()
-            console.endgroup()
-
-        self._log_ended = log_ended
+        self._log.callback(copier.join, timeout=1)
         process.wait()
-        log_ended()
+        self._log.close()
         return _read_result(self.private_dir, process.returncode)
 
     def end(self) -> None:
@@ -283,4 +277,4 @@ class Child:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=1)
                     break
-        self._log_ended()
+        self._log.close()

@@ -180,7 +180,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
     return {**record_context(run, spec.get("github_context") or {}), **run_info(run, failure)}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
     spec["config_file"] = str(Path(spec_path).with_name("run-config.yaml"))
@@ -192,8 +192,7 @@ def main(argv: list[str]) -> int:
         error = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}
         result = {"error": {**error, "traceback": traceback.format_exc()}}
     Path(result_path).write_text(json.dumps(result, default=str))
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    main(sys.argv[1:])
