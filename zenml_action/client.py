@@ -53,11 +53,9 @@ def translate(response: Response, request: Request) -> ActionError:
 
 class ZenMLClient:
     def __init__(self, transport: Transport, api_key: str, console: Console, read_timeout: float = READ_TIMEOUT) -> None:
-        self.transport = transport
-        self.base_url = transport.base_url
+        self.transport, self.base_url = transport, transport.base_url
         self.timeout = (CONNECT_TIMEOUT, read_timeout)
-        self._api_key = api_key
-        self._console = console
+        self._api_key, self._console = api_key, console
         self.token: str | None = None
 
     def login(self) -> None:
@@ -65,7 +63,7 @@ class ZenMLClient:
         by the transport (it creates nothing); a refusal never is: with login
         rate limiting on, each refused login uses up part of a small budget."""
         request = api.login(self._api_key)
-        response = self.send(request, token=None)
+        response = self._send(request)
         if not response.ok:
             error = translate(response, request)
             if response.status in (404, 405):
@@ -94,9 +92,9 @@ class ZenMLClient:
         self._console.mask(token)
         self.token = token
 
-    def send(self, request: Request, token: str | None) -> Response:
+    def _send(self, request: Request) -> Response:
         self._console.debug(f"{request.method} {request.path} {request.params or ''}")
-        response = send(self.transport, request, token, self.timeout)
+        response = send(self.transport, request, self.token, self.timeout)
         self._console.debug(f"-> HTTP {response.status}")
         if 300 <= response.status < 400:
             raise ServerError(
@@ -112,11 +110,11 @@ class ZenMLClient:
         (it can expire during a long wait)."""
         if self.token is None and request.authenticated:
             self.login()
-        response = self.send(request, self.token)
+        response = self._send(request)
         if response.status == 401 and request.authenticated:
             self._console.debug("token refused; logging in again")
             self.login()
-            response = self.send(request, self.token)
+            response = self._send(request)
         return response
 
     def call(self, request: Request) -> Any:

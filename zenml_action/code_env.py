@@ -1,10 +1,8 @@
 """Code mode's environment: the child's variables, the `requirements`
-install, and a ZenML client that speaks the server's API.
-
-Every subprocess here is waited for in the main thread, so the action's
-one deadline and a cancel interrupt it (`deadline.py`); `subprocess.run`
-kills the child on the way out.
-"""
+install, and a ZenML client that speaks the server's API. Every subprocess
+here is waited for in the main thread, so the action's one deadline and a
+cancel interrupt it (`deadline.py`); `subprocess.run` kills the child on the
+way out."""
 
 from __future__ import annotations
 
@@ -54,8 +52,7 @@ def zenml_environment(inputs: Inputs, private_dir: Path) -> dict[str, str]:
 def requirements_file(inputs: Inputs) -> Path | None:
     if not inputs.requirements:
         return None
-    path = Path(inputs.requirements)
-    full = path if path.is_absolute() else inputs.workspace / path
+    full = inputs.workspace / inputs.requirements  # an absolute path stays as it is
     if not inside_workspace(full, inputs.workspace):
         raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
     if not full.is_file():
@@ -91,12 +88,6 @@ def install_requirements(inputs: Inputs, console: Console) -> None:
     console.info(f"Requirements ready in {time.monotonic() - started:.1f}s.")
 
 
-def client_cache_dir() -> Path:
-    """Where client environments are kept between runs on the same machine."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "zenml-action" / "clients"
-
-
 def client_zenml_version(server: ServerVersion) -> str:
     """The zenml release to install for a server: a plain release as
     stated; a dev, rc or Pro build's string is not on the package index, its
@@ -123,10 +114,10 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
         install_requirements(inputs, console)
         return sys.executable
     requirements = requirements_file(inputs)
-    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
-    if requirements is not None:
-        key += "-" + hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
-    venv = client_cache_dir() / key
+    digest = f"-{hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]}" if requirements else ""
+    key = f"zenml-{version}-py{sys.version_info[0]}{sys.version_info[1]}{digest}"
+    # Kept between runs on the same machine.
+    venv = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "zenml-action", "clients", key)
     python = venv / "bin" / "python"
     if (venv / ".installed").exists() and python.exists():
         console.info(f"Using the ZenML {version} client environment in {venv}.")
@@ -135,8 +126,7 @@ def client_python(server: ServerVersion, inputs: Inputs, console: Console) -> st
     started = time.monotonic()
     made = _uv("venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv))
     install = ["pip", "install", "--quiet", "--python", str(python), f"zenml=={version}"]
-    if requirements is not None:
-        install += ["-r", str(requirements)]
+    install += ["-r", str(requirements)] if requirements else []
     result = made if made.returncode != 0 else _uv(*install)
     if result.returncode != 0:
         raise ServerError(

@@ -1,11 +1,8 @@
-"""Code mode: run the repository's pipeline with the ZenML SDK.
-
-For open-source servers that cannot run snapshots, and for users with no
-server at all (then the run is recorded in a local ZenML store inside the
-workspace). The SDK runs in a child process (`code_runner.py`); this side
-prepares it, waits, and reports, through the same REST client and waiting
-loop as the server-side mode.
-"""
+"""Code mode: run the repository's pipeline with the ZenML SDK, for
+open-source servers that cannot run snapshots and for users with no server
+(a local ZenML store inside the workspace). The SDK runs in a child process
+(`code_runner.py`); this side prepares it, waits and reports, through the
+same REST client and waiting loop as the server-side mode."""
 
 from __future__ import annotations
 
@@ -14,15 +11,12 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +24,7 @@ from zenml_action import api, deadline, runs
 from zenml_action.client import connect
 from zenml_action.code_env import client_python, install_requirements, zenml_environment
 from zenml_action.errors import ActionError, InputError, ParameterError, RunFailed
-from zenml_action.github import Console, Relay
+from zenml_action.github import Console
 from zenml_action.inputs import Inputs
 from zenml_action.parameters import inside_workspace, read_run_configuration
 from zenml_action.report import Report
@@ -42,20 +36,14 @@ MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 ATTRIBUTE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
-class PipelineSource:
-    target: str  # "pipelines/training.py" or "pipelines.training"
-    attribute: str
-
-
-def parse_pipeline_source(raw: str, workspace: Path) -> PipelineSource:
+def parse_pipeline_source(raw: str, workspace: Path) -> tuple[str, str]:
+    """(`pipelines/training.py` or `pipelines.training`, the pipeline's name)."""
     target, _, attribute = raw.rpartition(":")
     fix = "Write `path/to/file.py:pipeline_function` or `package.module:pipeline_function`."
     if not ATTRIBUTE_PATTERN.fullmatch(attribute):
         raise InputError("pipeline", f"`{raw}` does not end in `:name` of a pipeline.", fix)
     if target.endswith(".py"):
-        path = Path(target)
-        full = path if path.is_absolute() else workspace / path
+        full = workspace / target  # an absolute path stays as it is
         if not inside_workspace(full, workspace):
             raise InputError("pipeline", f"`{target}` is outside the workspace.", "Give a path inside the repository, relative to its root.")
         if not full.is_file():
@@ -68,14 +56,26 @@ def parse_pipeline_source(raw: str, workspace: Path) -> PipelineSource:
         relative = full.resolve().relative_to(workspace.resolve())
         if not all(MODULE_PATTERN.fullmatch(part) for part in relative.with_suffix("").parts):
             raise InputError("pipeline", f"`{target}` is not importable as a module path.", "Use folder and file names that are Python identifiers.")
-        return PipelineSource(str(relative), attribute)
+        return str(relative), attribute
     if not MODULE_PATTERN.fullmatch(target):
         raise InputError("pipeline", f"`{target}` is neither a .py file nor a module name.", fix)
-    return PipelineSource(target, attribute)
+    return target, attribute
 
 
-def split_parameters(inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pipeline arguments, the rest of the run configuration)."""
+def raise_child_error(error: dict[str, Any], pipeline: str) -> None:
+    kind, message = str(error.get("kind")), str(error.get("message"))
+    if kind in ("pipeline", "stack"):
+        raise InputError(kind, message, "")
+    if kind == "parameters":
+        raise ParameterError(f"{message} Fix `parameters`.")
+    if kind == "run_failed":
+        raise RunFailed(f"The pipeline `{pipeline}` failed: {message}")
+    raise ActionError(f"Running the pipeline failed unexpectedly: {message}")
+
+
+def run(inputs: Inputs, console: Console, report: Report) -> None:
+    target, attribute = parse_pipeline_source(inputs.pipeline, inputs.workspace)
+    pipeline = f"{target}:{attribute}"
     run_configuration = read_run_configuration(inputs)
     arguments = run_configuration.pop("parameters", None) or {}
     if not isinstance(arguments, dict):
@@ -84,63 +84,43 @@ def split_parameters(inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
             f"has a `parameters:` key holding a {type(arguments).__name__}, not a mapping.",
             "Write the pipeline's arguments as `parameters:` followed by `name: value` lines.",
         )
-    return arguments, run_configuration
-
-
-def raise_child_error(error: dict[str, Any], source: PipelineSource) -> None:
-    kind, message = str(error.get("kind")), str(error.get("message"))
-    if kind in ("pipeline", "stack"):
-        raise InputError(kind, message, "")
-    if kind == "parameters":
-        raise ParameterError(f"{message} Fix `parameters`.")
-    if kind == "run_failed":
-        raise RunFailed(f"The pipeline `{source.target}:{source.attribute}` failed: {message}")
-    raise ActionError(f"Running the pipeline failed unexpectedly: {message}")
-
-
-def run(inputs: Inputs, console: Console, report: Report) -> None:
-    source = parse_pipeline_source(inputs.pipeline, inputs.workspace)
-    arguments, run_configuration = split_parameters(inputs)
-    report.target = f"{source.target}:{source.attribute} (code)"
+    report.target = f"{pipeline} (code)"
     report.sent = {"parameters": arguments, **run_configuration} if arguments else run_configuration
+    spec = {"workspace": str(inputs.workspace), "target": target, "attribute": attribute,
+            "parameters": arguments}
     if inputs.dry_run:
-        _dry_run(inputs, console, report, source, arguments)
+        _dry_run(inputs, console, report, pipeline, spec)
         return
-    key = choose_key(inputs.run_name, source.attribute, (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action))
-    spec = {
-        "workspace": str(inputs.workspace),
-        "target": source.target,
-        "attribute": source.attribute,
-        "parameters": arguments,
+    origin = (inputs.github_run_id, inputs.github_run_attempt, inputs.github_action)
+    key = choose_key(inputs.run_name, attribute, origin)
+    spec |= {
         "run_configuration": key.apply(run_configuration),
         "stack": inputs.stack,
         "create_snapshot": inputs.create_snapshot,
         "run_name": key.run_name,
         "tag": key.tag,
+        # With a server, the GitHub context is recorded over REST once the
+        # run exists (`runs.follow`); a local store only the SDK can write.
+        "github_context": {} if inputs.workspace_url else inputs.github,
     }
     client = connect(inputs, console) if inputs.workspace_url else None  # nothing is sent yet
     action = runs.Action(inputs, console, report, client)
     # Readable by this user only, and removed whatever happens: it holds the
     # ZenML client's credentials.
-    private_dir = Path(tempfile.mkdtemp(prefix="zenml-action-"))
-    child = Child(private_dir)
-    try:
-        info, python = _prepare(action)
-        # With a server, the GitHub context is recorded over REST once the
-        # run exists (`runs.follow`); a local store only the SDK can write.
-        spec["github_context"] = inputs.github if action.client is None else {}
-        started = time.monotonic()
-        result = child.run(action, spec, python)
-        _after_child(action, result, info, source, started, key)
-    except deadline.Interrupted as stop:
-        runs.interrupted(action, key, stop, end_child=child.end)
-        raise
-    except ActionError:
-        if action.client is not None:
-            forget_tag(action.client, key, console)  # the run failed or was never made
-        raise
-    finally:
-        shutil.rmtree(private_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="zenml-action-", ignore_cleanup_errors=True) as private_dir:
+        child = Child(Path(private_dir))
+        try:
+            info, python = _prepare(action)
+            started = time.monotonic()
+            result = child.run(action, spec, python)
+            _after_child(action, result, info, pipeline, started, key)
+        except deadline.Interrupted as stop:
+            runs.interrupted(action, key, stop, end_child=child.end)
+            raise
+        except ActionError:
+            if action.client is not None:
+                forget_tag(action.client, key, console)  # the run failed or was never made
+            raise
 
 
 def _prepare(action: runs.Action) -> tuple[Any, str]:
@@ -167,7 +147,7 @@ def _prepare(action: runs.Action) -> tuple[Any, str]:
 
 
 def _after_child(
-    action: runs.Action, result: dict[str, Any], info: Any, source: PipelineSource, started: float, key: RunKey
+    action: runs.Action, result: dict[str, Any], info: Any, pipeline: str, started: float, key: RunKey
 ) -> None:
     """What the child found, into the report; then the run is followed as
     in server-side mode (a remote orchestrator returns once it is
@@ -175,10 +155,10 @@ def _after_child(
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     if result.get("warning"):
         console.warning(str(result["warning"]))
-    project_id = str(result.get("project_id", ""))
-    run_id = str(result.get("run_id", ""))
+    project_id, run_id = str(result.get("project_id", "")), str(result.get("run_id", ""))
     run_url = api.dashboard_run_url(info, client.base_url, project_id, run_id) if client and run_id else ""
-    run = {"id": run_id, "name": result.get("run_name", ""), "body": {"status": result.get("status", ""), "project_id": project_id}}
+    status = {"status": result.get("status", ""), "project_id": project_id}
+    run = {"id": run_id, "name": result.get("run_name", ""), "body": status}
     runs.adopt(report, run, run_url)
     report.snapshot_id = str(result.get("snapshot_id", ""))
     report.metadata = result.get("metadata") or {}
@@ -189,7 +169,7 @@ def _after_child(
         if error.get("traceback"):
             console.debug(str(error["traceback"]))
         if error.get("kind") != "run_failed" or not report.run_id:
-            raise_child_error(error, source)
+            raise_child_error(error, pipeline)
         # A failed run is followed like a completed one: its failed steps,
         # its report and result, the GitHub context, then the conclusion.
         report.status = "failed"
@@ -209,33 +189,37 @@ def _after_child(
     runs.follow(dataclasses.replace(action, server=stated(info)), run, started, key, child_error)
 
 
-def _dry_run(inputs: Inputs, console: Console, report: Report, source: PipelineSource, arguments: dict[str, Any]) -> None:
+def _dry_run(inputs: Inputs, console: Console, report: Report, pipeline: str, spec: dict[str, Any]) -> None:
     """Everything but the run: import the pipeline and check its arguments
     against its signature, in a child process as a real run would."""
     install_requirements(inputs, console)
-    private_dir = Path(tempfile.mkdtemp(prefix="zenml-action-"))
-    try:
-        spec_file, result_file = private_dir / "spec.json", private_dir / "result.json"
-        spec = {"workspace": str(inputs.workspace), "target": source.target, "attribute": source.attribute,
-                "parameters": arguments, "check_only": True}
-        spec_file.write_text(json.dumps(spec))
+    with tempfile.TemporaryDirectory(prefix="zenml-action-", ignore_cleanup_errors=True) as private:
         # No server and no store: importing the pipeline needs neither.
-        env = zenml_environment(dataclasses.replace(inputs, workspace_url=""), private_dir)
-        env["ZENML_CONFIG_PATH"] = str(private_dir / "zenml-config")
-        completed = subprocess.run(
-            [sys.executable, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
-            env=env, cwd=inputs.workspace, capture_output=True,
-        )
-        result = _read_result(result_file, completed.returncode)
-    finally:
-        shutil.rmtree(private_dir, ignore_errors=True)
+        env = zenml_environment(dataclasses.replace(inputs, workspace_url=""), Path(private))
+        env["ZENML_CONFIG_PATH"] = str(Path(private, "zenml-config"))
+        command = _runner_command(sys.executable, Path(private), {**spec, "check_only": True})
+        completed = subprocess.run(command, env=env, cwd=inputs.workspace, capture_output=True)
+        result = _read_result(Path(private), completed.returncode)
     if "error" in result:
-        raise_child_error(result["error"], source)
+        raise_child_error(result["error"], pipeline)
     console.info(
-        f"Dry run: `{source.target}:{source.attribute}` imports and takes these arguments; it would run with "
+        f"Dry run: `{pipeline}` imports and takes these arguments; it would run with "
         f"{json.dumps(report.sent, sort_keys=True)}"
     )
     report.conclusion = "dry-run"
+
+
+def _runner_command(python: str, private_dir: Path, spec: dict[str, Any]) -> list[str]:
+    spec_file = private_dir / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    return [python, "-m", "zenml_action.code_runner", str(spec_file), str(private_dir / "result.json")]
+
+
+def _read_result(private_dir: Path, returncode: int) -> dict[str, Any]:
+    result_file = private_dir / "result.json"
+    if not result_file.exists():
+        return {"error": {"kind": "internal", "message": f"the runner exited with code {returncode}"}}
+    return dict(json.loads(result_file.read_text()))
 
 
 class Child:
@@ -246,12 +230,10 @@ class Child:
     def __init__(self, private_dir: Path) -> None:
         self.private_dir = private_dir
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_ended: Callable[[], None] = lambda: None
+        self._log = contextlib.ExitStack()  # closes the log's group, in `run` or `end`
 
     def run(self, action: runs.Action, spec: dict[str, Any], python: str) -> dict[str, Any]:
         inputs, console = action.inputs, action.console
-        spec_file, result_file = self.private_dir / "spec.json", self.private_dir / "result.json"
-        spec_file.write_text(json.dumps(spec))
         console.info(f"Running `{spec['target']}:{spec['attribute']}` from the repository's code.")
         env = zenml_environment(inputs, self.private_dir)
         # A client environment of its own finds the runner (standard library
@@ -260,28 +242,26 @@ class Child:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ACTION_ROOT, env.get("PYTHONPATH", "")) if p)
         deadline.entering("running the pipeline")
         console.group("Pipeline log")
-        self.process = subprocess.Popen(
-            [python, "-m", "zenml_action.code_runner", str(spec_file), str(result_file)],
-            env=env,
-            cwd=inputs.workspace,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._log.callback(console.endgroup)
+        command = _runner_command(python, self.private_dir, spec)
+        self.process = process = subprocess.Popen(
+            command, env=env, cwd=inputs.workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `end` ends what it started too
         )
         relay = console.relay()
-        copier = threading.Thread(target=_copy_lines, args=(self.process, relay), daemon=True)
+        self._log.callback(relay.close)
+
+        def copy_lines() -> None:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                relay.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+        copier = threading.Thread(target=copy_lines, daemon=True)
         copier.start()
-
-        def log_ended() -> None:
-            self._log_ended = lambda: None
-            copier.join(timeout=1)
-            relay.close()
-            console.endgroup()
-
-        self._log_ended = log_ended
-        self.process.wait()
-        log_ended()
-        return _read_result(result_file, self.process.returncode)
+        self._log.callback(copier.join, timeout=1)
+        process.wait()
+        self._log.close()
+        return _read_result(self.private_dir, process.returncode)
 
     def end(self) -> None:
         """End the child and what it started (a local orchestrator's steps),
@@ -289,26 +269,12 @@ class Child:
         log's group is closed."""
         child = self.process
         if child is not None and child.poll() is None:
-            try:
-                os.killpg(child.pid, signal.SIGTERM)
-                child.wait(timeout=1)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            for stop in (signal.SIGTERM, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
+                    os.killpg(child.pid, stop)
                 # Reaped here: a killed child left to the runner's init
                 # would linger as a zombie.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=1)
-        self._log_ended()
-
-
-def _read_result(result_file: Path, returncode: int) -> dict[str, Any]:
-    if not result_file.exists():
-        return {"error": {"kind": "internal", "message": f"the runner exited with code {returncode}"}}
-    return dict(json.loads(result_file.read_text()))
-
-
-def _copy_lines(child: subprocess.Popen[bytes], relay: Relay) -> None:
-    assert child.stdout is not None
-    for raw in child.stdout:
-        relay.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                    break
+        self._log.close()

@@ -1,15 +1,10 @@
-"""Code mode's child process: import the repository's pipeline and run it
-with the ZenML SDK.
-
-Run as `python -m zenml_action.code_runner SPEC.json RESULT.json` by
-`code_mode.py`, with the ZenML environment (store URL and key, or a local
-store in the workspace) already set. It is the only module that imports
-`zenml`, and it runs in its own process so that the user's code, ZenML's
-global state and its logging never mix with the action's.
-
-The result file holds either what was run, or an error of a kind the parent
-turns into the right `ActionError`.
-"""
+"""Code mode's child process, `python -m zenml_action.code_runner SPEC.json
+RESULT.json` (run by `code_mode.py`, the ZenML environment set): import the
+repository's pipeline and run it with the ZenML SDK. The only module that
+imports `zenml`, in a process of its own so that the user's code, ZenML's
+global state and its logging never mix with the action's. The result file
+holds what was run, or an error of a kind the parent turns into an
+`ActionError`."""
 
 from __future__ import annotations
 
@@ -30,8 +25,6 @@ class UserError(Exception):
 
 
 def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
-    """Import `path/to/file.py` or `package.module` from the workspace and
-    return the pipeline object `attribute`."""
     from zenml.pipelines.pipeline_definition import Pipeline
     from zenml.utils import source_utils
 
@@ -73,7 +66,7 @@ def load_pipeline(workspace: Path, target: str, attribute: str) -> Any:
 
 
 def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Names and types against the pipeline function's signature."""
+    """The arguments' names and types against the pipeline function's."""
     from pydantic import TypeAdapter, ValidationError
 
     signature = inspect.signature(pipeline.entrypoint)
@@ -89,11 +82,9 @@ def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any
                 + f" Its parameters are: {', '.join(f'`{p}`' for p in declared) or 'none'}.",
             )
         annotation = signature.parameters[name].annotation
-        if annotation is inspect.Parameter.empty:
-            checked[name] = value
-            continue
+        untyped = annotation is inspect.Parameter.empty
         try:
-            checked[name] = TypeAdapter(annotation).validate_python(value)
+            checked[name] = TypeAdapter(Any if untyped else annotation).validate_python(value)
         except ValidationError as exc:
             expected = getattr(annotation, "__name__", str(annotation))
             raise UserError(
@@ -103,11 +94,13 @@ def check_parameters(pipeline: Any, parameters: dict[str, Any]) -> dict[str, Any
     return checked
 
 
-def run_info(run: Any) -> dict[str, Any]:
+def run_info(run: Any, failure: str) -> dict[str, Any]:
+    """The run as the parent reports it; if it failed (`failure`: what the
+    SDK raised), what its failed steps raised ("step `load_data`: ...")."""
     from zenml.client import Client
 
     run = Client().get_pipeline_run(run.id, hydrate=True)
-    return {
+    info = {
         "run_id": str(run.id),
         "run_name": run.name,
         "status": str(run.status.value if hasattr(run.status, "value") else run.status),
@@ -116,18 +109,14 @@ def run_info(run: Any) -> dict[str, Any]:
         "snapshot_id": str(run.snapshot.id) if getattr(run, "snapshot", None) else "",
         "metadata": json.loads(json.dumps(dict(run.run_metadata), default=str)),
     }
-
-
-def step_failures(run: Any) -> str:
-    """What the failed steps raised, e.g. "step `load_data`: DataLoadError: ..."."""
-    failures = []
-    for name, step in run.steps.items():
-        info = getattr(step, "exception_info", None)
-        if info is None:
-            continue
-        last_line = (info.traceback.strip().splitlines() or [""])[-1]
-        failures.append(f"step `{name}`: {info.message or last_line}")
-    return "; ".join(failures)
+    if failure:
+        failures = []
+        for name, step in run.steps.items():
+            if (raised := getattr(step, "exception_info", None)) is not None:
+                last_line = (raised.traceback.strip().splitlines() or [""])[-1]
+                failures.append(f"step `{name}`: {raised.message or last_line}")
+        info["error"] = {"kind": "run_failed", "message": "; ".join(failures) or failure}
+    return info
 
 
 def record_context(run: Any, context: dict[str, str]) -> dict[str, str]:
@@ -151,16 +140,14 @@ def started_run(spec: dict[str, Any]) -> Any:
     from zenml.client import Client
 
     key = {"name": f"equals:{spec['run_name']}"} if spec.get("run_name") else {"tags": [spec["tag"]]}
-    runs = Client().list_pipeline_runs(size=1, hydrate=True, **key)
-    return runs.items[0] if runs.items else None
+    return next(iter(Client().list_pipeline_runs(size=1, hydrate=True, **key).items), None)
 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:
-    workspace = Path(spec["workspace"])
-    pipeline = load_pipeline(workspace, spec["target"], spec["attribute"])
+    pipeline = load_pipeline(Path(spec["workspace"]), spec["target"], spec["attribute"])
     parameters = check_parameters(pipeline, spec["parameters"])
     if spec.get("check_only"):
-        return {"checked": True, "pipeline_name": pipeline.name}
+        return {}
     from zenml.client import Client
 
     if spec.get("stack"):
@@ -179,29 +166,21 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         if parameters:
             configured = configured.with_options(parameters=parameters)
         snapshot = configured.create_snapshot(name=spec["create_snapshot"], replace=True)
-        return {
-            "snapshot_id": str(snapshot.id),
-            "snapshot_name": spec["create_snapshot"],
-            "runnable": bool(snapshot.runnable),
-            "project_id": str(snapshot.project_id),
-        }
+        ids = {"snapshot_id": str(snapshot.id), "project_id": str(snapshot.project_id)}
+        return {**ids, "runnable": bool(snapshot.runnable)}
     failure = ""
     try:
         run = configured(**parameters)
     except Exception as exc:
         run, failure = None, f"{type(exc).__name__}: {exc}"
-    if run is None:
-        run = started_run(spec)
+    run = started_run(spec) if run is None else run
     if run is None:
         kind = "run_failed" if failure else "internal"
         return {"error": {"kind": kind, "message": failure or "the run was not found"}}
-    result = {**record_context(run, spec.get("github_context") or {}), **run_info(run)}
-    if failure:
-        result["error"] = {"kind": "run_failed", "message": step_failures(run) or failure}
-    return result
+    return {**record_context(run, spec.get("github_context") or {}), **run_info(run, failure)}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
     spec["config_file"] = str(Path(spec_path).with_name("run-config.yaml"))
@@ -210,16 +189,10 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         result = {"error": {"kind": exc.kind, "message": str(exc)}}
     except Exception as exc:
-        result = {
-            "error": {
-                "kind": "internal",
-                "message": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        }
+        error = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        result = {"error": {**error, "traceback": traceback.format_exc()}}
     Path(result_path).write_text(json.dumps(result, default=str))
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -1,30 +1,27 @@
-"""The one place that does HTTP: `requests`, with urllib3's `Retry`.
-
-`send()` alone touches the network (`api.py` builds its `Request`s and reads
-its `Response`s); what requests, urllib3, ssl or the OS raise leaves it as
-the action's error (`http_failures.explain`). Time is the deadline's business
-(`deadline.bounded` interrupts any read or back-off sleep); an endless answer
-ends at MAX_BODY_BYTES. requests hands urllib3 the adapter's retries, so each
-retry kind has its own adapter, all over one pool manager: the login, `/info`
-and the trigger share one kept-alive connection (one TLS handshake, not three).
-"""
+"""The one place that does HTTP (`send`): `requests`, with urllib3's `Retry`;
+what they, ssl or the OS raise leaves it as the action's error (`explain`).
+Time is the deadline's business (`deadline.bounded` interrupts any read or
+back-off sleep); an endless answer ends at MAX_BODY_BYTES."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
 from urllib3 import ProxyManager
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from zenml_action.errors import ServerError
-from zenml_action.http_failures import explain
+from zenml_action.errors import ConnectionFailed, ProxyFailed, ServerError
+from zenml_action.github import shorten
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -96,29 +93,24 @@ def _encodable(value: Any) -> Any:
 class RetryPolicy:
     """The one retry policy: what is retried, how often and how long apart."""
 
-    connect: int = 4
     read: int = 2
-    status: int = 4
-    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
     backoff_factor: float = 0.5
-    backoff_max: float = 10.0
-    jitter: float = 0.5
     retry_after_max: int = 30
 
     def retry_for(self, kind: RetryKind) -> Retry:
         repeatable = kind != "once"
         return Retry(
             total=None,
-            connect=self.connect,
+            connect=4,
             read=self.read if repeatable else 0,
-            status=self.status if repeatable else 0,
+            status=4 if repeatable else 0,
             other=0,  # a proxy's 407, a certificate that does not verify: explained, not repeated
             redirect=0,
             allowed_methods=None,  # the kind decided what may be repeated
-            status_forcelist=self.statuses if repeatable else (),
+            status_forcelist={429, 502, 503, 504} if repeatable else (),
             backoff_factor=self.backoff_factor,
-            backoff_max=self.backoff_max,
-            backoff_jitter=self.jitter,
+            backoff_max=10.0,
+            backoff_jitter=0.5,
             retry_after_max=self.retry_after_max,
             raise_on_status=False,  # the last busy answer is returned: the caller explains it
             raise_on_redirect=False,
@@ -133,8 +125,10 @@ def system_trust() -> ssl.SSLContext:
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with the TLS context given, and the connection
-    pools of `shared` (another kind's adapter) when given."""
+    """requests hands urllib3 the adapter's retries: each retry kind has its
+    own adapter, all over the pools of the first (`shared`), so the login,
+    `/info` and the trigger share one kept-alive connection (one TLS
+    handshake, not three)."""
 
     def __init__(self, retry: Retry, trust: ssl.SSLContext | None, shared: _Adapter | None = None) -> None:
         self.trust = trust  # first: the base class builds its pools in __init__
@@ -161,14 +155,11 @@ class Transport:
         self.verify: bool | str = cafile or True
         self.proxies = {"http": proxy, "https": proxy} if proxy else {}
         # Loading the system's CAs takes 25-45 ms: only where TLS is spoken.
-        tls = any(url.startswith("https://") for url in (base_url, proxy))
-        trust = system_trust() if tls else None
+        trust = system_trust() if any(url.startswith("https://") for url in (base_url, proxy)) else None
         reads = _Adapter(self.policy.retry_for("read"), trust)
-        self.adapters: dict[RetryKind, _Adapter] = {
-            "read": reads,
-            "login": _Adapter(self.policy.retry_for("login"), trust, shared=reads),
-            "once": _Adapter(self.policy.retry_for("once"), trust, shared=reads),
-        }
+        self.adapters: dict[RetryKind, _Adapter] = {"read": reads}
+        for kind in ("login", "once"):
+            self.adapters[kind] = _Adapter(self.policy.retry_for(kind), trust, shared=reads)
 
 
 def encode(request: Request, token: str | None, base_url: str) -> requests.PreparedRequest:
@@ -176,12 +167,8 @@ def encode(request: Request, token: str | None, base_url: str) -> requests.Prepa
     if token and request.authenticated:
         headers["Authorization"] = f"Bearer {token}"
     return requests.Request(
-        request.method,
-        base_url + request.path,
-        params=request.params or None,
-        json=request.json,
-        data=request.form,
-        headers=headers,
+        request.method, base_url + request.path, headers, params=request.params or None,
+        json=request.json, data=request.form,
     ).prepare()
 
 
@@ -201,35 +188,95 @@ def send(
     body_retries = 0 if kind == "once" else transport.policy.read
     for attempt in range(body_retries + 1):
         try:
+            prepared = encode(request, token, transport.base_url)
             answer = transport.adapters[kind].send(
-                encode(request, token, transport.base_url),
-                stream=True,
-                timeout=timeout,
-                verify=transport.verify,
-                proxies=transport.proxies,
+                prepared, stream=True, timeout=timeout, verify=transport.verify, proxies=transport.proxies
             )
         except (OSError, ValueError) as exc:  # requests' own errors are OSErrors
-            raise explain(exc, transport.base_url, transport.proxy, request.purpose, timeout[0]) from exc
+            raise explain(exc, transport, request.purpose, timeout[0]) from exc
+        body = bytearray()
         try:
             with answer:
-                body = _read_body(answer, request.purpose, transport.base_url)
-            return Response(answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, body)
+                for chunk in answer.iter_content(65536):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise ServerError(
+                            f"The answer from {transport.base_url} while {request.purpose} was larger than "
+                            f"{MAX_BODY_BYTES // 2**20} MB, far more than a ZenML server sends. Check "
+                            "`workspace-url` and any proxy between the runner and the server."
+                        )
+            headers = {k.lower(): v for k, v in answer.headers.items()}
+            return Response(answer.status_code, headers, bytes(body))
         except requests.RequestException as exc:
             if attempt == body_retries:
-                raise explain(exc, transport.base_url, transport.proxy, request.purpose, timeout[0]) from exc
+                raise explain(exc, transport, request.purpose, timeout[0]) from exc
             time.sleep(transport.policy.backoff_factor * attempt)  # the first at once, as urllib3's
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _read_body(answer: requests.Response, purpose: str, base_url: str) -> bytes:
-    """The whole answer, at most MAX_BODY_BYTES: an endless answer is cut."""
-    body = bytearray()
-    for chunk in answer.iter_content(65536):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ServerError(
-                f"The answer from {base_url} while {purpose} was larger than "
-                f"{MAX_BODY_BYTES // 2**20} MB, far more than a ZenML server sends. Check "
-                "`workspace-url` and any proxy between the runner and the server."
-            )
-    return bytes(body)
+# Each failure: the action's error, whether the request may have reached the
+# server (False only where it cannot have: a POST is then not looked for),
+# and the message.
+_FAILURES: dict[str, tuple[type[ConnectionFailed], bool, str]] = {
+    "proxy credentials": (ProxyFailed, False, "The proxy {proxy} (from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) refused its credentials (HTTP 407) while {purpose}. Put a valid user and password in the proxy URL (http://user:password@proxy:port), or add the server's host to NO_PROXY."),
+    "proxy": (ProxyFailed, False, "Could not reach {server} through the proxy {proxy} (from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY) while {purpose}: {why}. Check the proxy, or add the server's host to NO_PROXY if it should be reached directly."),
+    "certificate": (ConnectionFailed, False, "The TLS certificate of {server} did not verify while {purpose} ({why}). If the server uses a private CA, pass its PEM bundle in `ca-bundle`."),
+    # Most often the handshake; an answer cut short raises it too.
+    "tls": (ConnectionFailed, True, "The TLS connection to {server} failed while {purpose} ({why}). Check that `workspace-url` uses https only for a server that speaks TLS on that port."),
+    "no connection": (ConnectionFailed, False, "Could not connect to {server} while {purpose} ({why}), even after retries. Check `workspace-url` (scheme, host, port) and that the server is running and reachable from the runner."),
+    "no answer": (ConnectionFailed, True, "{server} did not answer in time while {purpose}. The server may be overloaded; try again later."),
+    "address": (ConnectionFailed, False, "The address {server} cannot be used ({why}). Check `workspace-url`."),
+    "broke": (ConnectionFailed, True, "The connection to {server} broke while {purpose} ({why}). A proxy or the server dropped it; try again later."),
+}
+
+
+def explain(exc: BaseException, transport: Transport, purpose: str, connect: float) -> ConnectionFailed:
+    """What requests, urllib3, ssl or the OS raised while `purpose`, as the
+    action's error (`connect`: the connect timeout)."""
+    proxy = transport.proxy
+    failure, why = _diagnose(_causes(exc), proxy, connect)
+    error, maybe_sent, message = _FAILURES[failure]
+    # The proxy's address without its credentials.
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    shown = f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    return error(message.format(server=transport.base_url, purpose=purpose, proxy=shown, why=why), maybe_sent)
+
+
+def _diagnose(causes: list[BaseException], proxy: str, connect_timeout: float) -> tuple[str, str]:
+    """The `_FAILURES` entry for an exception and what it wraps (outermost
+    first), and the detail its message shows."""
+    text = shorten(" ".join(str(causes[-1]).split()), 200)
+
+    def caused_by(*kinds: type[BaseException]) -> bool:
+        return any(isinstance(cause, kinds) for cause in causes)
+
+    if proxy and caused_by(ProxyError, requests.exceptions.ProxyError):
+        return ("proxy credentials" if " 407 " in f" {text} " else "proxy"), text
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "certificate", cause.verify_message or text
+    rules: list[tuple[tuple[type[BaseException], ...], str, str]] = [
+        ((ssl.SSLError, requests.exceptions.SSLError), "tls", text),
+        ((socket.gaierror,), "no connection", "the host name does not resolve"),
+        ((NewConnectionError,), "no connection", text),  # a ConnectTimeoutError: before it
+        ((ConnectTimeoutError,), "no connection", f"no connection within {connect_timeout:g}s"),
+        ((ReadTimeoutError, requests.exceptions.ReadTimeout, TimeoutError), "no answer", text),
+        ((ValueError,), "address", text),  # requests' InvalidURL, urllib3's LocationValueError
+    ]
+    broke = ("broke", type(causes[-1]).__name__)
+    return next(((failure, why) for kinds, failure, why in rules if caused_by(*kinds)), broke)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps, outermost first, through requests'
+    and urllib3's wrappers (`reason`, `original_error`, an argument)."""
+    chain = [exc]
+    while len(chain) < 10:
+        current = chain[-1]
+        wrapped = [getattr(current, "reason", None), getattr(current, "original_error", None), *current.args]
+        inner = next((c for c in [*wrapped, current.__cause__] if isinstance(c, BaseException)), None)
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
+

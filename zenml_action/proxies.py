@@ -31,29 +31,21 @@ def normalise_no_proxy(no_proxy: str, url: str) -> str:
     is rewritten to its host name; the others are kept."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = str(parts.port or (443 if parts.scheme == "https" else 80))
     entries = []
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
+    for entry in filter(None, (raw.strip().lower() for raw in no_proxy.split(","))):
         name, entry_port = entry, ""
         if entry.startswith("["):
             name, _, rest = entry[1:].partition("]")
             entry_port = rest.removeprefix(":")
         elif entry.count(":") == 1:
             name, entry_port = entry.split(":")
-        if entry_port and entry_port != str(port):
-            entries.append(entry)
-            continue
-        if _in_network(host, name):
-            name = host
-        entries.append(name)
+        try:
+            covered = ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False)
+        except ValueError:  # a name, not an address or network
+            covered = False
+        if entry_port and entry_port != port:
+            entries.append(entry)  # for another port: kept as it is
+        else:
+            entries.append(host if covered else name)
     return ",".join(entries)
-
-
-def _in_network(host: str, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False
