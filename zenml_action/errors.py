@@ -13,22 +13,16 @@ class ActionError(Exception):
     """Base class: `title` becomes the annotation's title, the message its body."""
 
     title: ClassVar[str] = "ZenML action failed"
-    exit_code: ClassVar[int] = 1
 
 
 class InputError(ActionError):
-    """An input is missing, malformed or contradicts another."""
-
     title = "Invalid input"
 
     def __init__(self, name: str, problem: str, fix: str) -> None:
-        self.input_name = name
         super().__init__(f"Input `{name}`: {problem} {fix}".strip())
 
 
 class ParameterError(ActionError):
-    """`parameters`/`config` do not match what the pipeline accepts."""
-
     title = "Invalid pipeline parameters"
 
 
@@ -43,8 +37,6 @@ class ConnectionFailed(ActionError):
 
 
 class ProxyFailed(ConnectionFailed):
-    """The proxy from the environment refused or could not carry the request."""
-
     title = "Proxy problem"
 
 
@@ -89,14 +81,10 @@ class RunFailed(ActionError):
 
 
 class GateFailed(ActionError):
-    """A `gate` rule failed: the run completed, the model is not good enough."""
-
     title = "Quality gate failed"
 
 
 class UnsupportedServer(ActionError):
-    """The server's ZenML version is older than any this action supports."""
-
     title = "Unsupported ZenML server version"
 
 

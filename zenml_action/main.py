@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from zenml_action import deadline
 from zenml_action.errors import ActionError
@@ -37,18 +36,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     )
     mask_secrets_early(environ, argv, console)
     report = Report()
-    output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
-    summary_file = Path(environ["GITHUB_STEP_SUMMARY"]) if environ.get("GITHUB_STEP_SUMMARY") else None
     with deadline.bounded():
         exit_code = _run(argv, environ, console, report)
         # Signals that come now are noted, not raised: the outputs and the
         # summary are written whole, then the action ends at once.
         with deadline.deferred():
-            exit_code = _write(report, output_file, summary_file, console) or exit_code
+            exit_code = _write(report, environ, console) or exit_code
     return exit_code
 
 
-def _write(report: Report, output_file: Path | None, summary_file: Path | None, console: Console) -> int:
+def _write(report: Report, environ: Mapping[str, str], console: Console) -> int:
     """The outputs and the summary; 1 if they could not be written."""
     # Redaction comes last, on everything written: a key in a parameter
     # or a run name must not reach an output or the summary either.
@@ -56,8 +53,9 @@ def _write(report: Report, output_file: Path | None, summary_file: Path | None, 
     from zenml_action.progress import steps_summary  # after the run: off the trigger's path
 
     try:
-        write_outputs(outputs, output_file, console)
-        append_summary(console.redact(summary_markdown(report) + steps_summary(report.steps)), summary_file)
+        write_outputs(outputs, environ.get("GITHUB_OUTPUT", ""), console)
+        summary = console.redact(summary_markdown(report) + steps_summary(report.steps))
+        append_summary(summary, environ.get("GITHUB_STEP_SUMMARY", ""))
     except OSError as exc:
         console.error(
             f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
@@ -89,26 +87,23 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
         report.conclusion = stop.conclusion
         return _failed(report, console, str(stop), stop.title)
     except ActionError as exc:
-        return _failed(report, console, str(exc), exc.title, exc.exit_code)
+        return _failed(report, console, str(exc), exc.title)
     except Exception as exc:  # a bug: say so without a traceback, unless debugging
         if console.debug_enabled:
             import traceback
 
             console.debug(traceback.format_exc())
-        return _failed(
-            report,
-            console,
+        message = (
             f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "
-            "action: please report it with the step's log (re-run with debug logging for details).",
-            "Internal error",
-            summary_error=f"internal error: {type(exc).__name__}",
+            "action: please report it with the step's log (re-run with debug logging for details)."
         )
+        return _failed(report, console, message, "Internal error", f"internal error: {type(exc).__name__}")
     return 0
 
 
-def _failed(report: Report, console: Console, message: str, title: str, exit_code: int = 1, summary_error: str = "") -> int:
+def _failed(report: Report, console: Console, message: str, title: str, summary_error: str = "") -> int:
     report.error = summary_error or console.redact(message)
     if report.run_id and not report.conclusion:
         report.conclusion = "failure"
     console.error(message, title=title)
-    return exit_code
+    return 1
