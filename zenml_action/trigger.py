@@ -30,7 +30,7 @@ from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient, translate
 from zenml_action.errors import ActionError, ConnectionFailed, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Request, Response, RetryPolicy
+from zenml_action.http import Request, Response
 
 MAX_TRIGGERS = 4
 # A busy server (ZenML's 429) is waited out this long at most (and never
@@ -56,12 +56,12 @@ class RunKey:
     def apply(self, run_configuration: dict[str, Any]) -> dict[str, Any]:
         if self.run_name:
             return {**run_configuration, "run_name": self.run_name}
-        tags = list(run_configuration.get("tags") or [])
-        return {**run_configuration, "tags": [*tags, self.tag]}
+        return {**run_configuration, "tags": [*(run_configuration.get("tags") or []), self.tag]}
 
     def lookup(self) -> Request:
         params = {"name": f"equals:{self.run_name}"} if self.run_name else {"tags": self.tag}
-        return Request("GET", f"{api.API}/runs", params={**params, "size": "5", "hydrate": "false"}, purpose="looking for the run just triggered")
+        params.update(size="5", hydrate="false")
+        return Request("GET", f"{api.API}/runs", params=params, purpose="looking for the run just triggered")
 
     def matches(self, run: dict[str, Any]) -> bool:
         """Checked on the run itself: a server that ignored the filter must
@@ -78,30 +78,16 @@ def generated_run_name(pipeline_name: str, now: datetime) -> str:
     return f"{pipeline_name or 'run'}-{now:%Y_%m_%d}-{now:%H_%M_%S_%f}"
 
 
-def idempotency_tag(run_id: str, attempt: str, step: str) -> str:
-    """`gha-idem-` + a digest of where the action runs + randomness: the
-    GitHub part makes the tag traceable; the random part keeps two matrix
-    jobs (same run, attempt and step ID) from adopting each other's run."""
-    origin = f"{run_id}/{attempt}/{step}"
-    digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
-    readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
-    return f"gha-idem-{readable + '-' if readable else ''}{digest}-{secrets.token_hex(6)}"
-
-
 def choose_key(user_run_name: str, pipeline_name: str, origin: tuple[str, str, str], now: datetime | None = None) -> RunKey:
-    if user_run_name:
-        return RunKey(tag=idempotency_tag(*origin))
-    return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
-
-
-def zenml_refusal(response: Response) -> bool:
-    """ZenML's own error shape, `{"detail": [ExceptionName, message]}`, or
-    FastAPI's `{"detail": "..."}`: the server answered, not a proxy."""
-    body = response.json()
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return isinstance(detail, str) or (
-        isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail)
-    )
+    if not user_run_name:
+        return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
+    # `gha-idem-` + a digest of where the action runs + randomness: the
+    # GitHub part makes the tag traceable; the random part keeps two matrix
+    # jobs (same run, attempt and step ID) from adopting each other's run.
+    run_id, attempt, step = origin
+    digest = hashlib.sha256(f"{run_id}/{attempt}/{step}".encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
+    return RunKey(tag=f"gha-idem-{readable + '-' if readable else ''}{digest}-{secrets.token_hex(6)}")
 
 
 def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcome:
@@ -112,7 +98,11 @@ def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcom
     if response.status == 409 and earlier_ambiguous and key.run_name:
         return "ambiguous"  # the name is taken: most likely by the run sent before
     if response.status == 429:
-        return "busy" if zenml_refusal(response) else "ambiguous"
+        # ZenML's own error shape, `{"detail": [ExceptionName, message]}`, or
+        # FastAPI's `{"detail": "..."}`: the server answered, not a proxy.
+        detail = api.dig(body, "detail")
+        pair = isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail)
+        return "busy" if isinstance(detail, str) or pair else "ambiguous"
     if 400 <= response.status < 500 and response.status != 408:
         return "refused"
     return "ambiguous"
@@ -139,7 +129,6 @@ def trigger_once(
         except ConnectionFailed as exc:
             if not exc.maybe_sent:
                 raise  # never delivered, already retried by the transport
-            outcome: Outcome = "ambiguous"
             last_error = exc
         else:
             outcome = classify(response, ambiguous, key)
@@ -152,7 +141,11 @@ def trigger_once(
                 "load balancer between the runner and the server may have failed."
             )
             if outcome == "busy":
-                wait = _retry_after(response, policy) or policy.backoff_factor * 2 ** min(busy, 5)
+                try:
+                    wait = min(policy.retry_after_max, max(0.0, float(response.headers.get("retry-after", ""))))
+                except ValueError:
+                    wait = 0.0
+                wait = wait or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
                 if busy == 0:
@@ -188,24 +181,14 @@ def _settle(
                 f"Check the dashboard for a run named or tagged `{key.run_name or key.tag}` "
                 "before re-running this workflow."
             ) from exc
-        if run is not None:
+        if run is not None or clock() + pause > until:
             return run
-        if clock() + pause > until:
-            return None
         sleep(pause)
         pause = min(pause * 2, 5.0)
 
 
 def find_run(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
-    found = api.items(client.call(key.lookup()))
-    return next((run for run in found if key.matches(run)), None)
-
-
-def _retry_after(response: Response, policy: RetryPolicy) -> float | None:
-    try:
-        return min(policy.retry_after_max, max(0.0, float(response.headers.get("retry-after", ""))))
-    except ValueError:
-        return None
+    return next((run for run in api.items(client.call(key.lookup())) if key.matches(run)), None)
 
 
 def forget_tag(client: ZenMLClient, key: RunKey, console: Console) -> None:
