@@ -19,6 +19,7 @@ class InputError(ActionError):
     title = "Invalid input"
 
     def __init__(self, name: str, problem: str, fix: str) -> None:
+        self.input_name = name
         super().__init__(f"Input `{name}`: {problem} {fix}".strip())
 
 

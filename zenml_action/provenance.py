@@ -1,5 +1,10 @@
 """Where a run came from, recorded on it as run metadata, and the runs
-that may be a baseline found again by it (`evaluation.py`)."""
+that may be a baseline found again by it (`evaluation.py`).
+
+The action tags nothing: it attaches the GitHub context as run metadata
+(one request) and finds runs again with the `run_metadata` filter, which
+every server version the action supports (0.85 on) has.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,8 @@ from zenml_action.api import API, dig, items, newest_first, run_metadata, text_m
 from zenml_action.http import Request
 from zenml_action.trend import MAX_HISTORY
 
-# The action tags nothing: it attaches the GitHub context as run metadata
-# (one request) and finds runs again with the `run_metadata` filter, which
-# every server version the action supports (0.85 on) has.
-
 _PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # The one key the baseline is found by, written by the action alone after
 # the pipeline ran (`runs.follow`): `REPOSITORY@refs/heads/BRANCH` when the
@@ -38,51 +40,40 @@ def baseline_of(repository: str, ref: str, event: str) -> str:
 def github_context(environ: Mapping[str, str]) -> dict[str, str]:
     """Where the run came from, as run metadata: keys grouped under
     `github.` (ZenML refuses `:` in a key), only those the runner set."""
-
-    def get(name: str) -> str:
-        return environ.get(name, "").strip()
-
-    ref = get("GITHUB_REF")
+    env = {name: value.strip() for name, value in environ.items() if name.startswith("GITHUB_")}
+    ref, repository, run_id = env.get("GITHUB_REF", ""), env.get("GITHUB_REPOSITORY", ""), env.get("GITHUB_RUN_ID", "")
     pull = _PULL_REQUEST_REF.fullmatch(ref)
-    # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is
-    # then `N/merge`.
-    branch = get("GITHUB_HEAD_REF") or (get("GITHUB_REF_NAME") if ref.startswith("refs/heads/") else "")
-    server, repository, run_id = get("GITHUB_SERVER_URL").rstrip("/"), get("GITHUB_REPOSITORY"), get("GITHUB_RUN_ID")
-    workflow_run_url = ""
-    if server.startswith(("https://", "http://")) and repository and run_id.isdigit():
-        workflow_run_url = f"{server}/{repository}/actions/runs/{run_id}"
+    server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
+    web = server.startswith(("https://", "http://")) and repository and run_id.isdigit()
     values = {
         "github.repository": repository,
-        "github.sha": get("GITHUB_SHA"),
+        "github.sha": env.get("GITHUB_SHA"),
         "github.ref": ref,
-        "github.branch": branch,
-        "github.event": get("GITHUB_EVENT_NAME"),
+        # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is
+        # then `N/merge`.
+        "github.branch": env.get("GITHUB_HEAD_REF")
+        or (env.get("GITHUB_REF_NAME") if ref.startswith("refs/heads/") else ""),
+        "github.event": env.get("GITHUB_EVENT_NAME"),
         "github.pull_request": pull.group(1) if pull else "",
         # A pull request's run is made from a merge commit (GITHUB_SHA);
         # its head commit is what `run-for-commit` is given after the merge.
-        "github.head_sha": pull_request_head(get("GITHUB_EVENT_PATH")) if pull else "",
-        "github.actor": get("GITHUB_ACTOR"),
-        "github.workflow_run_url": workflow_run_url,
+        "github.head_sha": pull_request_head(env.get("GITHUB_EVENT_PATH", "")) if pull else "",
+        "github.actor": env.get("GITHUB_ACTOR"),
+        "github.workflow_run_url": f"{server}/{repository}/actions/runs/{run_id}" if web else "",
         # Outside a workflow (no repository) nothing could find the run by it.
-        BASELINE_KEY: baseline_of(repository, ref, get("GITHUB_EVENT_NAME")) if repository else "",
+        BASELINE_KEY: baseline_of(repository, ref, env.get("GITHUB_EVENT_NAME", "")) if repository else "",
     }
     return {key: value for key, value in values.items() if value}
-
-
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def pull_request_head(event_path: str) -> str:
     """`pull_request.head.sha` from the event's payload (the file the runner
     names in GITHUB_EVENT_PATH), or "" where there is none to read."""
-    if not event_path:
-        return ""
     try:
         with open(event_path, "rb") as payload:
-            event = json.loads(payload.read(16 * 2**20))
+            head = dig(json.loads(payload.read(16 * 2**20)), "pull_request", "head", "sha")
     except (OSError, ValueError, RecursionError):
         return ""
-    head = dig(event, "pull_request", "head", "sha")
     return head if isinstance(head, str) and _SHA.fullmatch(head) else ""
 
 
@@ -108,8 +99,7 @@ def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool =
     trend's runs, as the run being judged may be among them."""
     wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
     params = newest_first(MAX_HISTORY + 1, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
-    params["hydrate"] = "true"
-    return Request("GET", f"{API}/runs", params=params, purpose="looking for the baseline run")
+    return Request("GET", f"{API}/runs", params={**params, "hydrate": "true"}, purpose="looking for the baseline run")
 
 
 def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> tuple[dict[str, Any] | None, int]:
@@ -117,14 +107,11 @@ def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any
     as the action last wrote it still names `baseline_of`; and how many
     listed runs were refused because their latest record says otherwise (a
     pipeline wrote the key, then the action overwrote it)."""
-    refused = 0
-    for run in items(body):
-        if str(run.get("id")) == exclude_run_id:
-            continue
+    others = [run for run in items(body) if str(run.get("id")) != exclude_run_id]
+    for refused, run in enumerate(others):
         if _recorded(run, baseline_of, any_branch):
             return run, refused
-        refused += 1
-    return None, refused
+    return None, len(others)
 
 
 def recorded_runs(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> list[dict[str, Any]]:
