@@ -24,9 +24,6 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cached", "cancelled", "st
 SUCCESS_STATUSES = frozenset({"completed", "cached"})
 
 
-# -- requests ---------------------------------------------------------------
-
-
 def login(api_key: str) -> Request:
     """Exchange the API key for a short-lived token: requests that carry the
     raw key are re-verified by the server each time (about 0.9 s)."""
@@ -55,8 +52,7 @@ def list_snapshots(
     *, name: str = "", project: str = "", pipeline: str = "",
     runnable: bool = False, size: int = 20, hydrate: bool = False,
 ) -> Request:
-    """`hydrate` includes each snapshot's pipeline spec, which saves reading
-    the one found again."""
+    # `hydrate` includes each snapshot's pipeline spec: no second read.
     params = newest_first(
         size, named_only="true", name=exactly(name), project=project, pipeline=pipeline,
         runnable="true" if runnable else "", hydrate="true" if hydrate else "",
@@ -102,8 +98,7 @@ def stop_run(run_id: str) -> Request:
 
 def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
     """Attach text `values` to a run, a wait condition, a model version...
-    (`resource_type` as ZenML's `MetadataResourceTypes`; the server answers
-    `null`)."""
+    (`resource_type` as ZenML's `MetadataResourceTypes`)."""
     body = {
         "project": project_id,
         "resources": [{"id": resource_id, "type": resource_type}],
@@ -121,8 +116,6 @@ def list_tags(name: str) -> Request:
 def delete_tag(tag_id: str) -> Request:
     return Request("DELETE", f"{API}/tags/{tag_id}", purpose="deleting the action's one-off tag")
 
-
-# -- responses --------------------------------------------------------------
 
 # Server tracebacks and validation errors can carry file paths of the
 # server's installation; users get the message without them.
@@ -162,10 +155,9 @@ def decode_error(response: Response) -> ServerMessage:
 def decode_token(body: Any) -> str:
     """The access token, if it is one: a token with white space or control
     characters could not go into a header ("" then: no token)."""
-    token = body.get("access_token") if isinstance(body, dict) else None
-    if isinstance(token, str) and token.isprintable() and not any(c.isspace() for c in token):
-        return token
-    return ""
+    token = dig(body, "access_token")
+    usable = isinstance(token, str) and token.isprintable() and not any(c.isspace() for c in token)
+    return token if usable else ""
 
 
 def items(body: Any) -> list[dict[str, Any]]:
@@ -219,9 +211,8 @@ def _web_address(value: Any) -> str:
     """An address from the server, if it is a plain web address: one that
     holds white space, Markdown or anything else is not used (the summary
     and the outputs would carry it)."""
-    if isinstance(value, str) and _WEB_ADDRESS.fullmatch(value.strip()):
-        return value.strip().rstrip("/")
-    return ""
+    value = value.strip() if isinstance(value, str) else ""
+    return value.rstrip("/") if _WEB_ADDRESS.fullmatch(value) else ""
 
 
 # -- why a run failed (failures.py) -------------------------------------------

@@ -68,8 +68,6 @@ class ServerCannotRun(ActionError):
 
 
 class ServerRejected(ActionError):
-    """The server refused a request for a reason it explained."""
-
     title = "The ZenML server refused the request"
 
 

@@ -197,9 +197,3 @@ def write_outputs(outputs: Mapping[str, str], output_file: str, console: Console
         return
     for name, value in outputs.items():
         console.info(f"{name}={value}")
-
-
-def append_summary(markdown: str, summary_file: str) -> None:
-    if summary_file:
-        with open(summary_file, "a", encoding="utf-8") as handle:
-            handle.write(markdown)

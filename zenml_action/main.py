@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from zenml_action import deadline
 from zenml_action.errors import ActionError
-from zenml_action.github import Console, append_summary, write_outputs
+from zenml_action.github import Console, write_outputs
 from zenml_action.inputs import read_inputs
 from zenml_action.report import Report, summary_markdown
 
@@ -54,8 +54,9 @@ def _write(report: Report, environ: Mapping[str, str], console: Console) -> int:
 
     try:
         write_outputs(outputs, environ.get("GITHUB_OUTPUT", ""), console)
-        summary = console.redact(summary_markdown(report) + steps_summary(report.steps))
-        append_summary(summary, environ.get("GITHUB_STEP_SUMMARY", ""))
+        if summary_file := environ.get("GITHUB_STEP_SUMMARY"):
+            with open(summary_file, "a", encoding="utf-8") as handle:
+                handle.write(console.redact(summary_markdown(report) + steps_summary(report.steps)))
     except OSError as exc:
         console.error(
             f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
@@ -71,6 +72,7 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
     """Run the mode the inputs ask for; the exit code, with the error (if
     any) written as the one `::error::` annotation. The modes stop what
     they started when interrupted (`runs.interrupted`), then re-raise."""
+    summary_error = ""
     try:
         inputs = read_inputs(environ, argv)
         console.debug_enabled = inputs.debug
@@ -85,9 +87,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
             server_side.run(inputs, console, report)
     except deadline.Interrupted as stop:
         report.conclusion = stop.conclusion
-        return _failed(report, console, str(stop), stop.title)
+        message, title = str(stop), stop.title
     except ActionError as exc:
-        return _failed(report, console, str(exc), exc.title)
+        message, title = str(exc), exc.title
     except Exception as exc:  # a bug: say so without a traceback, unless debugging
         if console.debug_enabled:
             import traceback
@@ -97,11 +99,9 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
             f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "
             "action: please report it with the step's log (re-run with debug logging for details)."
         )
-        return _failed(report, console, message, "Internal error", f"internal error: {type(exc).__name__}")
-    return 0
-
-
-def _failed(report: Report, console: Console, message: str, title: str, summary_error: str = "") -> int:
+        title, summary_error = "Internal error", f"internal error: {type(exc).__name__}"
+    else:
+        return 0
     report.error = summary_error or console.redact(message)
     if report.run_id and not report.conclusion:
         report.conclusion = "failure"

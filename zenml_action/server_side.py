@@ -105,12 +105,8 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
 
 
 def _run(
-    inputs: Inputs,
-    console: Console,
-    report: Report,
-    client: ZenMLClient,
-    run_configuration: dict[str, Any],
-    in_flight: list[RunKey],
+    inputs: Inputs, console: Console, report: Report, client: ZenMLClient,
+    run_configuration: dict[str, Any], in_flight: list[RunKey],
 ) -> None:
     # The server takes about 0.9 s to check the key: log in beside the rest
     # of the start-up, and read what only the dashboard link needs (/info,

@@ -109,12 +109,8 @@ def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcom
 
 
 def trigger_once(
-    client: ZenMLClient,
-    request: Request,
-    key: RunKey,
-    console: Console,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    client: ZenMLClient, request: Request, key: RunKey, console: Console,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """The created (or adopted) run's body; raises what the user must know."""
     policy = client.transport.policy
