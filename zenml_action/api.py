@@ -1,7 +1,7 @@
 """ZenML REST API: pure functions that build requests and decode responses.
 
-Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
-`zenml-server-facts.md` in the project's reference notes.
+Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`; the project's
+reference notes, `zenml-server-facts.md`).
 """
 
 from __future__ import annotations
@@ -187,11 +187,10 @@ def is_finished(status: str) -> bool:
 
 
 def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) -> str:
-    """The dashboard link. ZenML Pro routes on `dashboard_url` and the
-    project ID (as ZenML's own `dashboard_utils.get_run_url`); the dashboard
-    bundled with a ZenML 0.98 server has the one route
-    `/projects/default/runs/:runId` whatever the project (its
-    `routes.projects.runs.detail`), so no request for the project's name."""
+    """The dashboard link. ZenML Pro routes on `dashboard_url` and the project
+    ID (as ZenML's `dashboard_utils.get_run_url`); a 0.98 server's bundled
+    dashboard has the one route `/projects/default/runs/:runId` whatever the
+    project (`routes.projects.runs.detail`): no request for its name."""
     run = quote(run_id, safe="")
     if dashboard := cloud_dashboard(info):
         return f"{dashboard}/projects/{quote(project_id, safe='')}/runs/{run}"
@@ -215,12 +214,11 @@ def _web_address(value: Any) -> str:
     return value.rstrip("/") if _WEB_ADDRESS.fullmatch(value) else ""
 
 
-# -- why a run failed (failures.py) -------------------------------------------
-# Step logs are served on every server version the action supports; 0.98
-# requires a `source` (`step`: the step's own log, `runner`: the log of the
-# process that started a server-triggered run), older servers have no such
-# parameter and ignore it. Answers are a list of entries (`message`, chunks
-# of one long entry share an `id`) or, on older servers, one string.
+# Why a run failed (failures.py). Step logs are served on every server
+# version the action supports; 0.98 requires a `source` (`step`: the step's
+# own log, `runner`: that of the process that started a server-triggered
+# run), older servers ignore it. Answers are a list of entries (`message`,
+# chunks of one long entry share an `id`) or, on older servers, one string.
 
 
 def list_failed_steps(run_id: str) -> Request:
@@ -244,8 +242,7 @@ def model_version_in_stage(model: str, stage: str) -> Request:
     """The newest version of `model` in `stage` (production, staging, ...),
     hydrated: its metadata carries the metrics logged on it."""
     # `latest` is no stage a version holds: it means the newest version. A
-    # model name with a colon is given with an explicit `equals:`
-    # (`provenance.metadata_filter`).
+    # name with a colon takes `equals:` (`provenance.metadata_filter`).
     model = f"equals:{model}" if ":" in model else model
     params = {**newest_first(1, model=model, stage="" if stage == "latest" else stage), "hydrate": "true"}
     return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")

@@ -40,8 +40,7 @@ def quoted(value: str) -> str:
 def markdown_text(text: str) -> str:
     """Text that Markdown (GitHub's, in a job summary or comment) shows as
     it is: no HTML, no links, no emphasis, no breaking out of a table."""
-    # Quotes are text outside an HTML attribute (and `&#x27;` is what a
-    # reader would see of an apostrophe in a code span).
+    # Quotes are text outside an HTML attribute (`&#x27;` would show in a code span).
     text = html.escape(text, quote=False)
     for char in "\\`*_[]|!#~":
         text = text.replace(char, "\\" + char)
@@ -49,23 +48,19 @@ def markdown_text(text: str) -> str:
     # for one character keeps them text, and they read the same.
     text = text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
     # A mention (`@user`, `@org/team`) notifies, a reference (`#3`,
-    # `owner/repo#3`, `GH-12`) cross-links: a zero-width space after `@`, `#`
-    # or `GH-` keeps them text (escaping is not enough: GitHub finds them in
-    # the rendered text).
+    # `owner/repo#3`, `GH-12`) cross-links: GitHub finds them in the rendered
+    # text, so a zero-width space after `@`, `#` or `GH-` keeps them text.
     return _REFERENCE.sub(lambda match: match.group(0) + "&#8203;", text)
 
 
-# An `@` after a word character (`user@host`, `model@production`) mentions
-# no one.
+# An `@` after a word character (`user@host`, `model@production`) mentions no one.
 _REFERENCE = re.compile(r"(?<![\w.\\-])@(?=[A-Za-z0-9])|\\#(?=[0-9])|\bGH-(?=[0-9])", re.IGNORECASE)
 
 
 class Console:
-    """Writes workflow commands and log lines to stdout.
-
-    Every line passes through `_write`, which replaces registered secrets, so
-    a secret that reaches a message by accident is still never printed.
-    """
+    """Workflow commands and log lines on stdout. Every line passes through
+    `_write`, which replaces registered secrets: a secret that reaches a
+    message by accident is still never printed."""
 
     def __init__(self, stream: TextIO | None = None, debug: bool = False, in_github: bool = True) -> None:
         self._stream = stream or sys.stdout
@@ -123,7 +118,7 @@ class Console:
         relay.close()
 
     def relay(self) -> Relay:
-        """Open a block of text from elsewhere (a pipeline's own log)."""
+        """A block of text from elsewhere (a pipeline's own log)."""
         return Relay(self)
 
     def debug(self, message: str) -> None:

@@ -1,18 +1,17 @@
 """Start exactly one run, even when the network fails half-way.
 
-Every trigger carries a key the run can be found by (`RunKey`). Where the
-user gave no `run-name`, the key is a run name the action chooses in ZenML's
-own format: the server keeps run names unique (a second run of the same name
-is refused, 409), so the key costs no request and leaves nothing behind.
-Where the user named the run (the name may hold placeholders), the key is a
-one-off tag, deleted once the run is known.
+Every trigger carries a key the run can be found by (`RunKey`): without a
+`run-name`, a run name in ZenML's own format, which the server keeps unique
+(409 for a second run), so it costs no request and leaves nothing behind;
+with one (it may hold placeholders), a one-off tag, deleted once the run is
+known.
 
-An answer that does not prove the server did nothing is ambiguous: the
-connection broke after sending, no answer in time, a 5xx, a proxy's 429 or an
-unreadable answer. Then the key is looked up for a while (the server may
-create the run late) before the trigger is sent again. What proves nothing
-happened: ZenML's own refusal (4xx with its error shape; after its 429 it
-deletes the run it had prepared).
+An answer that does not prove the server did nothing (the connection broke
+after sending, no answer in time, a 5xx, a proxy's 429, an unreadable answer)
+is ambiguous: the key is looked up for a while (the server may create the run
+late) before the trigger is sent again. Only ZenML's own refusal proves
+nothing happened (4xx with its error shape; after its 429 it deletes the run
+it had prepared).
 """
 
 from __future__ import annotations
@@ -113,8 +112,7 @@ def trigger_once(
     sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """The created (or adopted) run's body; raises what the user must know."""
-    policy = client.transport.policy
-    busy_until = clock() + min(BUSY_SECONDS, deadline.left())
+    policy, busy_until = client.transport.policy, clock() + min(BUSY_SECONDS, deadline.left())
     busy = triggers = 0
     ambiguous = False
     last_error: ActionError | None = None
@@ -137,10 +135,8 @@ def trigger_once(
                 "load balancer between the runner and the server may have failed."
             )
             if outcome == "busy":
-                try:
-                    wait = min(policy.retry_after_max, max(0.0, float(response.headers.get("retry-after", ""))))
-                except ValueError:
-                    wait = 0.0
+                after = response.headers.get("retry-after", "").strip()
+                wait = min(policy.retry_after_max, float(after)) if re.fullmatch(r"\d+(\.\d*)?", after) else 0.0
                 wait = wait or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
