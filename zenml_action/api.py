@@ -44,7 +44,6 @@ def exactly(name: str) -> str:
 
 
 def newest_first(size: int, **filters: str) -> dict[str, str]:
-    """Listing parameters: newest first, and only the filters that are set."""
     return {"sort_by": "desc:created", "size": str(size), **{k: v for k, v in filters.items() if v}}
 
 
@@ -136,15 +135,12 @@ def decode_error(response: Response) -> ServerMessage:
     page from a proxy) becomes a short generic message."""
     body = response.json()
     detail = body.get("detail", body) if isinstance(body, dict) else body
-    message = ""
     if isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail):
-        message = detail[1]
-    elif isinstance(detail, str):
-        message = detail
+        detail = detail[1]
     elif isinstance(detail, list):
         # FastAPI's own validation shape: [{"loc": [...], "msg": "..."}]
-        message = "; ".join(str(item.get("msg", "")) for item in detail if isinstance(item, dict))
-    message = re.sub(r"\s+", " ", _PATH.sub("", message)).strip()
+        detail = "; ".join(str(item.get("msg", "")) for item in detail if isinstance(item, dict))
+    message = re.sub(r"\s+", " ", _PATH.sub("", detail if isinstance(detail, str) else "")).strip()
     if not message:
         message = f"HTTP {response.status} with no explanation"
         if body is None and response.body:
@@ -253,7 +249,7 @@ def decode_model_version(body: Any) -> dict[str, Any] | None:
 
 
 def run_metadata(entity: Any) -> dict[str, Any]:
-    """The run metadata of a hydrated run or model version ({} if none)."""
+    """The run metadata of a hydrated run or model version."""
     values = dig(entity, "metadata", "run_metadata")
     return values if isinstance(values, dict) else {}
 
