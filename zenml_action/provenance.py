@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,28 +41,27 @@ def baseline_of(repository: str, ref: str, event: str) -> str:
 def github_context(environ: Mapping[str, str]) -> dict[str, str]:
     """Where the run came from, as run metadata: keys grouped under
     `github.` (ZenML refuses `:` in a key), only those the runner set."""
-    env = {name: value.strip() for name, value in environ.items() if name.startswith("GITHUB_")}
-    ref, repository, run_id = env.get("GITHUB_REF", ""), env.get("GITHUB_REPOSITORY", ""), env.get("GITHUB_RUN_ID", "")
+    env = defaultdict(str, {name: value.strip() for name, value in environ.items()})
+    ref, repository, run_id = env["GITHUB_REF"], env["GITHUB_REPOSITORY"], env["GITHUB_RUN_ID"]
     pull = _PULL_REQUEST_REF.fullmatch(ref)
-    server = env.get("GITHUB_SERVER_URL", "").rstrip("/")
+    server = env["GITHUB_SERVER_URL"].rstrip("/")
     web = server.startswith(("https://", "http://")) and repository and run_id.isdigit()
     values = {
         "github.repository": repository,
-        "github.sha": env.get("GITHUB_SHA"),
+        "github.sha": env["GITHUB_SHA"],
         "github.ref": ref,
-        # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is
-        # then `N/merge`.
-        "github.branch": env.get("GITHUB_HEAD_REF")
-        or (env.get("GITHUB_REF_NAME") if ref.startswith("refs/heads/") else ""),
-        "github.event": env.get("GITHUB_EVENT_NAME"),
+        # A pull request's own branch is GITHUB_HEAD_REF; GITHUB_REF_NAME is then `N/merge`.
+        "github.branch": env["GITHUB_HEAD_REF"]
+        or (env["GITHUB_REF_NAME"] if ref.startswith("refs/heads/") else ""),
+        "github.event": env["GITHUB_EVENT_NAME"],
         "github.pull_request": pull.group(1) if pull else "",
         # A pull request's run is made from a merge commit (GITHUB_SHA);
         # its head commit is what `run-for-commit` is given after the merge.
-        "github.head_sha": pull_request_head(env.get("GITHUB_EVENT_PATH", "")) if pull else "",
-        "github.actor": env.get("GITHUB_ACTOR"),
+        "github.head_sha": pull_request_head(env["GITHUB_EVENT_PATH"]) if pull else "",
+        "github.actor": env["GITHUB_ACTOR"],
         "github.workflow_run_url": f"{server}/{repository}/actions/runs/{run_id}" if web else "",
         # Outside a workflow (no repository) nothing could find the run by it.
-        BASELINE_KEY: baseline_of(repository, ref, env.get("GITHUB_EVENT_NAME", "")) if repository else "",
+        BASELINE_KEY: baseline_of(repository, ref, env["GITHUB_EVENT_NAME"]) if repository else "",
     }
     return {key: value for key, value in values.items() if value}
 
@@ -93,10 +93,9 @@ def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str])
 def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:
     """The newest completed runs of the pipeline recorded as a baseline of
     `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
-    branch), filtered on the server by all of it. Hydrated: each comes with
-    its metadata, which saves reading the chosen one again, and gives the
-    trend its values (`trend.py`) in this one request. One more than the
-    trend's runs, as the run being judged may be among them."""
+    branch), filtered on the server. Hydrated: the metadata of the chosen
+    one and the trend's values (`trend.py`) come in this one request. One
+    more than the trend's runs: the run being judged may be among them."""
     wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
     params = newest_first(MAX_HISTORY + 1, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
     return Request("GET", f"{API}/runs", params={**params, "hydrate": "true"}, purpose="looking for the baseline run")
