@@ -1,8 +1,6 @@
-"""Every failure a user can act on, each with what failed, why and the fix.
-
+"""Every failure a user can act on, each with what failed, why and the fix:
 `main()` turns an `ActionError` into one `::error title=...::` annotation and
-exit code 1; anything else is a bug and is reported as such.
-"""
+exit code 1; anything else is a bug and is reported as such."""
 
 from __future__ import annotations
 

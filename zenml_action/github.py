@@ -108,14 +108,12 @@ class Console:
         leading white space, or a legacy `##[` anywhere in the line) is
         relayed inside `stop-commands`."""
         lines = message.splitlines() or [""]
-        if not any(line.lstrip().startswith("::") or "##[" in line for line in lines):
-            for line in lines:
-                self._write(line)
-            return
-        relay = self.relay()
+        commands = any(line.lstrip().startswith("::") or "##[" in line for line in lines)
+        relay = self.relay() if commands else None
         for line in lines:
-            relay.line(line)
-        relay.close()
+            self._write(line)
+        if relay:
+            relay.close()
 
     def relay(self) -> Relay:
         """A block of text from elsewhere (a pipeline's own log)."""

@@ -1,8 +1,6 @@
-"""The action's one entry and one exit path.
-
-Whatever happens, this is where the `::error::` annotation, the step outputs
-and the job summary are written, and where the exit code is decided.
-"""
+"""The action's one entry and one exit path: whatever happens, this is where
+the `::error::` annotation, the step outputs and the job summary are written,
+and where the exit code is decided."""
 
 from __future__ import annotations
 
@@ -17,16 +15,6 @@ from zenml_action.inputs import read_inputs
 from zenml_action.report import Report, summary_markdown
 
 
-def mask_secrets_early(environ: Mapping[str, str], argv: Sequence[str], console: Console) -> None:
-    """Mask the key before any line is printed, even one that fails validation."""
-    candidates = [environ.get(k, "") for k in ("INPUT_API-KEY", "INPUT_API_KEY", "ZENML_STORE_API_KEY")]
-    candidates += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--api-key"]
-    candidates += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--api-key=")]
-    for value in candidates:
-        console.mask(value)
-        console.mask(value.strip())
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -34,7 +22,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         debug=environ.get("RUNNER_DEBUG") == "1" or "--debug" in argv,
         in_github=environ.get("GITHUB_ACTIONS") == "true",
     )
-    mask_secrets_early(environ, argv, console)
+    # The key is masked before any line is printed, even one that fails validation.
+    keys = [environ.get(k, "") for k in ("INPUT_API-KEY", "INPUT_API_KEY", "ZENML_STORE_API_KEY")]
+    keys += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--api-key"]
+    keys += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--api-key=")]
+    for key in keys:
+        console.mask(key)
+        console.mask(key.strip())
     report = Report()
     with deadline.bounded():
         exit_code = _run(argv, environ, console, report)

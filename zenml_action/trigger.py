@@ -32,13 +32,12 @@ from zenml_action.github import Console
 from zenml_action.http import Request, Response
 
 MAX_TRIGGERS = 4
-# A busy server (ZenML's 429) is waited out this long at most (and never
-# past the deadline): ZenML's 429 carries no Retry-After, and a queue of many
-# triggers takes a while to drain.
+# A busy server (ZenML's 429, which carries no Retry-After) is waited out this
+# long at most, never past the deadline: a queue of triggers takes a while to drain.
 BUSY_SECONDS = 300.0
 # How long a run the server may still be creating is looked for before the
-# trigger is sent again. With a run name for key, sending again is safe in
-# itself (the server refuses the name a second time), so a short look does.
+# trigger is sent again; with a run name for key, a short look does (sending
+# again is safe in itself: the server refuses the name a second time).
 SETTLE_SECONDS = 20.0
 SETTLE_SECONDS_BY_NAME = 2.0
 

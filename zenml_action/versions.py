@@ -1,8 +1,6 @@
-"""What a ZenML server offers, from the version its `/api/v1/info` states.
-
-Read once per run; the resolver, the parameter checks and code mode then
-use the endpoints and shapes of that version without probing
-(`zenml-server-versions.md`).
+"""What a ZenML server offers, from the version its `/api/v1/info` states:
+read once per run, then the resolver, the parameter checks and code mode use
+that version's endpoints and shapes without probing (`zenml-server-versions.md`).
 """
 
 from __future__ import annotations
@@ -50,8 +48,7 @@ class ServerVersion:
 
     @property
     def has_log_entries(self) -> bool:
-        # `GET /logs/{id}/entries`, pages of a log with cursors; before: a
-        # step's whole log from `GET /steps/{id}/logs` (progress.py).
+        # `GET /logs/{id}/entries` (pages, cursors); before: `GET /steps/{id}/logs`.
         return self.release >= (0, 97, 0)
 
 
