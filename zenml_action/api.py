@@ -108,8 +108,7 @@ def text_metadata(project_id: str, resource_id: str, resource_type: str, values:
 
 
 def list_tags(name: str) -> Request:
-    params = {"name": f"equals:{name}"}
-    return Request("GET", f"{API}/tags", params=params, purpose="looking up the action's tag")
+    return Request("GET", f"{API}/tags", params={"name": exactly(name)}, purpose="looking up the action's tag")
 
 
 def delete_tag(tag_id: str) -> Request:

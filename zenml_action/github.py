@@ -155,19 +155,18 @@ class Relay:
         self._console = console
         self._resume = secrets.token_hex(16)
         self._lock = threading.Lock()
-        self._open = True
         console._raw(f"::stop-commands::{self._resume}")
 
     def line(self, text: str) -> None:
         with self._lock:
-            if self._open:
+            if self._resume:  # open
                 self._console._write(text)
 
     def close(self) -> None:
         with self._lock:
-            if self._open:
-                self._open = False
+            if self._resume:
                 self._console._raw(f"::{self._resume}::")
+                self._resume = ""
 
 
 def format_outputs(outputs: Mapping[str, str]) -> str:
