@@ -96,8 +96,7 @@ def stop_run(run_id: str) -> Request:
 
 
 def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
-    """Attach text `values` to a run, a wait condition, a model version...
-    (`resource_type` as ZenML's `MetadataResourceTypes`)."""
+    """Attach text `values` to a `resource_type` (ZenML's `MetadataResourceTypes`)."""
     body = {
         "project": project_id,
         "resources": [{"id": resource_id, "type": resource_type}],
@@ -265,8 +264,7 @@ def created_at(entity: Any) -> datetime | None:
 
 def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:
     """What two runs are compared by (`judge.differing_parameters`): the
-    pipeline's parameters from a hydrated run (`metadata.config`) and, given
-    the run's snapshot (`get_snapshot(run["resources"]["snapshot"]["id"])`),
+    pipeline's parameters of a hydrated run and, given the run's snapshot,
     each step's parameters under `steps.<step>`."""
     parameters = dig(run, "metadata", "config", "parameters")
     found: dict[str, Any] = dict(parameters) if isinstance(parameters, dict) else {}

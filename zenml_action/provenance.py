@@ -102,10 +102,9 @@ def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool =
 
 
 def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> tuple[dict[str, Any] | None, int]:
-    """The newest listed run, other than the one being judged, whose record
-    as the action last wrote it still names `baseline_of`; and how many
-    listed runs were refused because their latest record says otherwise (a
-    pipeline wrote the key, then the action overwrote it)."""
+    """The newest listed run, other than the one being judged, whose latest
+    record still names `baseline_of`; and how many listed runs were refused
+    as their latest record says otherwise (the action overwrote a pipeline's)."""
     others = [run for run in items(body) if str(run.get("id")) != exclude_run_id]
     for refused, run in enumerate(others):
         if _recorded(run, baseline_of, any_branch):

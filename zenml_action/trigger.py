@@ -46,8 +46,6 @@ Outcome = Literal["created", "busy", "refused", "ambiguous"]
 
 @dataclass(frozen=True)
 class RunKey:
-    """What finds the triggered run again: a run name or a tag."""
-
     run_name: str = ""
     tag: str = ""
 
