@@ -107,7 +107,8 @@ def text_metadata(project_id: str, resource_id: str, resource_type: str, values:
 
 
 def list_tags(name: str) -> Request:
-    return Request("GET", f"{API}/tags", params={"name": exactly(name)}, purpose="looking up the action's tag")
+    params = {"name": exactly(name)}
+    return Request("GET", f"{API}/tags", params=params, purpose="looking up the action's tag")
 
 
 def delete_tag(tag_id: str) -> Request:

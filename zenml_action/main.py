@@ -35,31 +35,26 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # Signals that come now are noted, not raised: the outputs and the
         # summary are written whole, then the action ends at once.
         with deadline.deferred():
-            exit_code = _write(report, environ, console) or exit_code
+            # Redaction comes last, on everything written: a key in a parameter
+            # or a run name must not reach an output or the summary either.
+            outputs = {name: console.redact(value) for name, value in report.outputs().items()}
+            from zenml_action.progress import steps_summary  # after the run: off the trigger's path
+
+            try:
+                write_outputs(outputs, environ.get("GITHUB_OUTPUT", ""), console)
+                if summary_file := environ.get("GITHUB_STEP_SUMMARY"):
+                    with open(summary_file, "a", encoding="utf-8") as handle:
+                        handle.write(console.redact(summary_markdown(report) + steps_summary(report.steps)))
+            except OSError as exc:
+                console.error(
+                    "Could not write the step's outputs or summary "
+                    f"({type(exc).__name__}: {exc.strerror or exc}). "
+                    "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
+                    "outside GitHub, unset them.",
+                    title="Cannot write outputs",
+                )
+                exit_code = 1
     return exit_code
-
-
-def _write(report: Report, environ: Mapping[str, str], console: Console) -> int:
-    """The outputs and the summary; 1 if they could not be written."""
-    # Redaction comes last, on everything written: a key in a parameter
-    # or a run name must not reach an output or the summary either.
-    outputs = {name: console.redact(value) for name, value in report.outputs().items()}
-    from zenml_action.progress import steps_summary  # after the run: off the trigger's path
-
-    try:
-        write_outputs(outputs, environ.get("GITHUB_OUTPUT", ""), console)
-        if summary_file := environ.get("GITHUB_STEP_SUMMARY"):
-            with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(console.redact(summary_markdown(report) + steps_summary(report.steps)))
-    except OSError as exc:
-        console.error(
-            f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
-            "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
-            "outside GitHub, unset them.",
-            title="Cannot write outputs",
-        )
-        return 1
-    return 0
 
 
 def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, report: Report) -> int:

@@ -133,7 +133,8 @@ def trigger_once(
             )
             if outcome == "busy":
                 after = response.headers.get("retry-after", "").strip()
-                wait = min(policy.retry_after_max, float(after)) if re.fullmatch(r"\d+(\.\d*)?", after) else 0.0
+                number = re.fullmatch(r"\d+(\.\d*)?", after)
+                wait = min(policy.retry_after_max, float(after)) if number else 0.0
                 wait = wait or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
