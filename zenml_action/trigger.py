@@ -111,7 +111,6 @@ def trigger_once(
     """The created (or adopted) run's body; raises what the user must know."""
     policy, busy_until = client.transport.policy, clock() + min(BUSY_SECONDS, deadline.left())
     busy = triggers = 0
-    ambiguous = False
     last_error: ActionError | None = None
     while triggers < MAX_TRIGGERS:
         triggers += 1
@@ -122,7 +121,8 @@ def trigger_once(
                 raise  # never delivered, already retried by the transport
             last_error = exc
         else:
-            outcome = classify(response, ambiguous, key)
+            # A busy answer is not counted: any earlier trigger was ambiguous.
+            outcome = classify(response, triggers > 1, key)
             if outcome == "created":
                 return dict(response.json())
             if outcome == "refused":
@@ -133,9 +133,8 @@ def trigger_once(
             )
             if outcome == "busy":
                 after = response.headers.get("retry-after", "").strip()
-                number = re.fullmatch(r"\d+(\.\d*)?", after)
-                wait = min(policy.retry_after_max, float(after)) if number else 0.0
-                wait = wait or policy.backoff_factor * 2 ** min(busy, 5)
+                asked = float(after) if re.fullmatch(r"\d+(\.\d*)?", after) else 0.0
+                wait = min(policy.retry_after_max, asked) or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
                 if busy == 0:
@@ -144,7 +143,6 @@ def trigger_once(
                 triggers -= 1  # the server did nothing: not an attempt
                 sleep(wait)
                 continue
-        ambiguous = True
         console.warning(f"The trigger may or may not have reached the server ({last_error}); checking.")
         run = _settle(client, key, sleep, clock)
         if run is not None:
