@@ -1,17 +1,13 @@
 """The action's one deadline, and the runner's cancel, as exceptions.
 
-`timeout` is set once in `main`; a cancel is a signal (the runner sends
-SIGINT, SIGTERM 7.5 s later, SIGKILL at 10 s). The deadline is a SIGALRM
-timer, and a signal interrupts any blocking call (a socket read, a sleep,
-the wait for a child: PEP 475) to run a handler that raises in the main
-thread: no phase can overrun `timeout`, and no timeout is threaded through.
-
-Both are `BaseException`s: no `except ActionError` or `except Exception`
-swallows them. What the user must still get (the stop of the run, the
-outputs, the summary) runs in `grace()`, once, bounded by GRACE_SECONDS.
-
-Limit: a host name lookup blocks in C (getaddrinfo); a signal is handled
-once it returns.
+`timeout` is a SIGALRM timer set once in `main`; a cancel is a signal (the
+runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL at 10 s). A signal
+interrupts any blocking call (a socket read, a sleep, the wait for a child:
+PEP 475) to run a handler that raises in the main thread: no phase can overrun
+`timeout`, and no timeout is threaded through. Both are `BaseException`s, which
+no `except Exception` swallows; what the user must still get (the stop of the
+run, the outputs, the summary) runs in `grace()`, bounded by GRACE_SECONDS.
+Limit: a host name lookup blocks in C (getaddrinfo) until it returns.
 """
 
 from __future__ import annotations
