@@ -29,8 +29,7 @@ class ConnectionFailed(ActionError):
     title = "Cannot reach the ZenML server"
 
     def __init__(self, message: str, maybe_sent: bool = False) -> None:
-        # True when the request may have reached the server before the
-        # connection failed (reset, read timeout): a POST may have acted.
+        # The request may have reached the server (reset, read timeout): a POST may have acted.
         self.maybe_sent = maybe_sent
         super().__init__(message)
 

@@ -66,8 +66,7 @@ class Console:
         self._stream = stream or sys.stdout
         self._secrets: list[str] = []
         self.debug_enabled = debug
-        # Outside GitHub nobody reads `::add-mask::`; secrets are still
-        # replaced in every line written.
+        # Outside GitHub nobody reads `::add-mask::` (secrets are still replaced).
         self._in_github = in_github
 
     def mask(self, secret: str) -> None:

@@ -77,9 +77,8 @@ def generated_run_name(pipeline_name: str, now: datetime) -> str:
 def choose_key(user_run_name: str, pipeline_name: str, origin: tuple[str, str, str], now: datetime | None = None) -> RunKey:
     if not user_run_name:
         return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
-    # `gha-idem-` + a digest of where the action runs + randomness: the
-    # GitHub part makes the tag traceable; the random part keeps two matrix
-    # jobs (same run, attempt and step ID) from adopting each other's run.
+    # `gha-idem-`, a digest of where the action runs (traceable) and randomness (two
+    # matrix jobs, same run, attempt and step ID, must not adopt each other's run).
     run_id, attempt, step = origin
     digest = hashlib.sha256(f"{run_id}/{attempt}/{step}".encode()).hexdigest()[:8]
     readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
