@@ -1,7 +1,7 @@
 """ZenML REST API: pure functions that build requests and decode responses.
 
-Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`); see also
-`zenml-server-facts.md` in the project's reference notes.
+Shapes are those of ZenML 0.98 (`zenml/zen_server/routers/*`; the project's
+reference notes, `zenml-server-facts.md`).
 """
 
 from __future__ import annotations
@@ -24,20 +24,12 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cached", "cancelled", "st
 SUCCESS_STATUSES = frozenset({"completed", "cached"})
 
 
-# -- requests ---------------------------------------------------------------
-
-
 def login(api_key: str) -> Request:
     """Exchange the API key for a short-lived token: requests that carry the
     raw key are re-verified by the server each time (about 0.9 s)."""
-    return Request(
-        "POST",
-        f"{API}/login",
-        form={"grant_type": "zenml-api-key", "password": api_key},
-        purpose="logging in with the API key",
-        authenticated=False,
-        retry="login",
-    )
+    form = {"grant_type": "zenml-api-key", "password": api_key}
+    purpose = "logging in with the API key"
+    return Request("POST", f"{API}/login", form=form, purpose=purpose, authenticated=False, retry="login")
 
 
 def server_info() -> Request:
@@ -52,33 +44,23 @@ def exactly(name: str) -> str:
 
 
 def newest_first(size: int, **filters: str) -> dict[str, str]:
-    """Listing parameters: newest first, and only the filters that are set."""
     return {"sort_by": "desc:created", "size": str(size), **{k: v for k, v in filters.items() if v}}
 
 
 def list_snapshots(
-    *,
-    name: str = "",
-    project: str = "",
-    pipeline: str = "",
-    runnable: bool | None = None,
-    size: int = 20,
-    hydrate: bool = False,
+    *, name: str = "", project: str = "", pipeline: str = "",
+    runnable: bool = False, size: int = 20, hydrate: bool = False,
 ) -> Request:
-    """`hydrate` includes each snapshot's pipeline spec, which saves reading
-    the one found again."""
-    params = newest_first(size, named_only="true", name=exactly(name), project=project, pipeline=pipeline)
-    if runnable is not None:
-        params["runnable"] = str(runnable).lower()
-    if hydrate:
-        params["hydrate"] = "true"
+    # `hydrate` includes each snapshot's pipeline spec: no second read.
+    params = newest_first(
+        size, named_only="true", name=exactly(name), project=project, pipeline=pipeline,
+        runnable="true" if runnable else "", hydrate="true" if hydrate else "",
+    )
     return Request("GET", f"{API}/pipeline_snapshots", params=params, purpose="looking up snapshots")
 
 
 def get_snapshot(snapshot_id: UUID | str) -> Request:
-    return Request(
-        "GET", f"{API}/pipeline_snapshots/{snapshot_id}", purpose="reading the snapshot"
-    )
+    return Request("GET", f"{API}/pipeline_snapshots/{snapshot_id}", purpose="reading the snapshot")
 
 
 def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "", size: int = 20) -> Request:
@@ -87,31 +69,19 @@ def list_run_templates(*, name: str = "", project: str = "", pipeline: str = "",
 
 
 def get_run_template(template_id: UUID | str) -> Request:
-    return Request(
-        "GET",
-        f"{API}/run_templates/{template_id}",
-        params={"hydrate": "true"},
-        purpose="reading the run template",
-    )
+    path, purpose = f"{API}/run_templates/{template_id}", "reading the run template"
+    return Request("GET", path, params={"hydrate": "true"}, purpose=purpose)
 
 
 def trigger_snapshot(snapshot_id: str, run_configuration: dict[str, Any]) -> Request:
-    return Request(
-        "POST",
-        f"{API}/pipeline_snapshots/{snapshot_id}/runs",
-        json={"run_configuration": run_configuration},
-        purpose="triggering the run",
-    )
+    path, body = f"{API}/pipeline_snapshots/{snapshot_id}/runs", {"run_configuration": run_configuration}
+    return Request("POST", path, json=body, purpose="triggering the run")
 
 
 def trigger_run_template(template_id: str, run_configuration: dict[str, Any]) -> Request:
     # Legacy endpoint: the run configuration is the whole body.
-    return Request(
-        "POST",
-        f"{API}/run_templates/{template_id}/runs",
-        json=run_configuration,
-        purpose="triggering the run",
-    )
+    path = f"{API}/run_templates/{template_id}/runs"
+    return Request("POST", path, json=run_configuration, purpose="triggering the run")
 
 
 def get_run(run_id: str, hydrate: bool = False) -> Request:
@@ -126,31 +96,24 @@ def stop_run(run_id: str) -> Request:
 
 
 def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
-    """Attach text `values` to a run, a wait condition, a model version...
-    (`resource_type` as ZenML's `MetadataResourceTypes`; the server answers
-    `null`)."""
-    return Request(
-        "POST",
-        f"{API}/run-metadata",
-        json={
-            "project": project_id,
-            "resources": [{"id": resource_id, "type": resource_type}],
-            "values": dict(values),
-            "types": dict.fromkeys(values, "str"),
-        },
-        purpose=purpose,
-    )
+    """Attach text `values` to a `resource_type` (ZenML's `MetadataResourceTypes`)."""
+    body = {
+        "project": project_id,
+        "resources": [{"id": resource_id, "type": resource_type}],
+        "values": dict(values),
+        "types": dict.fromkeys(values, "str"),
+    }
+    return Request("POST", f"{API}/run-metadata", json=body, purpose=purpose)
 
 
 def list_tags(name: str) -> Request:
-    return Request("GET", f"{API}/tags", params={"name": f"equals:{name}"}, purpose="looking up the action's tag")
+    params = {"name": exactly(name)}
+    return Request("GET", f"{API}/tags", params=params, purpose="looking up the action's tag")
 
 
 def delete_tag(tag_id: str) -> Request:
     return Request("DELETE", f"{API}/tags/{tag_id}", purpose="deleting the action's one-off tag")
 
-
-# -- responses --------------------------------------------------------------
 
 # Server tracebacks and validation errors can carry file paths of the
 # server's installation; users get the message without them.
@@ -162,7 +125,6 @@ _PATH = re.compile(
 
 @dataclass(frozen=True)
 class ServerMessage:
-    exception: str
     message: str
 
 
@@ -173,31 +135,24 @@ def decode_error(response: Response) -> ServerMessage:
     body = response.json()
     detail = body.get("detail", body) if isinstance(body, dict) else body
     if isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail):
-        name, message = detail
-    elif isinstance(detail, str):
-        name, message = "", detail
-    elif isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        detail = detail[1]
+    elif isinstance(detail, list):
         # FastAPI's own validation shape: [{"loc": [...], "msg": "..."}]
-        name = "ValidationError"
-        message = "; ".join(str(item.get("msg", "")) for item in detail if isinstance(item, dict))
-    else:
-        name, message = "", ""
-    message = _PATH.sub("", message)
-    message = re.sub(r"\s+", " ", message).strip()
+        detail = "; ".join(str(item.get("msg", "")) for item in detail if isinstance(item, dict))
+    message = re.sub(r"\s+", " ", _PATH.sub("", detail if isinstance(detail, str) else "")).strip()
     if not message:
         message = f"HTTP {response.status} with no explanation"
         if body is None and response.body:
             message += " (the answer was not JSON: a proxy or load balancer may be in the way)"
-    return ServerMessage(name, shorten(message, 600))
+    return ServerMessage(shorten(message, 600))
 
 
 def decode_token(body: Any) -> str:
     """The access token, if it is one: a token with white space or control
     characters could not go into a header ("" then: no token)."""
-    token = body.get("access_token") if isinstance(body, dict) else None
-    if isinstance(token, str) and token.isprintable() and not any(c.isspace() for c in token):
-        return token
-    return ""
+    token = dig(body, "access_token")
+    usable = isinstance(token, str) and token.isprintable() and not any(c.isspace() for c in token)
+    return token if usable else ""
 
 
 def items(body: Any) -> list[dict[str, Any]]:
@@ -211,17 +166,13 @@ def items(body: Any) -> list[dict[str, Any]]:
 def dig(obj: Any, *keys: str) -> Any:
     """obj[k1][k2]... or None when any level is missing."""
     for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
+        obj = obj.get(key) if isinstance(obj, dict) else None
     return obj
 
 
 def decode_status(body: Any) -> str:
     """A run's status, from its body (or a bare JSON string)."""
-    if isinstance(body, str):
-        return body
-    status = dig(body, "body", "status")
+    status = body if isinstance(body, str) else dig(body, "body", "status")
     return status if isinstance(status, str) else ""
 
 
@@ -231,24 +182,20 @@ def is_finished(status: str) -> bool:
 
 
 def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) -> str:
-    """The dashboard link. ZenML Pro routes on `dashboard_url` and the
-    project ID (as ZenML's own `dashboard_utils.get_run_url`); the dashboard
-    bundled with a ZenML 0.98 server has the one route
-    `/projects/default/runs/:runId` whatever the project (its
-    `routes.projects.runs.detail`), so no request for the project's name."""
-    info = info if isinstance(info, dict) else {}
+    """The dashboard link. ZenML Pro routes on `dashboard_url` and the project
+    ID (as ZenML's `dashboard_utils.get_run_url`); a 0.98 server's bundled
+    dashboard has the one route `/projects/default/runs/:runId` whatever the
+    project (`routes.projects.runs.detail`): no request for its name."""
     run = quote(run_id, safe="")
-    dashboard = _web_address(info.get("dashboard_url"))
-    if info.get("deployment_type") == "cloud" and dashboard:
+    if dashboard := cloud_dashboard(info):
         return f"{dashboard}/projects/{quote(project_id, safe='')}/runs/{run}"
-    base = _web_address(info.get("server_url")) or base_url.rstrip("/")
+    base = _web_address(dig(info, "server_url")) or base_url.rstrip("/")
     return f"{base}/projects/default/runs/{run}"
 
 
 def cloud_dashboard(info: Any) -> str:
     """ZenML Pro's dashboard address from `/info` ("" for another server)."""
-    info = info if isinstance(info, dict) else {}
-    return _web_address(info.get("dashboard_url")) if info.get("deployment_type") == "cloud" else ""
+    return _web_address(dig(info, "dashboard_url")) if dig(info, "deployment_type") == "cloud" else ""
 
 
 _WEB_ADDRESS = re.compile(r"https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9._~%/\-]*)?")
@@ -258,92 +205,72 @@ def _web_address(value: Any) -> str:
     """An address from the server, if it is a plain web address: one that
     holds white space, Markdown or anything else is not used (the summary
     and the outputs would carry it)."""
-    if isinstance(value, str) and _WEB_ADDRESS.fullmatch(value.strip()):
-        return value.strip().rstrip("/")
-    return ""
+    value = value.strip() if isinstance(value, str) else ""
+    return value.rstrip("/") if _WEB_ADDRESS.fullmatch(value) else ""
 
 
-# -- why a run failed (failures.py) -------------------------------------------
-# Step logs are served on every server version the action supports; 0.98
-# requires a `source` (`step`: the step's own log, `runner`: the log of the
-# process that started a server-triggered run), older servers have no such
-# parameter and ignore it. Answers are a list of entries (`message`, chunks
-# of one long entry share an `id`) or, on older servers, one string.
-
-MAX_FAILED_STEPS = 5
+# Why a run failed (failures.py). Step logs are served on every server
+# version the action supports; 0.98 requires a `source` (`step`: the step's
+# own log, `runner`: that of the process that started a server-triggered
+# run), older servers ignore it. Answers are a list of entries (`message`,
+# chunks of one long entry share an `id`) or, on older servers, one string.
 
 
 def list_failed_steps(run_id: str) -> Request:
     """Hydrated: each step's `metadata.exception_info` carries its traceback."""
-    params = {
-        "pipeline_run_id": run_id,
-        "status": "failed",
-        "hydrate": "true",
-        "sort_by": "asc:created",
-        "size": str(MAX_FAILED_STEPS),
-    }
+    params = {"pipeline_run_id": run_id, "status": "failed", "hydrate": "true"}
+    params.update(sort_by="asc:created", size="5")
     return Request("GET", f"{API}/steps", params=params, purpose="listing the run's failed steps")
 
 
 def step_logs(step_id: str) -> Request:
-    return Request(
-        "GET", f"{API}/steps/{step_id}/logs", params={"source": "step"}, purpose="reading the failed step's log"
-    )
+    path, purpose = f"{API}/steps/{step_id}/logs", "reading the failed step's log"
+    return Request("GET", path, params={"source": "step"}, purpose=purpose)
 
 
 def run_logs(run_id: str) -> Request:
-    return Request("GET", f"{API}/runs/{run_id}/logs", params={"source": "runner"}, purpose="reading the run's log")
+    path, purpose = f"{API}/runs/{run_id}/logs", "reading the run's log"
+    return Request("GET", path, params={"source": "runner"}, purpose=purpose)
 
 
 def model_version_in_stage(model: str, stage: str) -> Request:
     """The newest version of `model` in `stage` (production, staging, ...),
     hydrated: its metadata carries the metrics logged on it."""
-    # `latest` is no stage a version holds: it means the newest version.
-    params = newest_first(1, model=_literal(model), stage="" if stage == "latest" else stage)
-    params["hydrate"] = "true"
+    # `latest` is no stage a version holds: it means the newest version. A
+    # name with a colon takes `equals:` (`provenance.metadata_filter`).
+    model = f"equals:{model}" if ":" in model else model
+    params = {**newest_first(1, model=model, stage="" if stage == "latest" else stage), "hydrate": "true"}
     return Request("GET", f"{API}/model_versions", params=params, purpose="looking up the model version")
 
 
 def decode_model_version(body: Any) -> dict[str, Any] | None:
-    found = items(body)
-    return found[0] if found else None
+    return next(iter(items(body)), None)
 
 
 def run_metadata(entity: Any) -> dict[str, Any]:
-    """The run metadata of a hydrated run or model version ({} if none)."""
+    """The run metadata of a hydrated run or model version."""
     values = dig(entity, "metadata", "run_metadata")
     return values if isinstance(values, dict) else {}
 
 
 def created_at(entity: Any) -> datetime | None:
     """When a run or model version was created (UTC)."""
-    created = dig(entity, "body", "created")
-    if not isinstance(created, str):
-        return None
     try:
-        moment = datetime.fromisoformat(created)
-    except ValueError:
+        moment = datetime.fromisoformat(dig(entity, "body", "created"))
+    except (TypeError, ValueError):
         return None
     # ZenML writes UTC without a zone.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _literal(value: str) -> str:
-    """A filter value the server takes as it is (see `metadata_filter`)."""
-    return f"equals:{value}" if ":" in value else value
-
-
 def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:
     """What two runs are compared by (`judge.differing_parameters`): the
-    pipeline's parameters from a hydrated run (`metadata.config`) and, given
-    the run's snapshot (`get_snapshot(run["resources"]["snapshot"]["id"])`),
+    pipeline's parameters of a hydrated run and, given the run's snapshot,
     each step's parameters under `steps.<step>`."""
     parameters = dig(run, "metadata", "config", "parameters")
     found: dict[str, Any] = dict(parameters) if isinstance(parameters, dict) else {}
     steps = dig(snapshot, "metadata", "step_configurations")
     if isinstance(steps, dict):
-        step_parameters = {
-            name: dig(step, "config", "parameters") for name, step in steps.items()
-        }
+        step_parameters = {name: dig(step, "config", "parameters") for name, step in steps.items()}
         found["steps"] = {name: p for name, p in step_parameters.items() if isinstance(p, dict) and p}
     return found

@@ -1,5 +1,4 @@
-"""Work beside the main thread: the login beside `/info`, the GitHub context
-recorded while the run is waited for."""
+"""Work beside the main thread (the login beside `/info`, the GitHub context)."""
 
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ class Background(Generic[T]):
 
     def result(self) -> T:
         self._thread.join()
-        value, error = self._outcome
-        if error is not None:
-            raise error
-        return cast(T, value)
+        if self._outcome[1] is not None:
+            raise self._outcome[1]
+        return cast(T, self._outcome[0])

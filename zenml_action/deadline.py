@@ -1,21 +1,13 @@
 """The action's one deadline, and the runner's cancel, as exceptions.
 
-`timeout` is one point in time, set once in `main`. A cancel is a signal
-(the runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL at 10 s). Both
-become an exception raised in the main thread wherever it is: the deadline
-is a SIGALRM timer, and a signal interrupts any blocking call (a socket
-read, a back-off sleep, the wait for a child process: PEP 475) to run the
-handler, which raises. So no phase can overrun `timeout`, whatever the
-network does, and no timeout has to be threaded through the code.
-
-Both are `BaseException`s, like `KeyboardInterrupt`: no `except ActionError`
-or `except Exception` can swallow them, and nothing after them looks a
-baseline up or judges. What the user must still get (the stop of a run
-that should not go on, the outputs, the summary) runs in `grace()`, once,
-bounded by GRACE_SECONDS; a second signal then cuts the grace short.
-
-Limit: a host name lookup blocks in C (getaddrinfo) and does not return to
-Python until the resolver gives up; a signal is handled as soon as it does.
+`timeout` is a SIGALRM timer set once in `main`; a cancel is a signal (the
+runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL at 10 s). A signal
+interrupts any blocking call (a socket read, a sleep, the wait for a child:
+PEP 475) to run a handler that raises in the main thread: no phase can overrun
+`timeout`, and no timeout is threaded through. Both are `BaseException`s, which
+no `except Exception` swallows; what the user must still get (the stop of the
+run, the outputs, the summary) runs in `grace()`, bounded by GRACE_SECONDS.
+Limit: a host name lookup blocks in C (getaddrinfo) until it returns.
 """
 
 from __future__ import annotations
@@ -38,8 +30,6 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(BaseException):
-    """The deadline passed or the workflow was cancelled."""
-
     title: ClassVar[str] = "Interrupted"
     conclusion: ClassVar[str] = "cancelled"
 
@@ -85,13 +75,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_cancel(signum: int, frame: FrameType | None) -> None:
-    raise Cancelled(
-        f"The workflow was cancelled ({signal.Signals(signum).name}) while {_clock.phase}."
-    )
-
-
-def _note(signum: int, frame: FrameType | None) -> None:
-    _clock.pending.append(signum)
+    raise Cancelled(f"The workflow was cancelled ({signal.Signals(signum).name}) while {_clock.phase}.")
 
 
 def _arm(seconds: float) -> None:
@@ -99,8 +83,7 @@ def _arm(seconds: float) -> None:
 
 
 def start(seconds: float) -> None:
-    """Set the deadline `seconds` from now (`math.inf`: none), within
-    `bounded`."""
+    """Set the deadline `seconds` from now (`math.inf`: none), within `bounded`."""
     _clock.seconds, _clock.at = seconds, time.monotonic() + seconds
     _arm(seconds)
 
@@ -139,7 +122,10 @@ def deferred() -> Iterator[list[int]]:
     """Signals arriving within the block are noted, not raised: writing the
     outputs and the summary is not cut in half. The list says which came."""
     signal.setitimer(signal.ITIMER_REAL, 0)
-    previous = {sig: signal.signal(sig, _note) for sig in (*_SIGNALS, signal.SIGALRM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: _clock.pending.append(signum))
+        for sig in (*_SIGNALS, signal.SIGALRM)
+    }
     try:
         yield _clock.pending
     finally:

@@ -1,8 +1,6 @@
-"""Every failure a user can act on, each with what failed, why and the fix.
-
+"""Every failure a user can act on, each with what failed, why and the fix:
 `main()` turns an `ActionError` into one `::error title=...::` annotation and
-exit code 1; anything else is a bug and is reported as such.
-"""
+exit code 1; anything else is a bug and is reported as such."""
 
 from __future__ import annotations
 
@@ -13,12 +11,9 @@ class ActionError(Exception):
     """Base class: `title` becomes the annotation's title, the message its body."""
 
     title: ClassVar[str] = "ZenML action failed"
-    exit_code: ClassVar[int] = 1
 
 
 class InputError(ActionError):
-    """An input is missing, malformed or contradicts another."""
-
     title = "Invalid input"
 
     def __init__(self, name: str, problem: str, fix: str) -> None:
@@ -27,8 +22,6 @@ class InputError(ActionError):
 
 
 class ParameterError(ActionError):
-    """`parameters`/`config` do not match what the pipeline accepts."""
-
     title = "Invalid pipeline parameters"
 
 
@@ -36,15 +29,12 @@ class ConnectionFailed(ActionError):
     title = "Cannot reach the ZenML server"
 
     def __init__(self, message: str, maybe_sent: bool = False) -> None:
-        # True when the request may have reached the server before the
-        # connection failed (reset, read timeout): a POST may have acted.
+        # The request may have reached the server (reset, read timeout): a POST may have acted.
         self.maybe_sent = maybe_sent
         super().__init__(message)
 
 
 class ProxyFailed(ConnectionFailed):
-    """The proxy from the environment refused or could not carry the request."""
-
     title = "Proxy problem"
 
 
@@ -75,8 +65,6 @@ class ServerCannotRun(ActionError):
 
 
 class ServerRejected(ActionError):
-    """The server refused a request for a reason it explained."""
-
     title = "The ZenML server refused the request"
 
 
@@ -89,14 +77,10 @@ class RunFailed(ActionError):
 
 
 class GateFailed(ActionError):
-    """A `gate` rule failed: the run completed, the model is not good enough."""
-
     title = "Quality gate failed"
 
 
 class UnsupportedServer(ActionError):
-    """The server's ZenML version is older than any this action supports."""
-
     title = "Unsupported ZenML server version"
 
 

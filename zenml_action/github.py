@@ -12,23 +12,17 @@ import secrets
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote, quote_plus
+
+MIN_SECRET_LENGTH = 12
+# GitHub shows an annotation's first few thousand characters at most.
+MAX_ANNOTATION = 4000
 
 
 def escape_data(value: str) -> str:
     """Escape a workflow command's message so it stays one command."""
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(value: str) -> str:
-    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
-
-
-MIN_SECRET_LENGTH = 12
-# GitHub shows an annotation's first few thousand characters at most.
-MAX_ANNOTATION = 4000
 
 
 def shorten(text: str, limit: int = 80) -> str:
@@ -46,8 +40,7 @@ def quoted(value: str) -> str:
 def markdown_text(text: str) -> str:
     """Text that Markdown (GitHub's, in a job summary or comment) shows as
     it is: no HTML, no links, no emphasis, no breaking out of a table."""
-    # Quotes are text outside an HTML attribute (and `&#x27;` is what a
-    # reader would see of an apostrophe in a code span).
+    # Quotes are text outside an HTML attribute (`&#x27;` would show in a code span).
     text = html.escape(text, quote=False)
     for char in "\\`*_[]|!#~":
         text = text.replace(char, "\\" + char)
@@ -55,68 +48,46 @@ def markdown_text(text: str) -> str:
     # for one character keeps them text, and they read the same.
     text = text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
     # A mention (`@user`, `@org/team`) notifies, a reference (`#3`,
-    # `owner/repo#3`, `GH-12`) cross-links: a zero-width space after `@`, `#`
-    # or `GH-` keeps them text (escaping is not enough: GitHub finds them in
-    # the rendered text).
+    # `owner/repo#3`, `GH-12`) cross-links: GitHub finds them in the rendered
+    # text, so a zero-width space after `@`, `#` or `GH-` keeps them text.
     return _REFERENCE.sub(lambda match: match.group(0) + "&#8203;", text)
 
 
-# An `@` after a word character (`user@host`, `model@production`) mentions
-# no one.
+# An `@` after a word character (`user@host`, `model@production`) mentions no one.
 _REFERENCE = re.compile(r"(?<![\w.\\-])@(?=[A-Za-z0-9])|\\#(?=[0-9])|\bGH-(?=[0-9])", re.IGNORECASE)
 
 
-def encoded_forms(secret: str) -> list[str]:
-    """The ways a secret can appear in what the action writes: as it is,
-    URL- and form-encoded (in an echoed login request, once or twice),
-    JSON-escaped, and escaped for Markdown (in the summary)."""
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret),
-        quote(quote(secret, safe=""), safe=""),
-        quote_plus(quote_plus(secret)),
-        json.dumps(secret)[1:-1],
-        markdown_text(secret),
-    }
-    return sorted(forms, key=len, reverse=True)
-
-
-def looks_like_command(line: str) -> bool:
-    """Would the runner read this log line as a workflow command?
-    (actions/runner ActionCommand: `::` after trimming, legacy `##[`.)"""
-    return line.lstrip().startswith("::") or "##[" in line
-
-
 class Console:
-    """Writes workflow commands and log lines to stdout.
-
-    Every line passes through `_write`, which replaces registered secrets, so
-    a secret that reaches a message by accident is still never printed.
-    """
+    """Workflow commands and log lines on stdout. Every line passes through
+    `_write`, which replaces registered secrets: a secret that reaches a
+    message by accident is still never printed."""
 
     def __init__(self, stream: TextIO | None = None, debug: bool = False, in_github: bool = True) -> None:
         self._stream = stream or sys.stdout
         self._secrets: list[str] = []
         self.debug_enabled = debug
-        # Outside GitHub nobody reads `::add-mask::`; secrets are still
-        # replaced in every line written.
-        self._announce_masks = in_github
+        # Outside GitHub nobody reads `::add-mask::` (secrets are still replaced).
+        self._in_github = in_github
 
     def mask(self, secret: str) -> None:
         # Too short to be a real key or token: masking it would blank out
         # ordinary words and spaces in every message.
         if len(secret.strip()) < MIN_SECRET_LENGTH or secret in self._secrets:
             return
-        self._secrets.extend(form for form in encoded_forms(secret) if form not in self._secrets)
+        # The ways a secret can appear in what the action writes: as it is,
+        # URL- and form-encoded (in an echoed login request, once or twice),
+        # JSON-escaped, and escaped for Markdown (in the summary).
+        url, plus = quote(secret, safe=""), quote_plus(secret)
+        forms = {secret, url, plus, quote(url, safe=""), quote_plus(plus)}
+        forms |= {json.dumps(secret)[1:-1], markdown_text(secret)}
+        self._secrets.extend(form for form in forms if form not in self._secrets)
         # Longest first: a form that contains another is replaced whole.
         self._secrets.sort(key=len, reverse=True)
-        if not self._announce_masks:
-            return
-        # The runner masks each line of a multi-line value separately.
-        for line in secret.splitlines():
-            if line.strip():
-                self._raw(f"::add-mask::{line}")
+        if self._in_github:
+            # The runner masks each line of a multi-line value separately.
+            for line in secret.splitlines():
+                if line.strip():
+                    self._raw(f"::add-mask::{line}")
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -132,46 +103,45 @@ class Console:
 
     def info(self, message: str) -> None:
         """Plain log text. Text from users or the server that the runner
-        could read as a command (`::` after leading white space, or a legacy
-        `##[...]` anywhere in the line) is wrapped in `stop-commands`, under
-        which the runner executes nothing."""
+        could read as a command (actions/runner ActionCommand: `::` after
+        leading white space, or a legacy `##[` anywhere in the line) is
+        relayed inside `stop-commands`."""
         lines = message.splitlines() or [""]
-        if not any(looks_like_command(line) for line in lines):
-            for line in lines:
-                self._write(line)
-            return
-        resume = secrets.token_hex(16)
-        self._raw(f"::stop-commands::{resume}")
+        commands = any(line.lstrip().startswith("::") or "##[" in line for line in lines)
+        relay = self.relay() if commands else None
         for line in lines:
             self._write(line)
-        self._raw(f"::{resume}::")
+        if relay:
+            relay.close()
 
     def relay(self) -> Relay:
-        """Open a block of text from elsewhere (a pipeline's own log)."""
+        """A block of text from elsewhere (a pipeline's own log)."""
         return Relay(self)
 
     def debug(self, message: str) -> None:
         if self.debug_enabled:
             self._write(f"::debug::{escape_data(self.redact(message))}")
 
+    def _annotate(self, command: str, message: str, title: str) -> None:
+        title = escape_data(title).replace(":", "%3A").replace(",", "%2C")
+        props = f" title={title}" if title else ""
+        self._write(f"::{command}{props}::{escape_data(shorten(self.redact(message), MAX_ANNOTATION))}")
+
     def warning(self, message: str, title: str = "") -> None:
-        props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::warning{props}::{escape_data(shorten(self.redact(message), MAX_ANNOTATION))}")
+        self._annotate("warning", message, title)
 
     def notice(self, message: str, title: str = "") -> None:
-        props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::notice{props}::{escape_data(message)}")
+        self._annotate("notice", message, title)
 
     def error(self, message: str, title: str = "") -> None:
-        props = f" title={escape_property(title)}" if title else ""
-        self._write(f"::error{props}::{escape_data(shorten(self.redact(message), MAX_ANNOTATION))}")
+        self._annotate("error", message, title)
 
     def group(self, name: str) -> None:
         # Outside GitHub nothing folds groups: a plain heading reads better.
-        self._write(f"::group::{escape_data(name)}" if self._announce_masks else f"--- {name} ---")
+        self._write(f"::group::{escape_data(name)}" if self._in_github else f"--- {name} ---")
 
     def endgroup(self) -> None:
-        self._write("::endgroup::" if self._announce_masks else "---")
+        self._write("::endgroup::" if self._in_github else "---")
 
 
 class Relay:
@@ -184,19 +154,18 @@ class Relay:
         self._console = console
         self._resume = secrets.token_hex(16)
         self._lock = threading.Lock()
-        self._open = True
         console._raw(f"::stop-commands::{self._resume}")
 
     def line(self, text: str) -> None:
         with self._lock:
-            if self._open:
+            if self._resume:  # open
                 self._console._write(text)
 
     def close(self) -> None:
         with self._lock:
-            if self._open:
-                self._open = False
+            if self._resume:
                 self._console._raw(f"::{self._resume}::")
+                self._resume = ""
 
 
 def format_outputs(outputs: Mapping[str, str]) -> str:
@@ -211,18 +180,11 @@ def format_outputs(outputs: Mapping[str, str]) -> str:
     return "".join(chunks)
 
 
-def write_outputs(outputs: Mapping[str, str], output_file: Path | None, console: Console) -> None:
+def write_outputs(outputs: Mapping[str, str], output_file: str, console: Console) -> None:
     """Append to GITHUB_OUTPUT, or print `name=value` lines outside GitHub."""
-    if output_file is not None:
-        with output_file.open("a", encoding="utf-8") as handle:
+    if output_file:
+        with open(output_file, "a", encoding="utf-8") as handle:
             handle.write(format_outputs(outputs))
         return
     for name, value in outputs.items():
         console.info(f"{name}={value}")
-
-
-def append_summary(markdown: str, summary_file: Path | None) -> None:
-    if summary_file is None:
-        return
-    with summary_file.open("a", encoding="utf-8") as handle:
-        handle.write(markdown)

@@ -1,31 +1,18 @@
-"""The action's one entry and one exit path.
-
-Whatever happens, this is where the `::error::` annotation, the step outputs
-and the job summary are written, and where the exit code is decided.
-"""
+"""The action's one entry and one exit path: whatever happens, this is where
+the `::error::` annotation, the step outputs and the job summary are written,
+and where the exit code is decided."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from zenml_action import deadline
 from zenml_action.errors import ActionError
-from zenml_action.github import Console, append_summary, write_outputs
+from zenml_action.github import Console, write_outputs
 from zenml_action.inputs import read_inputs
 from zenml_action.report import Report, summary_markdown
-
-
-def mask_secrets_early(environ: Mapping[str, str], argv: Sequence[str], console: Console) -> None:
-    """Mask the key before any line is printed, even one that fails validation."""
-    candidates = [environ.get(k, "") for k in ("INPUT_API-KEY", "INPUT_API_KEY", "ZENML_STORE_API_KEY")]
-    candidates += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--api-key"]
-    candidates += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--api-key=")]
-    for value in candidates:
-        console.mask(value)
-        console.mask(value.strip())
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -35,44 +22,46 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         debug=environ.get("RUNNER_DEBUG") == "1" or "--debug" in argv,
         in_github=environ.get("GITHUB_ACTIONS") == "true",
     )
-    mask_secrets_early(environ, argv, console)
+    # The key is masked before any line is printed, even one that fails validation.
+    keys = [environ.get(k, "") for k in ("INPUT_API-KEY", "INPUT_API_KEY", "ZENML_STORE_API_KEY")]
+    keys += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--api-key"]
+    keys += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--api-key=")]
+    for key in keys:
+        console.mask(key)
+        console.mask(key.strip())
     report = Report()
-    output_file = Path(environ["GITHUB_OUTPUT"]) if environ.get("GITHUB_OUTPUT") else None
-    summary_file = Path(environ["GITHUB_STEP_SUMMARY"]) if environ.get("GITHUB_STEP_SUMMARY") else None
     with deadline.bounded():
         exit_code = _run(argv, environ, console, report)
         # Signals that come now are noted, not raised: the outputs and the
         # summary are written whole, then the action ends at once.
         with deadline.deferred():
-            exit_code = _write(report, output_file, summary_file, console) or exit_code
+            # Redaction comes last, on everything written: a key in a parameter
+            # or a run name must not reach an output or the summary either.
+            outputs = {name: console.redact(value) for name, value in report.outputs().items()}
+            from zenml_action.progress import steps_summary  # after the run: off the trigger's path
+
+            try:
+                write_outputs(outputs, environ.get("GITHUB_OUTPUT", ""), console)
+                if summary_file := environ.get("GITHUB_STEP_SUMMARY"):
+                    with open(summary_file, "a", encoding="utf-8") as handle:
+                        handle.write(console.redact(summary_markdown(report) + steps_summary(report.steps)))
+            except OSError as exc:
+                console.error(
+                    "Could not write the step's outputs or summary "
+                    f"({type(exc).__name__}: {exc.strerror or exc}). "
+                    "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
+                    "outside GitHub, unset them.",
+                    title="Cannot write outputs",
+                )
+                exit_code = 1
     return exit_code
-
-
-def _write(report: Report, output_file: Path | None, summary_file: Path | None, console: Console) -> int:
-    """The outputs and the summary; 1 if they could not be written."""
-    # Redaction comes last, on everything written: a key in a parameter
-    # or a run name must not reach an output or the summary either.
-    outputs = {name: console.redact(value) for name, value in report.outputs().items()}
-    from zenml_action.progress import steps_summary  # after the run: off the trigger's path
-
-    try:
-        write_outputs(outputs, output_file, console)
-        append_summary(console.redact(summary_markdown(report) + steps_summary(report.steps)), summary_file)
-    except OSError as exc:
-        console.error(
-            f"Could not write the step's outputs or summary ({type(exc).__name__}: {exc.strerror or exc}). "
-            "GITHUB_OUTPUT and GITHUB_STEP_SUMMARY must name files in an existing directory; "
-            "outside GitHub, unset them.",
-            title="Cannot write outputs",
-        )
-        return 1
-    return 0
 
 
 def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, report: Report) -> int:
     """Run the mode the inputs ask for; the exit code, with the error (if
     any) written as the one `::error::` annotation. The modes stop what
     they started when interrupted (`runs.interrupted`), then re-raise."""
+    summary_error = ""
     try:
         inputs = read_inputs(environ, argv)
         console.debug_enabled = inputs.debug
@@ -87,28 +76,23 @@ def _run(argv: Sequence[str], environ: Mapping[str, str], console: Console, repo
             server_side.run(inputs, console, report)
     except deadline.Interrupted as stop:
         report.conclusion = stop.conclusion
-        return _failed(report, console, str(stop), stop.title)
+        message, title = str(stop), stop.title
     except ActionError as exc:
-        return _failed(report, console, str(exc), exc.title, exc.exit_code)
+        message, title = str(exc), exc.title
     except Exception as exc:  # a bug: say so without a traceback, unless debugging
         if console.debug_enabled:
             import traceback
 
             console.debug(traceback.format_exc())
-        return _failed(
-            report,
-            console,
+        message = (
             f"The action failed unexpectedly ({type(exc).__name__}). This is a bug in the "
-            "action: please report it with the step's log (re-run with debug logging for details).",
-            "Internal error",
-            summary_error=f"internal error: {type(exc).__name__}",
+            "action: please report it with the step's log (re-run with debug logging for details)."
         )
-    return 0
-
-
-def _failed(report: Report, console: Console, message: str, title: str, exit_code: int = 1, summary_error: str = "") -> int:
+        title, summary_error = "Internal error", f"internal error: {type(exc).__name__}"
+    else:
+        return 0
     report.error = summary_error or console.redact(message)
     if report.run_id and not report.conclusion:
         report.conclusion = "failure"
     console.error(message, title=title)
-    return exit_code
+    return 1

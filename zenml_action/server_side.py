@@ -19,10 +19,10 @@ from zenml_action.inputs import Inputs
 from zenml_action.parameters import check_and_translate, prepare_checks, read_run_configuration, unchecked
 from zenml_action.report import Report
 from zenml_action.resolve import RUN_TEMPLATE, resolve
+from zenml_action.versions import NEWEST, server_version, stated
 
 if TYPE_CHECKING:
     from zenml_action.trigger import RunKey
-    from zenml_action.versions import ServerVersion
 
 
 def run(inputs: Inputs, console: Console, report: Report) -> None:
@@ -48,22 +48,6 @@ def run(inputs: Inputs, console: Console, report: Report) -> None:
 
             forget_tag(client, in_flight[-1], console)
         raise
-
-
-def learn_server_version(info_future: Background[Any], console: Console) -> ServerVersion:
-    """The server's version, from the `/info` read beside the login: it
-    decides which endpoints and shapes the rest of the run uses."""
-    from zenml_action.versions import NEWEST, server_version
-
-    try:
-        info = info_future.result()
-    except ActionError as exc:
-        console.warning(f"Could not read the server's version ({exc}); assuming ZenML {NEWEST.raw}.")
-        return NEWEST
-    version, notice = server_version(info)
-    if notice:
-        console.notice(notice)
-    return version
 
 
 def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient) -> None:
@@ -95,8 +79,6 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
         info = info_future.result()
     except ActionError:
         info = {}  # the run exists: a missing link is no reason to fail
-    from zenml_action.versions import stated
-
     action = runs.Action(inputs, console, report, client, stated(info))
     project_id = str(api.dig(run, "body", "project_id") or "")
     runs.adopt(report, run, api.dashboard_run_url(info, client.base_url, project_id, str(run["id"])))
@@ -105,7 +87,6 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
     report.target = f"run {report.run_id} (attached)"
     if inputs.answering is not None:
         from zenml_action.answering import answer
-        from zenml_action.versions import NEWEST, server_version
 
         answered = answer(action, run, server_version(info)[0] if info else NEWEST)
         if answered is not None:
@@ -124,12 +105,8 @@ def attach(inputs: Inputs, console: Console, report: Report, client: ZenMLClient
 
 
 def _run(
-    inputs: Inputs,
-    console: Console,
-    report: Report,
-    client: ZenMLClient,
-    run_configuration: dict[str, Any],
-    in_flight: list[RunKey],
+    inputs: Inputs, console: Console, report: Report, client: ZenMLClient,
+    run_configuration: dict[str, Any], in_flight: list[RunKey],
 ) -> None:
     # The server takes about 0.9 s to check the key: log in beside the rest
     # of the start-up, and read what only the dashboard link needs (/info,
@@ -145,7 +122,19 @@ def _run(
 
     prepare_checks(run_configuration)
     login.result()
-    server = learn_server_version(info_future, console)
+    # The server's version decides which endpoints and shapes the rest of
+    # the run uses; a missing dashboard link is no reason to fail the step.
+    try:
+        info = info_future.result()
+    except ActionError as exc:
+        console.warning(
+            f"Could not read the server's information ({exc}); assuming ZenML {NEWEST.raw}, "
+            "and linking via `workspace-url`."
+        )
+        info = {"version": NEWEST.raw}
+    server, notice = server_version(info)
+    if notice:
+        console.notice(notice)
     target = resolve(client, inputs.template, inputs.pipeline, inputs.project, server)
     report.target = f"{target.name or target.id} ({target.kind})"
     report.pipeline = target.pipeline_name
@@ -186,16 +175,8 @@ def _run(
                 "Use `{date}` and `{time}`, or define the placeholder under `substitutions` in `config`.",
             ) from exc
         raise
-    report.snapshot_id = str(
-        api.dig(run_body, "resources", "source_snapshot", "id")
-        or (target.id if target.kind != RUN_TEMPLATE else "")
-    )
-    try:
-        info = info_future.result()
-    except ActionError as exc:
-        # The run exists: a missing link is no reason to fail the step.
-        console.warning(f"Could not read the server's dashboard address ({exc}); linking via `workspace-url`.")
-        info = {}
+    snapshot_id = api.dig(run_body, "resources", "source_snapshot", "id")
+    report.snapshot_id = str(snapshot_id or (target.id if target.kind != RUN_TEMPLATE else ""))
     run_id = str(api.dig(run_body, "id") or "")
     runs.adopt(report, run_body, api.dashboard_run_url(info, client.base_url, target.project_id, run_id))
     console.info(f"Started run `{report.run_name}` ({report.run_id}): {report.run_url}")

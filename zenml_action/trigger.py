@@ -1,18 +1,17 @@
 """Start exactly one run, even when the network fails half-way.
 
-Every trigger carries a key the run can be found by (`RunKey`). Where the
-user gave no `run-name`, the key is a run name the action chooses in ZenML's
-own format: the server keeps run names unique (a second run of the same name
-is refused, 409), so the key costs no request and leaves nothing behind.
-Where the user named the run (the name may hold placeholders), the key is a
-one-off tag, deleted once the run is known.
+Every trigger carries a key the run can be found by (`RunKey`): without a
+`run-name`, a run name in ZenML's own format, which the server keeps unique
+(409 for a second run), so it costs no request and leaves nothing behind;
+with one (it may hold placeholders), a one-off tag, deleted once the run is
+known.
 
-An answer that does not prove the server did nothing is ambiguous: the
-connection broke after sending, no answer in time, a 5xx, a proxy's 429 or an
-unreadable answer. Then the key is looked up for a while (the server may
-create the run late) before the trigger is sent again. What proves nothing
-happened: ZenML's own refusal (4xx with its error shape; after its 429 it
-deletes the run it had prepared).
+An answer that does not prove the server did nothing (the connection broke
+after sending, no answer in time, a 5xx, a proxy's 429, an unreadable answer)
+is ambiguous: the key is looked up for a while (the server may create the run
+late) before the trigger is sent again. Only ZenML's own refusal proves
+nothing happened (4xx with its error shape; after its 429 it deletes the run
+it had prepared).
 """
 
 from __future__ import annotations
@@ -30,16 +29,15 @@ from zenml_action import api, deadline
 from zenml_action.client import ZenMLClient, translate
 from zenml_action.errors import ActionError, ConnectionFailed, ServerError
 from zenml_action.github import Console
-from zenml_action.http import Request, Response, RetryPolicy
+from zenml_action.http import Request, Response
 
 MAX_TRIGGERS = 4
-# A busy server (ZenML's 429) is waited out this long at most (and never
-# past the deadline): ZenML's 429 carries no Retry-After, and a queue of many
-# triggers takes a while to drain.
+# A busy server (ZenML's 429, which carries no Retry-After) is waited out this
+# long at most, never past the deadline: a queue of triggers takes a while to drain.
 BUSY_SECONDS = 300.0
 # How long a run the server may still be creating is looked for before the
-# trigger is sent again. With a run name for key, sending again is safe in
-# itself (the server refuses the name a second time), so a short look does.
+# trigger is sent again; with a run name for key, a short look does (sending
+# again is safe in itself: the server refuses the name a second time).
 SETTLE_SECONDS = 20.0
 SETTLE_SECONDS_BY_NAME = 2.0
 
@@ -48,20 +46,18 @@ Outcome = Literal["created", "busy", "refused", "ambiguous"]
 
 @dataclass(frozen=True)
 class RunKey:
-    """What finds the triggered run again: a run name or a tag."""
-
     run_name: str = ""
     tag: str = ""
 
     def apply(self, run_configuration: dict[str, Any]) -> dict[str, Any]:
         if self.run_name:
             return {**run_configuration, "run_name": self.run_name}
-        tags = list(run_configuration.get("tags") or [])
-        return {**run_configuration, "tags": [*tags, self.tag]}
+        return {**run_configuration, "tags": [*(run_configuration.get("tags") or []), self.tag]}
 
     def lookup(self) -> Request:
         params = {"name": f"equals:{self.run_name}"} if self.run_name else {"tags": self.tag}
-        return Request("GET", f"{api.API}/runs", params={**params, "size": "5", "hydrate": "false"}, purpose="looking for the run just triggered")
+        params.update(size="5", hydrate="false")
+        return Request("GET", f"{api.API}/runs", params=params, purpose="looking for the run just triggered")
 
     def matches(self, run: dict[str, Any]) -> bool:
         """Checked on the run itself: a server that ignored the filter must
@@ -78,30 +74,15 @@ def generated_run_name(pipeline_name: str, now: datetime) -> str:
     return f"{pipeline_name or 'run'}-{now:%Y_%m_%d}-{now:%H_%M_%S_%f}"
 
 
-def idempotency_tag(run_id: str, attempt: str, step: str) -> str:
-    """`gha-idem-` + a digest of where the action runs + randomness: the
-    GitHub part makes the tag traceable; the random part keeps two matrix
-    jobs (same run, attempt and step ID) from adopting each other's run."""
-    origin = f"{run_id}/{attempt}/{step}"
-    digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
-    readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
-    return f"gha-idem-{readable + '-' if readable else ''}{digest}-{secrets.token_hex(6)}"
-
-
 def choose_key(user_run_name: str, pipeline_name: str, origin: tuple[str, str, str], now: datetime | None = None) -> RunKey:
-    if user_run_name:
-        return RunKey(tag=idempotency_tag(*origin))
-    return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
-
-
-def zenml_refusal(response: Response) -> bool:
-    """ZenML's own error shape, `{"detail": [ExceptionName, message]}`, or
-    FastAPI's `{"detail": "..."}`: the server answered, not a proxy."""
-    body = response.json()
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return isinstance(detail, str) or (
-        isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail)
-    )
+    if not user_run_name:
+        return RunKey(run_name=generated_run_name(pipeline_name, now or datetime.now(UTC)))
+    # `gha-idem-`, a digest of where the action runs (traceable) and randomness (two
+    # matrix jobs, same run, attempt and step ID, must not adopt each other's run).
+    run_id, attempt, step = origin
+    digest = hashlib.sha256(f"{run_id}/{attempt}/{step}".encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", f"{run_id}-{attempt}")[:24].strip("-")
+    return RunKey(tag=f"gha-idem-{readable + '-' if readable else ''}{digest}-{secrets.token_hex(6)}")
 
 
 def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcome:
@@ -112,25 +93,23 @@ def classify(response: Response, earlier_ambiguous: bool, key: RunKey) -> Outcom
     if response.status == 409 and earlier_ambiguous and key.run_name:
         return "ambiguous"  # the name is taken: most likely by the run sent before
     if response.status == 429:
-        return "busy" if zenml_refusal(response) else "ambiguous"
+        # ZenML's own error shape, `{"detail": [ExceptionName, message]}`, or
+        # FastAPI's `{"detail": "..."}`: the server answered, not a proxy.
+        detail = api.dig(body, "detail")
+        pair = isinstance(detail, list) and len(detail) == 2 and all(isinstance(x, str) for x in detail)
+        return "busy" if isinstance(detail, str) or pair else "ambiguous"
     if 400 <= response.status < 500 and response.status != 408:
         return "refused"
     return "ambiguous"
 
 
 def trigger_once(
-    client: ZenMLClient,
-    request: Request,
-    key: RunKey,
-    console: Console,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    client: ZenMLClient, request: Request, key: RunKey, console: Console,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """The created (or adopted) run's body; raises what the user must know."""
-    policy = client.transport.policy
-    busy_until = clock() + min(BUSY_SECONDS, deadline.left())
+    policy, busy_until = client.transport.policy, clock() + min(BUSY_SECONDS, deadline.left())
     busy = triggers = 0
-    ambiguous = False
     last_error: ActionError | None = None
     while triggers < MAX_TRIGGERS:
         triggers += 1
@@ -139,10 +118,10 @@ def trigger_once(
         except ConnectionFailed as exc:
             if not exc.maybe_sent:
                 raise  # never delivered, already retried by the transport
-            outcome: Outcome = "ambiguous"
             last_error = exc
         else:
-            outcome = classify(response, ambiguous, key)
+            # A busy answer is not counted: any earlier trigger was ambiguous.
+            outcome = classify(response, triggers > 1, key)
             if outcome == "created":
                 return dict(response.json())
             if outcome == "refused":
@@ -152,7 +131,9 @@ def trigger_once(
                 "load balancer between the runner and the server may have failed."
             )
             if outcome == "busy":
-                wait = _retry_after(response, policy) or policy.backoff_factor * 2 ** min(busy, 5)
+                after = response.headers.get("retry-after", "").strip()
+                asked = float(after) if re.fullmatch(r"\d+(\.\d*)?", after) else 0.0
+                wait = min(policy.retry_after_max, asked) or policy.backoff_factor * 2 ** min(busy, 5)
                 if clock() + wait > busy_until:
                     raise last_error
                 if busy == 0:
@@ -161,7 +142,6 @@ def trigger_once(
                 triggers -= 1  # the server did nothing: not an attempt
                 sleep(wait)
                 continue
-        ambiguous = True
         console.warning(f"The trigger may or may not have reached the server ({last_error}); checking.")
         run = _settle(client, key, sleep, clock)
         if run is not None:
@@ -188,24 +168,14 @@ def _settle(
                 f"Check the dashboard for a run named or tagged `{key.run_name or key.tag}` "
                 "before re-running this workflow."
             ) from exc
-        if run is not None:
+        if run is not None or clock() + pause > until:
             return run
-        if clock() + pause > until:
-            return None
         sleep(pause)
         pause = min(pause * 2, 5.0)
 
 
 def find_run(client: ZenMLClient, key: RunKey) -> dict[str, Any] | None:
-    found = api.items(client.call(key.lookup()))
-    return next((run for run in found if key.matches(run)), None)
-
-
-def _retry_after(response: Response, policy: RetryPolicy) -> float | None:
-    try:
-        return min(policy.retry_after_max, max(0.0, float(response.headers.get("retry-after", ""))))
-    except ValueError:
-        return None
+    return next((run for run in api.items(client.call(key.lookup())) if key.matches(run)), None)
 
 
 def forget_tag(client: ZenMLClient, key: RunKey, console: Console) -> None:

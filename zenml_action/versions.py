@@ -1,8 +1,6 @@
-"""What a ZenML server offers, from the version its `/api/v1/info` states.
-
-Read once per run; the resolver, the parameter checks and code mode then
-use the endpoints and shapes of that version without probing. What differs
-between versions is written up in `zenml-server-versions.md`.
+"""What a ZenML server offers, from the version its `/api/v1/info` states:
+read once per run, then the resolver, the parameter checks and code mode use
+that version's endpoints and shapes without probing (`zenml-server-versions.md`).
 """
 
 from __future__ import annotations
@@ -19,11 +17,6 @@ MINIMUM: Release = (0, 85, 0)
 # The newest release series the tests run against (docs/versions.md).
 NEWEST_TESTED: Release = (0, 98, 0)
 
-SNAPSHOTS_FROM: Release = (0, 90, 0)  # before: run templates made from deployments
-# `GET /logs/{id}/entries`, pages of a log with cursors; before: a step's
-# whole log from `GET /steps/{id}/logs` (progress.py).
-LOG_ENTRIES_FROM: Release = (0, 97, 0)
-
 # "0.93.1.dev20260129", "0.98.0rc1", "v0.98.0", a Pro build's "0.91.2+pro.7":
 # the leading release numbers are what counts.
 _RELEASE = re.compile(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -39,10 +32,7 @@ def series(release: Release) -> str:
 
 def parse_release(raw: str) -> Release | None:
     match = _RELEASE.match(raw or "")
-    if not match:
-        return None
-    major, minor, patch = match.groups()
-    return (int(major), int(minor), int(patch or 0))
+    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
 @dataclass(frozen=True)
@@ -54,11 +44,12 @@ class ServerVersion:
 
     @property
     def has_snapshots(self) -> bool:
-        return self.release >= SNAPSHOTS_FROM
+        return self.release >= (0, 90, 0)  # before: run templates made from deployments
 
     @property
     def has_log_entries(self) -> bool:
-        return self.release >= LOG_ENTRIES_FROM
+        # `GET /logs/{id}/entries` (pages, cursors); before: `GET /steps/{id}/logs`.
+        return self.release >= (0, 97, 0)
 
 
 NEWEST = ServerVersion(show(NEWEST_TESTED), NEWEST_TESTED)
