@@ -1,12 +1,7 @@
-"""Why a run failed: the failed steps, their errors and the end of their logs.
-
-When a run ends `failed`, the user should not have to leave GitHub to learn
-which step broke and why. `explain()` asks the server for the run's failed
-steps and each one's own log (or, when no step failed or has a log, the log
-of the run itself), prints the tail of each in a folded group, and returns
-the one-line reason for the `::error`; the rest are pure functions that
-decode and format, tested in-process (tests/test_failures.py).
-"""
+"""Why a run failed: the failed steps, their errors and the end of their
+logs (or the run's own log when no step has one), so that the user need not
+leave GitHub to learn which step broke and why. `explain()` asks the server;
+the rest decode and format."""
 
 from __future__ import annotations
 
@@ -102,12 +97,8 @@ def tail(lines: list[str], max_lines: int, max_bytes: int) -> list[str]:
 def error_line(lines: Iterable[str]) -> str:
     """The last exception line in a log or traceback, e.g.
     `ValueError: Unknown model_type 'svm_deluxe': ...`; empty if none."""
-    found = ""
-    for line in lines:
-        stripped = line.strip()
-        if _EXCEPTION_LINE.match(stripped):
-            found = stripped
-    return shorten(found, ERROR_CHARS)
+    found = [line for line in (line.strip() for line in lines) if _EXCEPTION_LINE.match(line)]
+    return shorten(found[-1] if found else "", ERROR_CHARS)
 
 
 def step_url(run_url: str, step_id: str) -> str:
@@ -118,13 +109,8 @@ def step_url(run_url: str, step_id: str) -> str:
 def reason(failures: list[FailureLog]) -> str:
     """What the `::error` says after "Run ... ended `failed`": which steps
     failed and with what, e.g. "step `train_model` failed: ValueError: ..."."""
-    parts = []
-    for failure in failures:
-        if failure.where == "the run":
-            if failure.error:
-                parts.append(f"the run failed: {failure.error}")
-            continue
-        parts.append(f"{failure.where} failed" + (f": {failure.error}" if failure.error else ""))
+    told = [failure for failure in failures if failure.where != "the run" or failure.error]
+    parts = [f"{f.where} failed" + (f": {f.error}" if f.error else "") for f in told]
     # The `::error` goes on with ". See its logs ...": no doubled full stop.
     return "; ".join(parts).rstrip(".")
 
@@ -136,9 +122,6 @@ def group_title(where: str, shown: int, total: int) -> str:
 
 def summary_lines(lines: list[str]) -> tuple[str, ...]:
     return tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
-
-
-# -- the one function that asks the server ---------------------------------------
 
 
 def _print_tail(console: Console, where: str, lines: list[str]) -> None:
@@ -177,12 +160,8 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
         where = f"step `{step.name}`"
         lines, problem = _log(client, api.step_logs(step.id), console)
         if problem or not lines:
-            link = step_url(report.run_url, step.id)
-            note = (
-                f"The server could not serve the log of {where}; see it in the dashboard: {link}"
-                if problem
-                else f"The server holds no log for {where}; see it in the dashboard: {link}"
-            )
+            said = "could not serve the log of" if problem else "holds no log for"
+            note = f"The server {said} {where}; see it in the dashboard: {step_url(report.run_url, step.id)}"
             console.info(note + (f" ({problem})" if problem else ""))
             failures.append(FailureLog(where, step.error, (), note))
             continue

@@ -1,16 +1,11 @@
 """Progress while waiting: each step's transitions, and the lines its log
 gains, shown in the GitHub log as the action notices them.
 
-At each poll of the run's status (`waiting.wait_for_run`), `Watcher.poll`
-lists the run's steps (one request), says which changed state, and reads
-the logs of the steps that are running or just ended (at most
-`MAX_LOG_READS` a poll). A log is read where the server allows from where
-the last read ended: with a cursor (`GET /logs/{id}/entries`, ZenML 0.97
-on, for log stores that give one); otherwise the log is read from its start
-and the entries already shown are skipped (`Tracker.fresh`), so a line is
-never shown twice nor skipped between polls. The request budget this gives
-is stated in docs/speed.md ("While waiting") and tested on a fake clock
-(tests/test_progress.py).
+At each poll of the run's status, `Watcher.poll` lists the run's steps (one
+request) and reads the logs of the steps running or just ended (at most
+`MAX_LOG_READS`): after a cursor where the server gives one (`GET
+/logs/{id}/entries`, 0.97 on), else from the start, skipping the entries
+already shown (`Tracker.fresh`). The request budget: docs/speed.md.
 
 Everything from the server here is untrusted: step names and log lines are
 shortened, redacted and relayed inside `stop-commands`. A log that cannot
@@ -28,9 +23,9 @@ from zenml_action import api
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, NotFound
 from zenml_action.failures import decode_log
-from zenml_action.github import Console, markdown_text, shorten
+from zenml_action.github import Console, shorten
 from zenml_action.http import Request
-from zenml_action.report import duration_text
+from zenml_action.report import cell, duration_text, table
 from zenml_action.versions import ServerVersion
 
 # Steps listed a poll: a dynamic pipeline's first ones, in creation order.
@@ -53,9 +48,6 @@ MAX_READ_FAILURES = 3
 GROWING = frozenset({"running", "retrying", "stopping"})
 NO_LOG = frozenset({"cached", "skipped"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-# -- requests and decoders ------------------------------------------------------
 
 
 def list_steps(run_id: str) -> Request:
@@ -103,22 +95,11 @@ def decode_steps(body: Any) -> list[Step]:
         logs = api.dig(item, "resources", "log_collection")
         own = [entry for entry in logs if api.dig(entry, "body", "source") == "step"] if isinstance(logs, list) else []
         logs_id = api.dig(own[0], "id") if own else None
-        steps.append(
-            Step(
-                id=str(item["id"]),
-                name=step_name(item.get("name"), str(item["id"])),
-                status=status,
-                started=_moment(api.dig(item, "body", "start_time")),
-                ended=_moment(api.dig(item, "body", "end_time")),
-                logs_id=logs_id if isinstance(logs_id, str) else "",
-            )
-        )
+        name = _CONTROL.sub("", item["name"]).strip() if isinstance(item.get("name"), str) else ""
+        started, ended = (_moment(api.dig(item, "body", key)) for key in ("start_time", "end_time"))
+        logs_id = logs_id if isinstance(logs_id, str) else ""
+        steps.append(Step(item["id"], shorten(name or item["id"], 80), status, started, ended, logs_id))
     return steps
-
-
-def step_name(raw: Any, fallback: str) -> str:
-    name = _CONTROL.sub("", raw).strip() if isinstance(raw, str) else ""
-    return shorten(name or fallback, 80)
 
 
 def _moment(value: Any) -> datetime | None:
@@ -141,14 +122,11 @@ def decode_page(body: Any) -> Page:
     """Either answer: an entries page (`items`, `after`), a list of entries,
     or one string."""
     if isinstance(body, dict):
-        items = body.get("items")
-        after = body.get("after")
+        items, after = body.get("items"), body.get("after")
         return Page(list(items) if isinstance(items, list) else [], after if isinstance(after, str) else "")
-    if isinstance(body, list):
-        return Page(body)
     if isinstance(body, str):
-        return Page(list(body.splitlines()))
-    return Page([])
+        return Page(body.splitlines())
+    return Page(body if isinstance(body, list) else [])
 
 
 def transition(step: Step) -> str:
@@ -157,9 +135,6 @@ def transition(step: Step) -> str:
         word = "in" if step.status == "completed" else "after"
         return f"{step.name}: {step.status} {word} {duration_text(step.seconds)}"
     return f"{step.name}: {step.status}"
-
-
-# -- what has been shown ----------------------------------------------------------
 
 
 @dataclass
@@ -180,7 +155,6 @@ class Tracker:
     seen, and how much of each log was shown. Pure: the Watcher asks the
     server and writes."""
 
-    statuses: dict[str, str] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
     logs: dict[str, Shown] = field(default_factory=dict)
     lines: int = 0
@@ -191,9 +165,9 @@ class Tracker:
         """The lines for the steps whose status changed (new steps too)."""
         said = []
         for step in steps:
+            seen = self.steps.get(step.id)
             self.steps[step.id] = step
-            if self.statuses.get(step.id) != step.status:
-                self.statuses[step.id] = step.status
+            if seen is None or seen.status != step.status:
                 said.append(transition(step))
         return said
 
@@ -225,8 +199,7 @@ class Tracker:
             # No way on from here: the next read starts from the oldest
             # entry and skips those counted.
             shown.cursor = ""
-        more = asked is not None and len(page.entries) >= asked
-        if not more:
+        if asked is None or len(page.entries) < asked:  # read to its end
             self._settle(step, shown)
         return decode_log(entries)
 
@@ -261,37 +234,32 @@ class Tracker:
         return True
 
 
-# -- the one part that asks the server and writes --------------------------------------
-
-
+@dataclass
 class Watcher:
     """Called once a poll (`poll`): lists the steps, prints their
     transitions, streams what their logs gained."""
 
-    def __init__(
-        self, client: ZenMLClient, run_id: str, console: Console, stream: bool, server: ServerVersion | None, run_url: str
-    ) -> None:
-        self._client = client
-        self._run_id = run_id
-        self._console = console
-        self._stream = stream
-        self._entries_api = server is not None and server.has_log_entries
-        self._run_url = run_url
-        self.tracker = Tracker()
-        self._warned: set[str] = set()
-        self._capped = False
+    client: ZenMLClient
+    run_id: str
+    console: Console
+    stream: bool
+    server: ServerVersion | None
+    run_url: str
+    tracker: Tracker = field(default_factory=Tracker)
+    warned: set[str] = field(default_factory=set)
+    capped: bool = False
 
     def poll(self, run_finished: bool) -> None:
         """One poll's progress; never raises an `ActionError`."""
         self.tracker.polls += 1
         try:
-            steps = decode_steps(self._client.call(list_steps(self._run_id)))
+            steps = decode_steps(self.client.call(list_steps(self.run_id)))
         except ActionError as exc:
             self._warn_once("steps", f"Could not list the run's steps ({exc}); the wait goes on without them.")
             return
         for line in self.tracker.transitions(steps):
-            self._console.info(line)
-        if not self._stream or self._capped:
+            self.console.info(line)
+        if not self.stream or self.capped:
             return
         limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
         streamed: list[str] = []
@@ -305,11 +273,11 @@ class Watcher:
 
     def _read(self, step: Step) -> list[str]:
         shown = self.tracker.logs.setdefault(step.id, Shown())
-        if self._entries_api and not step.logs_id:
+        by_entries = self.server is not None and self.server.has_log_entries
+        if by_entries and not step.logs_id:
             # 0.97 on, a step's log is listed with it: none, nothing to read.
             self.tracker.unread(step, gone=True)
             return []
-        by_entries = self._entries_api
         from_cursor = by_entries and bool(shown.cursor)
         if by_entries:
             request = log_entries(step.logs_id, shown.cursor, shown.entries)
@@ -318,7 +286,7 @@ class Watcher:
         else:
             request, asked = step_log(step.id), None
         try:
-            page = decode_page(self._client.call(request))
+            page = decode_page(self.client.call(request))
         except NotFound:
             self.tracker.unread(step, gone=True)
             return []
@@ -327,7 +295,7 @@ class Watcher:
                 self._warn_once(
                     "log",
                     f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
-                    f"The steps' logs are in the dashboard: {self._run_url}",
+                    f"The steps' logs are in the dashboard: {self.run_url}",
                 )
             return []
         return self.tracker.fresh(step, page, asked, from_cursor)
@@ -335,36 +303,34 @@ class Watcher:
     def _relay(self, lines: list[str]) -> None:
         if not lines:
             return
-        relay = self._console.relay()
+        relay = self.console.relay()
         try:
             for line in lines:
                 # Redacted before it is cut: a key across the cut would
                 # survive as a prefix.
-                text = shorten(_CONTROL.sub("", self._console.redact(line)), MAX_LINE_CHARS)
+                text = shorten(_CONTROL.sub("", self.console.redact(line)), MAX_LINE_CHARS)
                 if not self.tracker.admit(text):
-                    self._capped = True
+                    self.capped = True
                     break
                 relay.line(text)
         finally:
             relay.close()
-        if self._capped:
-            self._console.notice(
+        if self.capped:
+            self.console.notice(
                 f"Streamed {self.tracker.lines} lines of the steps' logs, the most this action shows of a run "
-                f"({MAX_LINES} lines, {MAX_BYTES // 1024} KiB); the rest are in the dashboard: {self._run_url}"
+                f"({MAX_LINES} lines, {MAX_BYTES // 1024} KiB); the rest are in the dashboard: {self.run_url}"
             )
 
     def _warn_once(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            self._console.warning(message)
+        if kind not in self.warned:
+            self.warned.add(kind)
+            self.console.warning(message)
 
 
 def steps_summary(rows: list[tuple[str, str, float | None]]) -> str:
     """The steps' table for the job summary ("" without steps)."""
-    if not rows:
-        return ""
-    lines = ["**Steps**", "", "| Step | Status | Duration |", "|---|---|--:|"]
-    for name, status, seconds in rows[:MAX_STEPS]:
-        cells = [markdown_text(name), markdown_text(status), duration_text(seconds) if seconds is not None else ""]
-        lines.append("| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |")
-    return "\n".join(lines) + "\n\n"
+    cells = [
+        (cell(name), cell(status), "" if seconds is None else duration_text(seconds)) for name, status, seconds in rows
+    ]
+    lines = table("Steps", ["Step", "Status", "Duration"], cells[:MAX_STEPS], ["Duration"])
+    return "\n".join(lines) + "\n\n" if rows else ""

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FailureLog:
-    """Why part of a run failed, for the summary: a failed step (or the run
-    itself when no step failed), its error and the last lines of its log."""
+    """A failed step (or the run itself when no step failed), its error and
+    the last lines of its log, for the summary."""
 
     where: str  # "step `train_model`" or "the run"
     error: str = ""
@@ -50,18 +50,14 @@ class Report:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     failure_logs: list[FailureLog] = field(default_factory=list)
-    # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
-    # result: evaluation.py), once the run was judged.
-    judged: dict[str, str] = field(default_factory=dict)
+    judged: dict[str, str] = field(default_factory=dict)  # JUDGED_OUTPUTS: evaluation.py
     # The question a run waits to have answered (`answering.py`): its
     # outputs, and the Markdown that shows it (the summary and `report`).
     asked: dict[str, str] = field(default_factory=dict)
     asked_section: list[str] = field(default_factory=list)
     judgement: Judgement | None = None  # what `judged` was rendered from
     promotion: Promotion | None = None  # `promote-to`: promote.py
-    # The steps as the wait last saw them: name, status, seconds
-    # (progress.steps_summary).
-    steps: list[tuple[str, str, float | None]] = field(default_factory=list)
+    steps: list[tuple[str, str, float | None]] = field(default_factory=list)  # name, status, seconds
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
@@ -82,8 +78,7 @@ class Report:
         }
 
     def asked_report(self) -> str:
-        """The `report` output of a run that waits for an answer (nothing
-        was judged): the question, and the step that answers it."""
+        """The `report` of a run waiting for an answer: the question, and the step that answers it."""
         facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
         return document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
 
@@ -119,13 +114,12 @@ def cell(value: Any) -> str:
 def link(text: str, url: str) -> str:
     """A link to an http(s) address, escaped so that it ends neither the
     link nor the table row; just the text for any other address."""
-    label = cell(text)
     if not url.startswith(("https://", "http://")):
-        return label
-    href = html.escape(url, quote=True)
-    for char, escaped in (("(", "%28"), (")", "%29"), (" ", "%20"), ("|", "%7C")):
-        href = href.replace(char, escaped)
-    return f"[{label}]({href})"
+        return cell(text)
+    return f"[{cell(text)}]({html.escape(url, quote=True).translate(_HREF_ESCAPES)})"
+
+
+_HREF_ESCAPES = str.maketrans({"(": "%28", ")": "%29", " ": "%20", "|": "%7C"})
 
 
 def row(*cells: str) -> str:
@@ -146,12 +140,12 @@ MAX_TABLE_ROWS = 100
 MAX_CELL = 500
 
 
-def capped_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    shown = [[shorten(value, MAX_CELL) for value in cells] for cells in rows[:MAX_TABLE_ROWS]]
-    lines = table(title, columns, shown)
-    if len(rows) > MAX_TABLE_ROWS:
-        lines.append(f"… and {len(rows) - MAX_TABLE_ROWS} more (the step's outputs have them all).")
-    return lines
+def folded_table(summary: str, columns: Sequence[str], pairs: Sequence[tuple[str, Any]]) -> list[str]:
+    rows = [[shorten(cell(value), MAX_CELL) for value in pair] for pair in pairs[:MAX_TABLE_ROWS]]
+    lines = table("", columns, rows)
+    if len(pairs) > MAX_TABLE_ROWS:
+        lines.append(f"… and {len(pairs) - MAX_TABLE_ROWS} more (the step's outputs have them all).")
+    return folded(summary, lines)
 
 
 def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Sequence[str]]) -> str:
@@ -166,17 +160,14 @@ def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Se
 def promotion_cell(promotion: Promotion) -> str:
     """What `promote-to` did, in one table cell (the version linked where
     the server's dashboard has a page for it)."""
-    subject = cell(promotion.subject)
-    if promotion.url:
-        subject = link(promotion.subject, promotion.url)
     icon = "✅" if promotion.promoted else ("🧪" if promotion.dry_run else "⏭️")
+    subject = link(promotion.subject, promotion.url)
     return f"{icon} {subject} → `{cell(promotion.stage)}`: {cell(promotion.note)}"
 
 
 def folded(summary: str, lines: Sequence[str]) -> list[str]:
-    """A section folded under `summary` (the action's own words: GitHub
-    keeps `<details>` and `<summary>`); the blank lines let the Markdown
-    inside render."""
+    """A section folded under `summary` (the action's own words); the blank
+    lines let the Markdown inside render."""
     return [f"<details><summary>{html.escape(summary)}</summary>", "", *lines, "", "</details>"]
 
 
@@ -228,21 +219,16 @@ def summary_markdown(report: Report) -> str:
     if report.asked_section:
         sections.append(report.asked_section)
     if report.sent:
-        rows = [(cell(k), cell(v)) for k, v in flatten(report.sent)]
-        sections.append(folded("Run configuration sent", capped_table("", ["Setting", "Value"], rows)))
+        sections.append(folded_table("Run configuration sent", ["Setting", "Value"], flatten(report.sent)))
     metadata = [(k, v) for k, v in flatten(report.metadata) if not (judged and _shown_in_report(k, v))]
     if metadata:
-        rows = [(cell(k), cell(v)) for k, v in metadata]
         title = "Other run metadata" if judged else "Run metadata"
-        sections.append(folded(title, capped_table("", ["Key", "Value"], rows)))
+        sections.append(folded_table(title, ["Key", "Value"], metadata))
     if judged:
         return judged + "".join("\n" + "\n".join(section) + "\n" for section in sections) + "\n"
-    facts = []
-    if report.run_id:
-        facts.append(("Run", run_cell(report.run_name, report.run_id, report.run_url)))
-    facts += [(name, cell(value)) for name, value in (("Pipeline", report.pipeline), ("Started from", report.target)) if value]
-    if report.status:
-        facts.append(("Status", cell(report.status)))
+    facts = [("Run", run_cell(report.run_name, report.run_id, report.run_url))] if report.run_id else []
+    shown = (("Pipeline", report.pipeline), ("Started from", report.target), ("Status", report.status))
+    facts += [(name, cell(value)) for name, value in shown if value]
     if report.duration_seconds is not None:
         facts.append(("Duration", duration_text(report.duration_seconds)))
     if report.promotion is not None:

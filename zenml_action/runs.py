@@ -1,12 +1,7 @@
-"""Everything after a run exists, for both modes: adopt it into the report,
-follow it (record the GitHub context, wait, read, explain a failure, judge,
-conclude), and, when the deadline passes or the workflow is cancelled, stop
-it within the grace period.
-
-Server-side mode gets the run from the trigger, code mode from its child
-process; from there on both call `adopt`, then `follow`, and `interrupted`
-on a timeout or cancel.
-"""
+"""Everything after a run exists, for both modes (server-side gets the run
+from the trigger, code mode from its child): `adopt` it into the report,
+`follow` it to a conclusion, and, on a timeout or cancel, stop it within the
+grace period (`interrupted`)."""
 
 from __future__ import annotations
 
@@ -53,14 +48,12 @@ def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
 
 
 def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None, child_error: str = "") -> None:
-    """From a run that exists (adopted) to the conclusion: the GitHub
-    context recorded on it and the trigger's one-off tag deleted (beside
-    the rest), the wait, the finished run read, a failure explained, the
-    judgement, the conclusion. `started` (monotonic) is when the run was
+    """From an adopted run to the conclusion: the GitHub context recorded
+    and the one-off tag deleted (beside the rest), the wait, a failure
+    explained, the judgement. `started` (monotonic) is when the run was
     asked for. A run the action did not start (`run-id`) gets no record:
-    this workflow is not where it came from, and its record decides
-    whether it may be a baseline. `child_error` is what code mode's child
-    said of a failed run: the reason when the server tells none."""
+    its record decides whether it may be a baseline. `child_error` is what
+    code mode's child said of a failed run."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.attached
     if inputs.promote_to:
@@ -81,7 +74,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         try:
             polling = Polling(after_each=watcher.poll)
             for polled in wait_for_run(client, report.run_id, report.status, inputs.poll_interval, console, polling):
-                report.status, asking = polled.status, polled.asking
+                report.status, asking = polled
         finally:
             report.duration_seconds = time.monotonic() - started
             report.steps = watcher.rows()
@@ -135,9 +128,8 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
 
 
 def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any] | None:
-    """The finished run, hydrated: its metadata (the metrics the pipeline
-    logged) and what finds its baseline. Not being able to read it is not
-    worth failing a finished run for (None)."""
+    """The finished run, hydrated (its metrics, what finds its baseline);
+    None when it cannot be read: not worth failing a finished run for."""
     deadline.entering("reading the finished run")
     try:
         body = client.call(api.get_run(run_id, hydrate=True))
@@ -181,7 +173,15 @@ def interrupted(
             if client is None:
                 return
             if not report.run_id and key is not None:
-                _adopt_in_flight(client, key, report, console)
+                # The trigger was on its way: the run may exist, to be
+                # reported (and stopped).
+                try:
+                    found = find_run(client, key)
+                except ActionError as exc:
+                    console.warning(f"Could not check whether the interrupted trigger started a run ({exc}).")
+                else:
+                    if found is not None:
+                        adopt(report, found, report.run_url)
             # A run not waited for (`wait: false`) was handed off: only a
             # cancel stops it, not the action's own time running out.
             # A paused run (waiting for a person's answer) holds no compute.
@@ -200,23 +200,10 @@ def interrupted(
         )
 
 
-def _adopt_in_flight(client: ZenMLClient, key: RunKey, report: Report, console: Console) -> None:
-    """The trigger was on its way when the action was interrupted: the run
-    may exist. Find it, so it is reported (and stopped)."""
-    try:
-        found = find_run(client, key)
-    except ActionError as exc:
-        console.warning(f"Could not check whether the interrupted trigger started a run ({exc}).")
-        return
-    if found is not None:
-        adopt(report, found, report.run_url)
-
-
 def _stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     """Ask the server to stop the run; a refusal is reported, not fatal."""
-    request = api.stop_run(run_id)
     try:
-        response = client.response(request)
+        response = client.response(api.stop_run(run_id))
     except ActionError as exc:
         console.warning(f"Could not ask the server to stop run {run_id} ({why}): {exc}")
         return

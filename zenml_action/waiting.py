@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from zenml_action import api, deadline
@@ -29,9 +29,7 @@ def next_interval(first: float, waited: float) -> float:
     """Start at `first`, grow with the time waited, level off at 30 s (or at
     `first` when the user asked for slower polling)."""
     interval = max(first, min(MAX_INTERVAL, waited * BACKOFF_SHARE))
-    if interval < MAX_INTERVAL and interval >= 4 * POLL_MARGIN:
-        return interval - POLL_MARGIN
-    return interval
+    return interval - POLL_MARGIN if 4 * POLL_MARGIN <= interval < MAX_INTERVAL else interval
 
 
 class Clock(Protocol):
@@ -43,43 +41,28 @@ class Clock(Protocol):
 
 
 class _Monotonic:
-    def __call__(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-MONOTONIC = _Monotonic()
-
-
-@dataclass(frozen=True)
-class Polled:
-    """The run as a poll found it: its status, and the ID of the question
-    it waits to have answered ("" when none: `questions.py`)."""
-
-    status: str
-    asking: str = ""
+    __call__ = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
 
 
 @dataclass(frozen=True)
 class Polling:
     """How the wait keeps time, and what it does after each status read:
-    `after_each(run_finished)` shows the steps' progress
-    (progress.Watcher.poll) before the run's new status."""
+    `after_each(run_finished)` shows the steps' progress (progress.Watcher.poll)."""
 
-    clock: Clock = MONOTONIC
+    clock: Clock = field(default_factory=_Monotonic)
     after_each: Callable[[bool], None] | None = None
 
 
 def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, polling: Polling = Polling()
-) -> Iterator[Polled]:
+) -> Iterator[tuple[str, str]]:
     """Poll until the status is final or the run asks a question, yielding
-    what changed as it is noticed (the report always holds the latest,
-    even when the deadline interrupts the wait). A run that asks, whether
-    still `running` (its orchestrator polls for the answer) or `paused`,
-    ends the wait: nobody can answer while the action waits."""
+    each new status and the ID of the question asked ("" when none) as they
+    are noticed (the report always holds the latest, even when the deadline
+    interrupts the wait). A run that asks, whether still `running` (its
+    orchestrator polls for the answer) or `paused`, ends the wait: nobody
+    can answer while the action waits."""
     clock = polling.clock
     start = polled = clock()
     console.info(f"Run status: {status}")
@@ -104,10 +87,10 @@ def wait_for_run(
         if polling.after_each is not None:
             polling.after_each(api.is_finished(polled_status))
         if asking:
-            yield Polled(polled_status, asking)
+            yield polled_status, asking
             return
         if polled_status != status:
             status = polled_status
-            yield Polled(status)
+            yield status, ""
             console.info(f"Run status: {status} (after {int(clock() - start)}s)")
             deadline.entering(f"waiting for run {run_id} (still `{status}`)")
