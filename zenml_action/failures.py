@@ -42,13 +42,10 @@ class FailedStep:
 
 def decode_failed_steps(body: Any) -> list[FailedStep]:
     steps = []
-    for item in api.items(body):
-        step_id = str(item.get("id") or "")
-        if not step_id:
-            continue
+    for item in api.items(body):  # each with an ID
         traceback = api.dig(item, "metadata", "exception_info", "traceback")
-        error = error_line(str(traceback).splitlines()) if isinstance(traceback, str) else ""
-        steps.append(FailedStep(step_id, str(item.get("name") or step_id), error))
+        error = error_line(traceback.splitlines()) if isinstance(traceback, str) else ""
+        steps.append(FailedStep(item["id"], str(item.get("name") or item["id"]), error))
     return steps
 
 
@@ -120,15 +117,14 @@ def group_title(where: str, shown: int, total: int) -> str:
     return f"{what} (last {shown} of {total} lines)" if shown < total else f"{what} ({total} lines)"
 
 
-def summary_lines(lines: list[str]) -> tuple[str, ...]:
-    return tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
-
-
-def _print_tail(console: Console, where: str, lines: list[str]) -> None:
+def _printed(console: Console, where: str, error: str, lines: list[str]) -> FailureLog:
+    """The log's tail printed in a folded group; its error and last lines for the summary."""
     shown = tail(lines, LOG_TAIL_LINES, LOG_TAIL_BYTES)
     console.group(group_title(where, len(shown), len(lines)))
     console.info("\n".join(shown))
     console.endgroup()
+    last = tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
+    return FailureLog(where, error or error_line(lines), last)
 
 
 def _log(client: ZenMLClient, request: Any, console: Console) -> tuple[list[str], str]:
@@ -159,20 +155,18 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
     for step in steps:
         where = f"step `{step.name}`"
         lines, problem = _log(client, api.step_logs(step.id), console)
-        if problem or not lines:
-            said = "could not serve the log of" if problem else "holds no log for"
-            note = f"The server {said} {where}; see it in the dashboard: {step_url(report.run_url, step.id)}"
-            console.info(note + (f" ({problem})" if problem else ""))
-            failures.append(FailureLog(where, step.error, (), note))
+        if lines:
+            failures.append(_printed(console, where, step.error, lines))
             continue
-        _print_tail(console, where, lines)
-        failures.append(FailureLog(where, step.error or error_line(lines), summary_lines(lines)))
+        said = "could not serve the log of" if problem else "holds no log for"
+        note = f"The server {said} {where}; see it in the dashboard: {step_url(report.run_url, step.id)}"
+        console.info(note + (f" ({problem})" if problem else ""))
+        failures.append(FailureLog(where, step.error, (), note))
     if not any(failure.last_lines for failure in failures):
         # Failed before any step ran (or no step has a log): the run's own.
-        lines, problem = _log(client, api.run_logs(report.run_id), console)
+        lines, _ = _log(client, api.run_logs(report.run_id), console)
         if lines:
-            _print_tail(console, "the run", lines)
-            failures.append(FailureLog("the run", error_line(lines), summary_lines(lines)))
+            failures.append(_printed(console, "the run", "", lines))
         elif not failures:
             note = f"The server could not serve the run's log; see the run in the dashboard: {report.run_url}"
             console.info(note)

@@ -1,11 +1,9 @@
 """Progress while waiting: each step's transitions, and the lines its log
-gains, shown in the GitHub log as the action notices them.
-
-At each poll of the run's status, `Watcher.poll` lists the run's steps (one
-request) and reads the logs of the steps running or just ended (at most
-`MAX_LOG_READS`): after a cursor where the server gives one (`GET
-/logs/{id}/entries`, 0.97 on), else from the start, skipping the entries
-already shown (`Tracker.fresh`). The request budget: docs/speed.md.
+gains, shown in the GitHub log as the action notices them. At each poll of
+the run's status, `Watcher.poll` lists the steps (one request) and reads the
+logs of those running or just ended: after a cursor where the server gives
+one (`GET /logs/{id}/entries`, 0.97 on), else from the start, skipping the
+entries already shown (`Tracker.fresh`). Request budget: docs/speed.md.
 
 Everything from the server here is untrusted: step names and log lines are
 shortened, redacted and relayed inside `stop-commands`. A log that cannot
@@ -61,11 +59,10 @@ def step_log(step_id: str) -> Request:
 
 
 def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
-    """A page of a log (0.97 on): after `cursor` when there is one, else
-    from the oldest entry, enough to hold the `skip` already shown and a
-    page more."""
-    # A cursor carries its own page size and direction: a different one
-    # given beside it is refused (the Datadog log store's 400).
+    """A page of a log (0.97 on): after `cursor` when there is one (alone: a
+    cursor carries its own page size and direction, and the Datadog log store
+    refuses another beside it), else from the oldest entry, enough to hold
+    the `skip` already shown and a page more."""
     params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
     return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
 
@@ -174,16 +171,11 @@ class Tracker:
     def to_read(self, run_finished: bool, limit: int) -> list[Step]:
         """The logs to read this poll: the steps that ended and are not
         read to their end first, then the running ones least recently read."""
-        ended, running = [], []
-        for step in self.steps.values():
-            shown = self.logs.setdefault(step.id, Shown())
-            if shown.done or step.status in NO_LOG:
-                continue
-            if api.is_finished(step.status) or (run_finished and step.status not in GROWING):
-                ended.append(step)
-            elif step.status in GROWING:
-                running.append(step)
-        running.sort(key=lambda step: self.logs[step.id].read_at)
+        steps = [s for s in self.steps.values() if not self.logs.setdefault(s.id, Shown()).done]
+        ended = [
+            s for s in steps if s.status not in NO_LOG | GROWING and (run_finished or api.is_finished(s.status))
+        ]
+        running = sorted((s for s in steps if s.status in GROWING), key=lambda s: self.logs[s.id].read_at)
         return (ended + running)[:limit]
 
     def fresh(self, step: Step, page: Page, asked: int | None, from_cursor: bool) -> list[str]:
@@ -223,15 +215,6 @@ class Tracker:
         if api.is_finished(step.status):
             shown.settled += 1
             shown.done = shown.settled >= SETTLE_READS
-
-    def admit(self, line: str) -> bool:
-        """Count a line against the run's caps; False once they are reached."""
-        size = len(line.encode("utf-8")) + 1
-        if self.lines + 1 > MAX_LINES or self.bytes + size > MAX_BYTES:
-            return False
-        self.lines += 1
-        self.bytes += size
-        return True
 
 
 @dataclass
@@ -309,9 +292,12 @@ class Watcher:
                 # Redacted before it is cut: a key across the cut would
                 # survive as a prefix.
                 text = shorten(_CONTROL.sub("", self.console.redact(line)), MAX_LINE_CHARS)
-                if not self.tracker.admit(text):
+                size = len(text.encode("utf-8")) + 1
+                if self.tracker.lines + 1 > MAX_LINES or self.tracker.bytes + size > MAX_BYTES:
                     self.capped = True
                     break
+                self.tracker.lines += 1
+                self.tracker.bytes += size
                 relay.line(text)
         finally:
             relay.close()
