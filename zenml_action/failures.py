@@ -59,15 +59,11 @@ def decode_log(body: Any) -> list[str]:
     messages: list[str] = []
     last_id: Any = None
     for entry in body:
-        if isinstance(entry, str):
-            messages.append(entry)
-            last_id = None
-            continue
+        entry = {"message": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict):
             continue
-        message = str(entry.get("message") or "")
-        entry_id = entry.get("id")
-        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0 and messages:
+        message, entry_id = str(entry.get("message") or ""), entry.get("id")
+        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0:
             messages[-1] += message
         else:
             messages.append(message)

@@ -116,8 +116,7 @@ class Page:
 
 
 def decode_page(body: Any) -> Page:
-    """Either answer: an entries page (`items`, `after`), a list of entries,
-    or one string."""
+    """An entries page (`items`, `after`), a list of entries, or one string."""
     if isinstance(body, dict):
         items, after = body.get("items"), body.get("after")
         return Page(list(items) if isinstance(items, list) else [], after if isinstance(after, str) else "")
@@ -251,7 +250,6 @@ class Watcher:
         self._relay(streamed)
 
     def rows(self) -> list[tuple[str, str, float | None]]:
-        """The steps as last seen, for the summary: name, status, seconds."""
         return [(step.name, step.status, step.seconds) for step in self.tracker.steps.values()]
 
     def _read(self, step: Step) -> list[str]:

@@ -243,11 +243,9 @@ def _shown_in_report(key: str, value: Any) -> bool:
     """A metric (as `judge.numeric_metrics` finds them) or the GitHub record."""
     if key.startswith(_RECORDED_PREFIXES):
         return True
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
     try:
-        return math.isfinite(float(value))
-    except OverflowError:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
         return False
 
 
@@ -255,8 +253,5 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in mapping.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            rows += flatten(value, name)
-        else:
-            rows.append((name, value))
+        rows += flatten(value, name) if isinstance(value, dict) and value else [(name, value)]
     return rows

@@ -66,11 +66,9 @@ def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, polling: Polling = Polling()
 ) -> Iterator[tuple[str, str]]:
     """Poll until the status is final or the run asks a question, yielding
-    each new status and the ID of the question asked ("" when none) as they
-    are noticed (the report always holds the latest, even when the deadline
-    interrupts the wait). A run that asks, whether still `running` (its
-    orchestrator polls for the answer) or `paused`, ends the wait: nobody
-    can answer while the action waits."""
+    each new status and the ID of the question asked ("" if none) as noticed.
+    A run that asks, whether still `running` (its orchestrator polls for the
+    answer) or `paused`, ends the wait: nobody can answer while it waits."""
     clock = polling.clock
     start = polled = clock()
     console.info(f"Run status: {status}")
@@ -113,8 +111,7 @@ class Action:
     console: Console
     report: Report
     client: ZenMLClient | None
-    # The server's version where known: which log endpoint streaming reads.
-    server: ServerVersion | None = None
+    server: ServerVersion | None = None  # where known: which log endpoint streaming reads
 
 
 def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
@@ -221,11 +218,8 @@ def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, An
 def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console: Console, why: str = "") -> None:
     """The conclusion from the run's status, and the error that fails the
     step. `why` says why a failed run failed."""
-    if not finished:
-        report.conclusion = "triggered"
-        return
-    if report.status in api.SUCCESS_STATUSES:
-        report.conclusion = "success"
+    if not finished or report.status in api.SUCCESS_STATUSES:
+        report.conclusion = "success" if finished else "triggered"
         return
     report.conclusion = "cancelled" if report.status in CANCELLED_STATUSES else "failure"
     ended = f"Run `{report.run_name}` ended `{report.status}`" + (f": {why.rstrip('.')}" if why else "")
