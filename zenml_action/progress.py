@@ -1,14 +1,10 @@
-"""Progress while waiting: each step's transitions, and the lines its log
-gains, shown in the GitHub log as the action notices them. At each poll of
-the run's status, `Watcher.poll` lists the steps (one request) and reads the
-logs of those running or just ended: after a cursor where the server gives
-one (`GET /logs/{id}/entries`, 0.97 on), else from the start, skipping the
-entries already shown (`Tracker.fresh`). Request budget: docs/speed.md.
+"""Progress while waiting: at each poll, each step's transitions and the
+lines its log gained (read after a cursor where the server gives one, else
+from the start, skipping those shown: `Tracker.fresh`). Budget: docs/speed.md.
 
 Everything from the server here is untrusted: step names and log lines are
 shortened, redacted and relayed inside `stop-commands`. A log that cannot
-be read never fails the action: one warning, and the wait goes on.
-"""
+be read never fails the action: one warning, and the wait goes on."""
 
 from __future__ import annotations
 
@@ -184,12 +180,10 @@ class Tracker:
         shown.read_at, shown.failures = self.polls, 0
         entries = page.entries if from_cursor else page.entries[shown.entries :]
         shown.entries += len(entries)
-        if page.after:
+        if page.after or (from_cursor and entries):
+            # With no cursor on, the next read starts from the oldest entry
+            # and skips those counted.
             shown.cursor = page.after
-        elif from_cursor and entries:
-            # No way on from here: the next read starts from the oldest
-            # entry and skips those counted.
-            shown.cursor = ""
         if asked is None or len(page.entries) < asked:  # read to its end
             self._settle(step, shown)
         return decode_log(entries)
@@ -244,10 +238,8 @@ class Watcher:
         if not self.stream or self.capped:
             return
         limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
-        streamed: list[str] = []
-        for step in self.tracker.to_read(run_finished, limit):
-            streamed += [f"[{step.name}] {line}" for line in self._read(step)]
-        self._relay(streamed)
+        steps = self.tracker.to_read(run_finished, limit)
+        self._relay([f"[{step.name}] {line}" for step in steps for line in self._read(step)])
 
     def rows(self) -> list[tuple[str, str, float | None]]:
         return [(step.name, step.status, step.seconds) for step in self.tracker.steps.values()]
@@ -260,12 +252,9 @@ class Watcher:
             self.tracker.unread(step, gone=True)
             return []
         from_cursor = by_entries and bool(shown.cursor)
-        if by_entries:
-            request = log_entries(step.logs_id, shown.cursor, shown.entries)
-            # A page after a cursor holds at least `LOG_PAGE` when full.
-            asked: int | None = LOG_PAGE if from_cursor else shown.entries + LOG_PAGE
-        else:
-            request, asked = step_log(step.id), None
+        request = log_entries(step.logs_id, shown.cursor, shown.entries) if by_entries else step_log(step.id)
+        # The entries asked for (None: all there are); a page after a cursor holds `LOG_PAGE` when full.
+        asked = (LOG_PAGE if from_cursor else shown.entries + LOG_PAGE) if by_entries else None
         try:
             page = decode_page(self.client.call(request))
         except NotFound:

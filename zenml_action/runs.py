@@ -173,9 +173,15 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
             work.result()
         return
     if finished and client is not None:
+        deadline.entering("reading the finished run")
+        try:
+            body = client.call(api.get_run(report.run_id, hydrate=True))  # the metrics, what finds the baseline
+        except ActionError as exc:
+            console.warning(f"Could not read the run's metadata: {exc}")
+            body = None
         # A run that cannot be read keeps what is known of it (its pipeline
         # above all: the baseline is never looked for without it).
-        run = read_run(client, report.run_id, console) or run
+        run = dict(body) if isinstance(body, dict) and body.get("id") else run
         report.metadata = api.run_metadata(run) or report.metadata
     why = failures.explain(client, console, report) if finished and client is not None else ""
     if not why and child_error:
@@ -201,18 +207,6 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
             promote.after_run(action, run, gate_error)
     if gate_error:
         raise GateFailed(gate_error)
-
-
-def read_run(client: ZenMLClient, run_id: str, console: Console) -> dict[str, Any] | None:
-    """The finished run, hydrated (its metrics, what finds its baseline);
-    None when it cannot be read: not worth failing a finished run for."""
-    deadline.entering("reading the finished run")
-    try:
-        body = client.call(api.get_run(run_id, hydrate=True))
-    except ActionError as exc:
-        console.warning(f"Could not read the run's metadata: {exc}")
-        return None
-    return dict(body) if isinstance(body, dict) and body.get("id") else None
 
 
 def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console: Console, why: str = "") -> None:
