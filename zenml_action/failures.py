@@ -1,7 +1,6 @@
-"""Why a run failed: the failed steps, their errors and the end of their
-logs (or the run's own log when no step has one), so that the user need not
-leave GitHub to learn which step broke and why. `explain()` asks the server;
-the rest decode and format."""
+"""Why a run failed, so that the user need not leave GitHub to learn which
+step broke and why: the failed steps, their errors and the end of their logs
+(or the run's own log). `explain()` asks the server; the rest is pure."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ _EXCEPTION_LINE = re.compile(
 class FailedStep:
     id: str
     name: str
-    # From the step's `exception_info` (0.83+); empty when the server has none.
-    error: str
+    error: str  # from the step's `exception_info` (0.83+); "" when the server has none
 
 
 def decode_failed_steps(body: Any) -> list[FailedStep]:
@@ -77,13 +75,12 @@ def tail(lines: list[str], max_lines: int, max_bytes: int) -> list[str]:
     kept: list[str] = []
     size = 0
     for line in reversed(lines[-max_lines:] if max_lines > 0 else []):
-        encoded = len(line.encode("utf-8")) + 1
-        if size + encoded > max_bytes:
+        size += len(line.encode("utf-8")) + 1
+        if size > max_bytes:
             if not kept:
                 kept.append("…" + line.encode("utf-8")[-(max_bytes - 4) :].decode("utf-8", "ignore"))
             break
         kept.append(line)
-        size += encoded
     return list(reversed(kept))
 
 
@@ -134,9 +131,8 @@ def _log(client: ZenMLClient, request: Any, console: Console) -> tuple[list[str]
 
 
 def explain(client: ZenMLClient, console: Console, report: Report) -> str:
-    """For a failed run: print each failed step's log tail in a folded
-    group, record them in the report's summary, and return the reason for
-    the `::error` ("" when the server told nothing)."""
+    """For a failed run: each failed step's log tail printed and in the
+    summary; returns the reason for the `::error` ("" if the server told none)."""
     if report.status != "failed" or not report.run_id:
         return ""
     deadline.entering("listing the run's failed steps")

@@ -8,6 +8,7 @@ be read never fails the action: one warning, and the wait goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,8 +105,7 @@ def _moment(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Page:
-    """What a log read gave: its entries (or lines, from an old server's
-    single string) in order, and the cursor to the newer ones ("" if none)."""
+    """A log read's entries (or an old server's lines), and the cursor on ("" if none)."""
 
     entries: list[Any]
     after: str = ""
@@ -273,8 +273,7 @@ class Watcher:
     def _relay(self, lines: list[str]) -> None:
         if not lines:
             return
-        relay = self.console.relay()
-        try:
+        with contextlib.closing(self.console.relay()) as relay:
             for line in lines:
                 # Redacted before it is cut: a key across the cut would
                 # survive as a prefix.
@@ -286,8 +285,6 @@ class Watcher:
                 self.tracker.lines += 1
                 self.tracker.bytes += size
                 relay.line(text)
-        finally:
-            relay.close()
         if self.capped:
             self.console.notice(
                 f"Streamed {self.tracker.lines} lines of the steps' logs, the most this action shows of a run "

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FailureLog:
-    """A failed step (or the run itself when no step failed), its error and
-    the last lines of its log, for the summary."""
+    """A failed step (or the run itself), its error and its log's last lines."""
 
     where: str  # "step `train_model`" or "the run"
     error: str = ""
@@ -127,8 +126,7 @@ def row(*cells: str) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], numbers: Collection[str] = ()) -> list[str]:
-    """A section holding a table under its bold title (none if ""); the
-    `numbers` columns are right-aligned."""
+    """A table under its bold title (none if ""), `numbers` columns right-aligned."""
     lines = [f"**{title}**", ""] if title else []
     lines += [row(*columns), "|" + "|".join("--:" if name in numbers else "---" for name in columns) + "|"]
     return lines + [row(*cells) for cells in rows]
@@ -149,17 +147,14 @@ def folded_table(summary: str, columns: Sequence[str], pairs: Sequence[tuple[str
 
 
 def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Sequence[str]]) -> str:
-    """A heading, a two-column table of facts (name, Markdown), then each
-    section after a blank line."""
+    """A heading, a table of facts (name, Markdown), each section after a blank line."""
     lines = [f"### {title}", "", "| | |", "|---|---|", *(row(name, value) for name, value in facts)]
-    for section in sections:
-        lines += ["", *section]
+    lines += [line for section in sections for line in ("", *section)]
     return "\n".join(lines) + "\n"
 
 
 def promotion_cell(promotion: Promotion) -> str:
-    """What `promote-to` did, in one table cell (the version linked where
-    the server's dashboard has a page for it)."""
+    """What `promote-to` did, in one table cell (the version linked where it has a page)."""
     icon = "✅" if promotion.promoted else ("🧪" if promotion.dry_run else "⏭️")
     subject = link(promotion.subject, promotion.url)
     return f"{icon} {subject} → `{cell(promotion.stage)}`: {cell(promotion.note)}"
@@ -172,8 +167,7 @@ def folded(summary: str, lines: Sequence[str]) -> list[str]:
 
 
 def run_cell(name: str, run_id: str, url: str) -> str:
-    """The run as a link to its dashboard page (text where there is none),
-    with its ID when it has a name."""
+    """The run, linked to its dashboard page if any, with its ID when it has a name."""
     shown = link(name or run_id, url)
     return f"{shown} (ID {cell(run_id)})" if name and run_id else shown
 
@@ -213,9 +207,7 @@ def summary_markdown(report: Report) -> str:
     if not (report.target or report.run_id or report.error):
         return ""
     judged = report.judged.get("report", "")
-    sections: list[Sequence[str]] = []
-    if report.error:
-        sections.append([f"**Error:** {cell(report.error)}"])
+    sections: list[Sequence[str]] = [[f"**Error:** {cell(report.error)}"]] if report.error else []
     if report.asked_section:
         sections.append(report.asked_section)
     if report.sent:
@@ -233,8 +225,7 @@ def summary_markdown(report: Report) -> str:
         facts.append(("Duration", duration_text(report.duration_seconds)))
     if report.promotion is not None:
         facts.append(("Promotion", promotion_cell(report.promotion)))
-    for failure in report.failure_logs:
-        sections += failure_sections(failure)
+    sections += [section for failure in report.failure_logs for section in failure_sections(failure)]
     title = f"{_ICONS.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
     return document(title, facts, sections) + "\n"
 

@@ -1,9 +1,7 @@
-"""Everything after a run exists, for both modes (server-side gets the run
-from the trigger, code mode from its child): `adopt` it into the report,
-`follow` it to a conclusion (`wait_for_run` polls it), and, on a timeout or
-cancel, stop it within the grace period (`interrupted`).
-The wait has no deadline of its own: `timeout` is the process's one
-deadline (`deadline.py`), which interrupts the wait wherever it is."""
+"""Everything after a run exists, for both modes: `adopt` it into the report,
+`follow` it to a conclusion (`wait_for_run`: no deadline of its own, the
+process's one deadline interrupts it), and, on a timeout or cancel, stop it
+within the grace period (`interrupted`)."""
 
 from __future__ import annotations
 
@@ -55,8 +53,8 @@ class _Monotonic:
 
 @dataclass(frozen=True)
 class Polling:
-    """How the wait keeps time, and what it does after each status read:
-    `after_each(run_finished)` shows the steps' progress (progress.Watcher.poll)."""
+    """How the wait keeps time, and what it does after each status read
+    (`after_each(run_finished)`: progress.Watcher.poll)."""
 
     clock: Clock = field(default_factory=_Monotonic)
     after_each: Callable[[bool], None] | None = None
