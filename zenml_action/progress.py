@@ -87,11 +87,10 @@ def decode_steps(body: Any) -> list[Step]:
         if not isinstance(status, str) or not status:
             continue
         logs = api.dig(item, "resources", "log_collection")
-        own = [entry for entry in logs if api.dig(entry, "body", "source") == "step"] if isinstance(logs, list) else []
-        logs_id = api.dig(own[0], "id") if own else None
+        own = [api.dig(e, "id") for e in logs if api.dig(e, "body", "source") == "step"] if isinstance(logs, list) else []
+        logs_id = own[0] if own and isinstance(own[0], str) else ""
         name = _CONTROL.sub("", item["name"]).strip() if isinstance(item.get("name"), str) else ""
         started, ended = (_moment(api.dig(item, "body", key)) for key in ("start_time", "end_time"))
-        logs_id = logs_id if isinstance(logs_id, str) else ""
         steps.append(Step(item["id"], shorten(name or item["id"], 80), status, started, ended, logs_id))
     return steps
 
@@ -143,9 +142,8 @@ class Shown:
 
 @dataclass
 class Tracker:
-    """What the log already holds of the run's steps: their last status
-    seen, and how much of each log was shown. Pure: the Watcher asks the
-    server and writes."""
+    """What the log already holds of the run's steps: their last status seen
+    and how much of each log was shown. Pure: the Watcher asks and writes."""
 
     steps: dict[str, Step] = field(default_factory=dict)
     logs: dict[str, Shown] = field(default_factory=dict)
@@ -181,8 +179,7 @@ class Tracker:
         entries = page.entries if from_cursor else page.entries[shown.entries :]
         shown.entries += len(entries)
         if page.after or (from_cursor and entries):
-            # With no cursor on, the next read starts from the oldest entry
-            # and skips those counted.
+            # With no cursor on, the next read starts from the oldest, skipping those counted.
             shown.cursor = page.after
         if asked is None or len(page.entries) < asked:  # read to its end
             self._settle(step, shown)
@@ -275,8 +272,7 @@ class Watcher:
             return
         with contextlib.closing(self.console.relay()) as relay:
             for line in lines:
-                # Redacted before it is cut: a key across the cut would
-                # survive as a prefix.
+                # Redacted before it is cut: a key across the cut would survive as a prefix.
                 text = shorten(_CONTROL.sub("", self.console.redact(line)), MAX_LINE_CHARS)
                 size = len(text.encode("utf-8")) + 1
                 if self.tracker.lines + 1 > MAX_LINES or self.tracker.bytes + size > MAX_BYTES:

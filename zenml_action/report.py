@@ -50,8 +50,7 @@ class Report:
     error: str = ""
     failure_logs: list[FailureLog] = field(default_factory=list)
     judged: dict[str, str] = field(default_factory=dict)  # JUDGED_OUTPUTS: evaluation.py
-    # The question a run waits to have answered (`answering.py`): its
-    # outputs, and the Markdown that shows it (the summary and `report`).
+    # The question a run waits to have answered (`answering.py`): its outputs, and its Markdown.
     asked: dict[str, str] = field(default_factory=dict)
     asked_section: list[str] = field(default_factory=list)
     judgement: Judgement | None = None  # what `judged` was rendered from
@@ -61,6 +60,9 @@ class Report:
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
             return {}
+        # A run waiting for an answer (nothing judged): its `report` shows the question.
+        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
+        asked_report = document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
         return {
             "run-id": self.run_id,
             "run-name": self.run_name,
@@ -73,13 +75,8 @@ class Report:
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
             **promotion_outputs(self.promotion),
             **{name: self.asked.get(name, "") for name in ASKED_OUTPUTS},
-            **({"report": self.asked_report()} if self.asked_section else {}),
+            **({"report": asked_report} if self.asked_section else {}),
         }
-
-    def asked_report(self) -> str:
-        """The `report` of a run waiting for an answer: the question, and the step that answers it."""
-        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
-        return document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
 
 
 def finite(value: Any) -> Any:
@@ -200,8 +197,7 @@ _RECORDED_PREFIXES = ("github.", "zenml_action.")
 
 
 def summary_markdown(report: Report) -> str:
-    """The job summary. A judged run's is its report (one header, one table
-    of facts, the metrics, the trend, the gate...) and, folded, what only
+    """The job summary. A judged run's is its report and, folded, what only
     the summary has room for: the configuration sent and the rest of the
     run's metadata. Otherwise the facts known so far."""
     if not (report.target or report.run_id or report.error):

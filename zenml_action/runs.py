@@ -74,8 +74,7 @@ def wait_for_run(
     problems = 0
     while not api.is_finished(status):
         now = clock()
-        # Intervals run from one poll's start to the next, so the time a
-        # poll takes does not delay noticing that the run finished.
+        # Intervals run from one poll's start to the next: a slow poll does not delay noticing the end.
         clock.sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
         polled = clock()
         try:
@@ -102,8 +101,7 @@ def wait_for_run(
 
 @dataclass(frozen=True)
 class Action:
-    """What every phase after the trigger works with. `client` is None for
-    code mode on a local store (no server)."""
+    """What every phase after the trigger works with (`client`: None for code mode on a local store)."""
 
     inputs: Inputs
     console: Console
@@ -122,12 +120,11 @@ def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
 
 
 def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None, child_error: str = "") -> None:
-    """From an adopted run to the conclusion: the GitHub context recorded
-    and the one-off tag deleted (beside the rest), the wait, a failure
-    explained, the judgement. `started` (monotonic) is when the run was
-    asked for. A run the action did not start (`run-id`) gets no record:
-    its record decides whether it may be a baseline. `child_error` is what
-    code mode's child said of a failed run."""
+    """From an adopted run to the conclusion: the GitHub context recorded and
+    the one-off tag deleted (beside the rest), the wait, a failure explained,
+    the judgement. `started` (monotonic) is when the run was asked for. A run
+    the action did not start (`run-id`) gets no record: its record decides
+    whether it may be a baseline. `child_error`: what code mode's child said."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.attached
     if inputs.promote_to:
@@ -154,9 +151,8 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
             report.steps = watcher.rows()
         finished = api.is_finished(report.status)
         if inputs.code_mode and record:
-            # The repository's code ran with the key, on a remote
-            # orchestrator after the record above: the action has the last
-            # word on where the run came from (`provenance.BASELINE_KEY`).
+            # The repository's code ran with the key, on a remote orchestrator after the record
+            # above: the action has the last word on where the run came from (`provenance.BASELINE_KEY`).
             deadline.entering("recording the GitHub context on the run")
             for work in beside:
                 work.result()
@@ -238,8 +234,7 @@ def interrupted(
             if client is None:
                 return
             if not report.run_id and key is not None:
-                # The trigger was on its way: the run may exist, to be
-                # reported (and stopped).
+                # The trigger was on its way: the run may exist, to be reported (and stopped).
                 try:
                     found = find_run(client, key)
                 except ActionError as exc:
@@ -247,9 +242,8 @@ def interrupted(
                 else:
                     if found is not None:
                         adopt(report, found, report.run_url)
-            # A run not waited for (`wait: false`) was handed off: only a
-            # cancel stops it, not the action's own time running out.
-            # A paused run (waiting for a person's answer) holds no compute.
+            # A run not waited for (`wait: false`) was handed off: only a cancel stops it, not the
+            # action's own time running out. A paused run (waiting for an answer) holds no compute.
             waited = action.inputs.wait or isinstance(stop, deadline.Cancelled)
             going = not api.is_finished(report.status) and report.status != "paused"
             if report.run_id and waited and going and action.inputs.stop_on_cancel:
