@@ -27,8 +27,8 @@ from zenml_action.github import Console
 from zenml_action.http import Request
 from zenml_action.inputs import read_inputs
 from zenml_action.progress import Page, Step, Tracker
+from zenml_action.runs import Polling, wait_for_run
 from zenml_action.versions import ServerVersion
-from zenml_action.waiting import Polling, wait_for_run
 
 pytestmark = pytest.mark.offline
 

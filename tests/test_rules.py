@@ -26,8 +26,8 @@ from zenml_action.http import Request, Response, RetryPolicy
 from zenml_action.parameters import _schema_errors
 from zenml_action.report import Report
 from zenml_action.resolve import target_from_snapshot
+from zenml_action.runs import next_interval
 from zenml_action.trigger import RunKey, choose_key, classify, generated_run_name, trigger_once
-from zenml_action.waiting import next_interval
 
 pytestmark = pytest.mark.offline
 

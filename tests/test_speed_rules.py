@@ -24,7 +24,7 @@ from support.orchestrator import STEPS, complete_run, find_run
 
 from zenml_action.github import Console
 from zenml_action.http import Request
-from zenml_action.waiting import Polling, wait_for_run
+from zenml_action.runs import Polling, wait_for_run
 
 HOUR = 3600.0
 POLL_SECONDS = 0.05  # a status poll's round trip on the test server

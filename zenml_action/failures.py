@@ -1,12 +1,6 @@
-"""Why a run failed: the failed steps, their errors and the end of their logs.
-
-When a run ends `failed`, the user should not have to leave GitHub to learn
-which step broke and why. `explain()` asks the server for the run's failed
-steps and each one's own log (or, when no step failed or has a log, the log
-of the run itself), prints the tail of each in a folded group, and returns
-the one-line reason for the `::error`; the rest are pure functions that
-decode and format, tested in-process (tests/test_failures.py).
-"""
+"""Why a run failed, so that the user need not leave GitHub to learn which
+step broke and why: the failed steps, their errors and the end of their logs
+(or the run's own log). `explain()` asks the server; the rest is pure."""
 
 from __future__ import annotations
 
@@ -41,19 +35,15 @@ _EXCEPTION_LINE = re.compile(
 class FailedStep:
     id: str
     name: str
-    # From the step's `exception_info` (0.83+); empty when the server has none.
-    error: str
+    error: str  # from the step's `exception_info` (0.83+); "" when the server has none
 
 
 def decode_failed_steps(body: Any) -> list[FailedStep]:
     steps = []
-    for item in api.items(body):
-        step_id = str(item.get("id") or "")
-        if not step_id:
-            continue
+    for item in api.items(body):  # each with an ID
         traceback = api.dig(item, "metadata", "exception_info", "traceback")
-        error = error_line(str(traceback).splitlines()) if isinstance(traceback, str) else ""
-        steps.append(FailedStep(step_id, str(item.get("name") or step_id), error))
+        error = error_line(traceback.splitlines()) if isinstance(traceback, str) else ""
+        steps.append(FailedStep(item["id"], str(item.get("name") or item["id"]), error))
     return steps
 
 
@@ -67,15 +57,11 @@ def decode_log(body: Any) -> list[str]:
     messages: list[str] = []
     last_id: Any = None
     for entry in body:
-        if isinstance(entry, str):
-            messages.append(entry)
-            last_id = None
-            continue
+        entry = {"message": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict):
             continue
-        message = str(entry.get("message") or "")
-        entry_id = entry.get("id")
-        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0 and messages:
+        message, entry_id = str(entry.get("message") or ""), entry.get("id")
+        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0:
             messages[-1] += message
         else:
             messages.append(message)
@@ -89,25 +75,20 @@ def tail(lines: list[str], max_lines: int, max_bytes: int) -> list[str]:
     kept: list[str] = []
     size = 0
     for line in reversed(lines[-max_lines:] if max_lines > 0 else []):
-        encoded = len(line.encode("utf-8")) + 1
-        if size + encoded > max_bytes:
+        size += len(line.encode("utf-8")) + 1
+        if size > max_bytes:
             if not kept:
                 kept.append("…" + line.encode("utf-8")[-(max_bytes - 4) :].decode("utf-8", "ignore"))
             break
         kept.append(line)
-        size += encoded
     return list(reversed(kept))
 
 
 def error_line(lines: Iterable[str]) -> str:
     """The last exception line in a log or traceback, e.g.
     `ValueError: Unknown model_type 'svm_deluxe': ...`; empty if none."""
-    found = ""
-    for line in lines:
-        stripped = line.strip()
-        if _EXCEPTION_LINE.match(stripped):
-            found = stripped
-    return shorten(found, ERROR_CHARS)
+    found = [line for line in (line.strip() for line in lines) if _EXCEPTION_LINE.match(line)]
+    return shorten(found[-1] if found else "", ERROR_CHARS)
 
 
 def step_url(run_url: str, step_id: str) -> str:
@@ -118,13 +99,8 @@ def step_url(run_url: str, step_id: str) -> str:
 def reason(failures: list[FailureLog]) -> str:
     """What the `::error` says after "Run ... ended `failed`": which steps
     failed and with what, e.g. "step `train_model` failed: ValueError: ..."."""
-    parts = []
-    for failure in failures:
-        if failure.where == "the run":
-            if failure.error:
-                parts.append(f"the run failed: {failure.error}")
-            continue
-        parts.append(f"{failure.where} failed" + (f": {failure.error}" if failure.error else ""))
+    told = [failure for failure in failures if failure.where != "the run" or failure.error]
+    parts = [f"{f.where} failed" + (f": {f.error}" if f.error else "") for f in told]
     # The `::error` goes on with ". See its logs ...": no doubled full stop.
     return "; ".join(parts).rstrip(".")
 
@@ -134,18 +110,14 @@ def group_title(where: str, shown: int, total: int) -> str:
     return f"{what} (last {shown} of {total} lines)" if shown < total else f"{what} ({total} lines)"
 
 
-def summary_lines(lines: list[str]) -> tuple[str, ...]:
-    return tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
-
-
-# -- the one function that asks the server ---------------------------------------
-
-
-def _print_tail(console: Console, where: str, lines: list[str]) -> None:
+def _printed(console: Console, where: str, error: str, lines: list[str]) -> FailureLog:
+    """The log's tail printed in a folded group; its error and last lines for the summary."""
     shown = tail(lines, LOG_TAIL_LINES, LOG_TAIL_BYTES)
     console.group(group_title(where, len(shown), len(lines)))
     console.info("\n".join(shown))
     console.endgroup()
+    last = tuple(shorten(line, SUMMARY_LINE_CHARS) for line in lines[-SUMMARY_LINES:])
+    return FailureLog(where, error or error_line(lines), last)
 
 
 def _log(client: ZenMLClient, request: Any, console: Console) -> tuple[list[str], str]:
@@ -159,9 +131,8 @@ def _log(client: ZenMLClient, request: Any, console: Console) -> tuple[list[str]
 
 
 def explain(client: ZenMLClient, console: Console, report: Report) -> str:
-    """For a failed run: print each failed step's log tail in a folded
-    group, record them in the report's summary, and return the reason for
-    the `::error` ("" when the server told nothing)."""
+    """For a failed run: each failed step's log tail printed and in the
+    summary; returns the reason for the `::error` ("" if the server told none)."""
     if report.status != "failed" or not report.run_id:
         return ""
     deadline.entering("listing the run's failed steps")
@@ -176,24 +147,18 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
     for step in steps:
         where = f"step `{step.name}`"
         lines, problem = _log(client, api.step_logs(step.id), console)
-        if problem or not lines:
-            link = step_url(report.run_url, step.id)
-            note = (
-                f"The server could not serve the log of {where}; see it in the dashboard: {link}"
-                if problem
-                else f"The server holds no log for {where}; see it in the dashboard: {link}"
-            )
-            console.info(note + (f" ({problem})" if problem else ""))
-            failures.append(FailureLog(where, step.error, (), note))
+        if lines:
+            failures.append(_printed(console, where, step.error, lines))
             continue
-        _print_tail(console, where, lines)
-        failures.append(FailureLog(where, step.error or error_line(lines), summary_lines(lines)))
+        said = "could not serve the log of" if problem else "holds no log for"
+        note = f"The server {said} {where}; see it in the dashboard: {step_url(report.run_url, step.id)}"
+        console.info(note + (f" ({problem})" if problem else ""))
+        failures.append(FailureLog(where, step.error, (), note))
     if not any(failure.last_lines for failure in failures):
         # Failed before any step ran (or no step has a log): the run's own.
-        lines, problem = _log(client, api.run_logs(report.run_id), console)
+        lines, _ = _log(client, api.run_logs(report.run_id), console)
         if lines:
-            _print_tail(console, "the run", lines)
-            failures.append(FailureLog("the run", error_line(lines), summary_lines(lines)))
+            failures.append(_printed(console, "the run", "", lines))
         elif not failures:
             note = f"The server could not serve the run's log; see the run in the dashboard: {report.run_url}"
             console.info(note)

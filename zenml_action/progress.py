@@ -1,24 +1,14 @@
-"""Progress while waiting: each step's transitions, and the lines its log
-gains, shown in the GitHub log as the action notices them.
-
-At each poll of the run's status (`waiting.wait_for_run`), `Watcher.poll`
-lists the run's steps (one request), says which changed state, and reads
-the logs of the steps that are running or just ended (at most
-`MAX_LOG_READS` a poll). A log is read where the server allows from where
-the last read ended: with a cursor (`GET /logs/{id}/entries`, ZenML 0.97
-on, for log stores that give one); otherwise the log is read from its start
-and the entries already shown are skipped (`Tracker.fresh`), so a line is
-never shown twice nor skipped between polls. The request budget this gives
-is stated in docs/speed.md ("While waiting") and tested on a fake clock
-(tests/test_progress.py).
+"""Progress while waiting: at each poll, each step's transitions and the
+lines its log gained (read after a cursor where the server gives one, else
+from the start, skipping those shown: `Tracker.fresh`). Budget: docs/speed.md.
 
 Everything from the server here is untrusted: step names and log lines are
 shortened, redacted and relayed inside `stop-commands`. A log that cannot
-be read never fails the action: one warning, and the wait goes on.
-"""
+be read never fails the action: one warning, and the wait goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +18,9 @@ from zenml_action import api
 from zenml_action.client import ZenMLClient
 from zenml_action.errors import ActionError, NotFound
 from zenml_action.failures import decode_log
-from zenml_action.github import Console, markdown_text, shorten
+from zenml_action.github import Console, shorten
 from zenml_action.http import Request
-from zenml_action.report import duration_text
+from zenml_action.report import cell, duration_text, table
 from zenml_action.versions import ServerVersion
 
 # Steps listed a poll: a dynamic pipeline's first ones, in creation order.
@@ -55,9 +45,6 @@ NO_LOG = frozenset({"cached", "skipped"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-# -- requests and decoders ------------------------------------------------------
-
-
 def list_steps(run_id: str) -> Request:
     params = {"pipeline_run_id": run_id, "sort_by": "asc:created", "size": str(MAX_STEPS)}
     return Request("GET", f"{api.API}/steps", params=params, purpose="listing the run's steps")
@@ -69,11 +56,10 @@ def step_log(step_id: str) -> Request:
 
 
 def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
-    """A page of a log (0.97 on): after `cursor` when there is one, else
-    from the oldest entry, enough to hold the `skip` already shown and a
-    page more."""
-    # A cursor carries its own page size and direction: a different one
-    # given beside it is refused (the Datadog log store's 400).
+    """A page of a log (0.97 on): after `cursor` when there is one (alone: a
+    cursor carries its own page size and direction, and the Datadog log store
+    refuses another beside it), else from the oldest entry, enough to hold
+    the `skip` already shown and a page more."""
     params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
     return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
 
@@ -101,24 +87,12 @@ def decode_steps(body: Any) -> list[Step]:
         if not isinstance(status, str) or not status:
             continue
         logs = api.dig(item, "resources", "log_collection")
-        own = [entry for entry in logs if api.dig(entry, "body", "source") == "step"] if isinstance(logs, list) else []
-        logs_id = api.dig(own[0], "id") if own else None
-        steps.append(
-            Step(
-                id=str(item["id"]),
-                name=step_name(item.get("name"), str(item["id"])),
-                status=status,
-                started=_moment(api.dig(item, "body", "start_time")),
-                ended=_moment(api.dig(item, "body", "end_time")),
-                logs_id=logs_id if isinstance(logs_id, str) else "",
-            )
-        )
+        own = [api.dig(e, "id") for e in logs if api.dig(e, "body", "source") == "step"] if isinstance(logs, list) else []
+        logs_id = own[0] if own and isinstance(own[0], str) else ""
+        name = _CONTROL.sub("", item["name"]).strip() if isinstance(item.get("name"), str) else ""
+        started, ended = (_moment(api.dig(item, "body", key)) for key in ("start_time", "end_time"))
+        steps.append(Step(item["id"], shorten(name or item["id"], 80), status, started, ended, logs_id))
     return steps
-
-
-def step_name(raw: Any, fallback: str) -> str:
-    name = _CONTROL.sub("", raw).strip() if isinstance(raw, str) else ""
-    return shorten(name or fallback, 80)
 
 
 def _moment(value: Any) -> datetime | None:
@@ -130,25 +104,20 @@ def _moment(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Page:
-    """What a log read gave: its entries (or lines, from an old server's
-    single string) in order, and the cursor to the newer ones ("" if none)."""
+    """A log read's entries (or an old server's lines), and the cursor on ("" if none)."""
 
     entries: list[Any]
     after: str = ""
 
 
 def decode_page(body: Any) -> Page:
-    """Either answer: an entries page (`items`, `after`), a list of entries,
-    or one string."""
+    """An entries page (`items`, `after`), a list of entries, or one string."""
     if isinstance(body, dict):
-        items = body.get("items")
-        after = body.get("after")
+        items, after = body.get("items"), body.get("after")
         return Page(list(items) if isinstance(items, list) else [], after if isinstance(after, str) else "")
-    if isinstance(body, list):
-        return Page(body)
     if isinstance(body, str):
-        return Page(list(body.splitlines()))
-    return Page([])
+        return Page(body.splitlines())
+    return Page(body if isinstance(body, list) else [])
 
 
 def transition(step: Step) -> str:
@@ -157,9 +126,6 @@ def transition(step: Step) -> str:
         word = "in" if step.status == "completed" else "after"
         return f"{step.name}: {step.status} {word} {duration_text(step.seconds)}"
     return f"{step.name}: {step.status}"
-
-
-# -- what has been shown ----------------------------------------------------------
 
 
 @dataclass
@@ -176,11 +142,9 @@ class Shown:
 
 @dataclass
 class Tracker:
-    """What the log already holds of the run's steps: their last status
-    seen, and how much of each log was shown. Pure: the Watcher asks the
-    server and writes."""
+    """What the log already holds of the run's steps: their last status seen
+    and how much of each log was shown. Pure: the Watcher asks and writes."""
 
-    statuses: dict[str, str] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
     logs: dict[str, Shown] = field(default_factory=dict)
     lines: int = 0
@@ -191,25 +155,20 @@ class Tracker:
         """The lines for the steps whose status changed (new steps too)."""
         said = []
         for step in steps:
+            seen = self.steps.get(step.id)
             self.steps[step.id] = step
-            if self.statuses.get(step.id) != step.status:
-                self.statuses[step.id] = step.status
+            if seen is None or seen.status != step.status:
                 said.append(transition(step))
         return said
 
     def to_read(self, run_finished: bool, limit: int) -> list[Step]:
         """The logs to read this poll: the steps that ended and are not
         read to their end first, then the running ones least recently read."""
-        ended, running = [], []
-        for step in self.steps.values():
-            shown = self.logs.setdefault(step.id, Shown())
-            if shown.done or step.status in NO_LOG:
-                continue
-            if api.is_finished(step.status) or (run_finished and step.status not in GROWING):
-                ended.append(step)
-            elif step.status in GROWING:
-                running.append(step)
-        running.sort(key=lambda step: self.logs[step.id].read_at)
+        steps = [s for s in self.steps.values() if not self.logs.setdefault(s.id, Shown()).done]
+        ended = [
+            s for s in steps if s.status not in NO_LOG | GROWING and (run_finished or api.is_finished(s.status))
+        ]
+        running = sorted((s for s in steps if s.status in GROWING), key=lambda s: self.logs[s.id].read_at)
         return (ended + running)[:limit]
 
     def fresh(self, step: Step, page: Page, asked: int | None, from_cursor: bool) -> list[str]:
@@ -219,14 +178,10 @@ class Tracker:
         shown.read_at, shown.failures = self.polls, 0
         entries = page.entries if from_cursor else page.entries[shown.entries :]
         shown.entries += len(entries)
-        if page.after:
+        if page.after or (from_cursor and entries):
+            # With no cursor on, the next read starts from the oldest, skipping those counted.
             shown.cursor = page.after
-        elif from_cursor and entries:
-            # No way on from here: the next read starts from the oldest
-            # entry and skips those counted.
-            shown.cursor = ""
-        more = asked is not None and len(page.entries) >= asked
-        if not more:
+        if asked is None or len(page.entries) < asked:  # read to its end
             self._settle(step, shown)
         return decode_log(entries)
 
@@ -251,74 +206,54 @@ class Tracker:
             shown.settled += 1
             shown.done = shown.settled >= SETTLE_READS
 
-    def admit(self, line: str) -> bool:
-        """Count a line against the run's caps; False once they are reached."""
-        size = len(line.encode("utf-8")) + 1
-        if self.lines + 1 > MAX_LINES or self.bytes + size > MAX_BYTES:
-            return False
-        self.lines += 1
-        self.bytes += size
-        return True
 
-
-# -- the one part that asks the server and writes --------------------------------------
-
-
+@dataclass
 class Watcher:
     """Called once a poll (`poll`): lists the steps, prints their
     transitions, streams what their logs gained."""
 
-    def __init__(
-        self, client: ZenMLClient, run_id: str, console: Console, stream: bool, server: ServerVersion | None, run_url: str
-    ) -> None:
-        self._client = client
-        self._run_id = run_id
-        self._console = console
-        self._stream = stream
-        self._entries_api = server is not None and server.has_log_entries
-        self._run_url = run_url
-        self.tracker = Tracker()
-        self._warned: set[str] = set()
-        self._capped = False
+    client: ZenMLClient
+    run_id: str
+    console: Console
+    stream: bool
+    server: ServerVersion | None
+    run_url: str
+    tracker: Tracker = field(default_factory=Tracker)
+    warned: set[str] = field(default_factory=set)
+    capped: bool = False
 
     def poll(self, run_finished: bool) -> None:
         """One poll's progress; never raises an `ActionError`."""
         self.tracker.polls += 1
         try:
-            steps = decode_steps(self._client.call(list_steps(self._run_id)))
+            steps = decode_steps(self.client.call(list_steps(self.run_id)))
         except ActionError as exc:
             self._warn_once("steps", f"Could not list the run's steps ({exc}); the wait goes on without them.")
             return
         for line in self.tracker.transitions(steps):
-            self._console.info(line)
-        if not self._stream or self._capped:
+            self.console.info(line)
+        if not self.stream or self.capped:
             return
         limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
-        streamed: list[str] = []
-        for step in self.tracker.to_read(run_finished, limit):
-            streamed += [f"[{step.name}] {line}" for line in self._read(step)]
-        self._relay(streamed)
+        steps = self.tracker.to_read(run_finished, limit)
+        self._relay([f"[{step.name}] {line}" for step in steps for line in self._read(step)])
 
     def rows(self) -> list[tuple[str, str, float | None]]:
-        """The steps as last seen, for the summary: name, status, seconds."""
         return [(step.name, step.status, step.seconds) for step in self.tracker.steps.values()]
 
     def _read(self, step: Step) -> list[str]:
         shown = self.tracker.logs.setdefault(step.id, Shown())
-        if self._entries_api and not step.logs_id:
+        by_entries = self.server is not None and self.server.has_log_entries
+        if by_entries and not step.logs_id:
             # 0.97 on, a step's log is listed with it: none, nothing to read.
             self.tracker.unread(step, gone=True)
             return []
-        by_entries = self._entries_api
         from_cursor = by_entries and bool(shown.cursor)
-        if by_entries:
-            request = log_entries(step.logs_id, shown.cursor, shown.entries)
-            # A page after a cursor holds at least `LOG_PAGE` when full.
-            asked: int | None = LOG_PAGE if from_cursor else shown.entries + LOG_PAGE
-        else:
-            request, asked = step_log(step.id), None
+        request = log_entries(step.logs_id, shown.cursor, shown.entries) if by_entries else step_log(step.id)
+        # The entries asked for (None: all there are); a page after a cursor holds `LOG_PAGE` when full.
+        asked = (LOG_PAGE if from_cursor else shown.entries + LOG_PAGE) if by_entries else None
         try:
-            page = decode_page(self._client.call(request))
+            page = decode_page(self.client.call(request))
         except NotFound:
             self.tracker.unread(step, gone=True)
             return []
@@ -327,7 +262,7 @@ class Watcher:
                 self._warn_once(
                     "log",
                     f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
-                    f"The steps' logs are in the dashboard: {self._run_url}",
+                    f"The steps' logs are in the dashboard: {self.run_url}",
                 )
             return []
         return self.tracker.fresh(step, page, asked, from_cursor)
@@ -335,36 +270,33 @@ class Watcher:
     def _relay(self, lines: list[str]) -> None:
         if not lines:
             return
-        relay = self._console.relay()
-        try:
+        with contextlib.closing(self.console.relay()) as relay:
             for line in lines:
-                # Redacted before it is cut: a key across the cut would
-                # survive as a prefix.
-                text = shorten(_CONTROL.sub("", self._console.redact(line)), MAX_LINE_CHARS)
-                if not self.tracker.admit(text):
-                    self._capped = True
+                # Redacted before it is cut: a key across the cut would survive as a prefix.
+                text = shorten(_CONTROL.sub("", self.console.redact(line)), MAX_LINE_CHARS)
+                size = len(text.encode("utf-8")) + 1
+                if self.tracker.lines + 1 > MAX_LINES or self.tracker.bytes + size > MAX_BYTES:
+                    self.capped = True
                     break
+                self.tracker.lines += 1
+                self.tracker.bytes += size
                 relay.line(text)
-        finally:
-            relay.close()
-        if self._capped:
-            self._console.notice(
+        if self.capped:
+            self.console.notice(
                 f"Streamed {self.tracker.lines} lines of the steps' logs, the most this action shows of a run "
-                f"({MAX_LINES} lines, {MAX_BYTES // 1024} KiB); the rest are in the dashboard: {self._run_url}"
+                f"({MAX_LINES} lines, {MAX_BYTES // 1024} KiB); the rest are in the dashboard: {self.run_url}"
             )
 
     def _warn_once(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            self._console.warning(message)
+        if kind not in self.warned:
+            self.warned.add(kind)
+            self.console.warning(message)
 
 
 def steps_summary(rows: list[tuple[str, str, float | None]]) -> str:
     """The steps' table for the job summary ("" without steps)."""
-    if not rows:
-        return ""
-    lines = ["**Steps**", "", "| Step | Status | Duration |", "|---|---|--:|"]
-    for name, status, seconds in rows[:MAX_STEPS]:
-        cells = [markdown_text(name), markdown_text(status), duration_text(seconds) if seconds is not None else ""]
-        lines.append("| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |")
-    return "\n".join(lines) + "\n\n"
+    cells = [
+        (cell(name), cell(status), "" if seconds is None else duration_text(seconds)) for name, status, seconds in rows
+    ]
+    lines = table("Steps", ["Step", "Status", "Duration"], cells[:MAX_STEPS], ["Duration"])
+    return "\n".join(lines) + "\n\n" if rows else ""

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FailureLog:
-    """Why part of a run failed, for the summary: a failed step (or the run
-    itself when no step failed), its error and the last lines of its log."""
+    """A failed step (or the run itself), its error and its log's last lines."""
 
     where: str  # "step `train_model`" or "the run"
     error: str = ""
@@ -50,22 +49,20 @@ class Report:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     failure_logs: list[FailureLog] = field(default_factory=list)
-    # The judgement's outputs (metrics, baseline-run-id, gate-result, report,
-    # result: evaluation.py), once the run was judged.
-    judged: dict[str, str] = field(default_factory=dict)
-    # The question a run waits to have answered (`answering.py`): its
-    # outputs, and the Markdown that shows it (the summary and `report`).
+    judged: dict[str, str] = field(default_factory=dict)  # JUDGED_OUTPUTS: evaluation.py
+    # The question a run waits to have answered (`answering.py`): its outputs, and its Markdown.
     asked: dict[str, str] = field(default_factory=dict)
     asked_section: list[str] = field(default_factory=list)
     judgement: Judgement | None = None  # what `judged` was rendered from
     promotion: Promotion | None = None  # `promote-to`: promote.py
-    # The steps as the wait last saw them: name, status, seconds
-    # (progress.steps_summary).
-    steps: list[tuple[str, str, float | None]] = field(default_factory=list)
+    steps: list[tuple[str, str, float | None]] = field(default_factory=list)  # name, status, seconds
 
     def outputs(self) -> dict[str, str]:
         if not (self.run_id or self.conclusion):
             return {}
+        # A run waiting for an answer (nothing judged): its `report` shows the question.
+        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
+        asked_report = document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
         return {
             "run-id": self.run_id,
             "run-name": self.run_name,
@@ -78,14 +75,8 @@ class Report:
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
             **promotion_outputs(self.promotion),
             **{name: self.asked.get(name, "") for name in ASKED_OUTPUTS},
-            **({"report": self.asked_report()} if self.asked_section else {}),
+            **({"report": asked_report} if self.asked_section else {}),
         }
-
-    def asked_report(self) -> str:
-        """The `report` output of a run that waits for an answer (nothing
-        was judged): the question, and the step that answers it."""
-        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
-        return document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
 
 
 def finite(value: Any) -> Any:
@@ -119,13 +110,12 @@ def cell(value: Any) -> str:
 def link(text: str, url: str) -> str:
     """A link to an http(s) address, escaped so that it ends neither the
     link nor the table row; just the text for any other address."""
-    label = cell(text)
     if not url.startswith(("https://", "http://")):
-        return label
-    href = html.escape(url, quote=True)
-    for char, escaped in (("(", "%28"), (")", "%29"), (" ", "%20"), ("|", "%7C")):
-        href = href.replace(char, escaped)
-    return f"[{label}]({href})"
+        return cell(text)
+    return f"[{cell(text)}]({html.escape(url, quote=True).translate(_HREF_ESCAPES)})"
+
+
+_HREF_ESCAPES = str.maketrans({"(": "%28", ")": "%29", " ": "%20", "|": "%7C"})
 
 
 def row(*cells: str) -> str:
@@ -133,8 +123,7 @@ def row(*cells: str) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], numbers: Collection[str] = ()) -> list[str]:
-    """A section holding a table under its bold title (none if ""); the
-    `numbers` columns are right-aligned."""
+    """A table under its bold title (none if ""), `numbers` columns right-aligned."""
     lines = [f"**{title}**", ""] if title else []
     lines += [row(*columns), "|" + "|".join("--:" if name in numbers else "---" for name in columns) + "|"]
     return lines + [row(*cells) for cells in rows]
@@ -146,43 +135,36 @@ MAX_TABLE_ROWS = 100
 MAX_CELL = 500
 
 
-def capped_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    shown = [[shorten(value, MAX_CELL) for value in cells] for cells in rows[:MAX_TABLE_ROWS]]
-    lines = table(title, columns, shown)
-    if len(rows) > MAX_TABLE_ROWS:
-        lines.append(f"… and {len(rows) - MAX_TABLE_ROWS} more (the step's outputs have them all).")
-    return lines
+def folded_table(summary: str, columns: Sequence[str], pairs: Sequence[tuple[str, Any]]) -> list[str]:
+    rows = [[shorten(cell(value), MAX_CELL) for value in pair] for pair in pairs[:MAX_TABLE_ROWS]]
+    lines = table("", columns, rows)
+    if len(pairs) > MAX_TABLE_ROWS:
+        lines.append(f"… and {len(pairs) - MAX_TABLE_ROWS} more (the step's outputs have them all).")
+    return folded(summary, lines)
 
 
 def document(title: str, facts: Iterable[tuple[str, str]], sections: Iterable[Sequence[str]]) -> str:
-    """A heading, a two-column table of facts (name, Markdown), then each
-    section after a blank line."""
+    """A heading, a table of facts (name, Markdown), each section after a blank line."""
     lines = [f"### {title}", "", "| | |", "|---|---|", *(row(name, value) for name, value in facts)]
-    for section in sections:
-        lines += ["", *section]
+    lines += [line for section in sections for line in ("", *section)]
     return "\n".join(lines) + "\n"
 
 
 def promotion_cell(promotion: Promotion) -> str:
-    """What `promote-to` did, in one table cell (the version linked where
-    the server's dashboard has a page for it)."""
-    subject = cell(promotion.subject)
-    if promotion.url:
-        subject = link(promotion.subject, promotion.url)
+    """What `promote-to` did, in one table cell (the version linked where it has a page)."""
     icon = "✅" if promotion.promoted else ("🧪" if promotion.dry_run else "⏭️")
+    subject = link(promotion.subject, promotion.url)
     return f"{icon} {subject} → `{cell(promotion.stage)}`: {cell(promotion.note)}"
 
 
 def folded(summary: str, lines: Sequence[str]) -> list[str]:
-    """A section folded under `summary` (the action's own words: GitHub
-    keeps `<details>` and `<summary>`); the blank lines let the Markdown
-    inside render."""
+    """A section folded under `summary` (the action's own words); the blank
+    lines let the Markdown inside render."""
     return [f"<details><summary>{html.escape(summary)}</summary>", "", *lines, "", "</details>"]
 
 
 def run_cell(name: str, run_id: str, url: str) -> str:
-    """The run as a link to its dashboard page (text where there is none),
-    with its ID when it has a name."""
+    """The run, linked to its dashboard page if any, with its ID when it has a name."""
     shown = link(name or run_id, url)
     return f"{shown} (ID {cell(run_id)})" if name and run_id else shown
 
@@ -215,40 +197,31 @@ _RECORDED_PREFIXES = ("github.", "zenml_action.")
 
 
 def summary_markdown(report: Report) -> str:
-    """The job summary. A judged run's is its report (one header, one table
-    of facts, the metrics, the trend, the gate...) and, folded, what only
+    """The job summary. A judged run's is its report and, folded, what only
     the summary has room for: the configuration sent and the rest of the
     run's metadata. Otherwise the facts known so far."""
     if not (report.target or report.run_id or report.error):
         return ""
     judged = report.judged.get("report", "")
-    sections: list[Sequence[str]] = []
-    if report.error:
-        sections.append([f"**Error:** {cell(report.error)}"])
+    sections: list[Sequence[str]] = [[f"**Error:** {cell(report.error)}"]] if report.error else []
     if report.asked_section:
         sections.append(report.asked_section)
     if report.sent:
-        rows = [(cell(k), cell(v)) for k, v in flatten(report.sent)]
-        sections.append(folded("Run configuration sent", capped_table("", ["Setting", "Value"], rows)))
+        sections.append(folded_table("Run configuration sent", ["Setting", "Value"], flatten(report.sent)))
     metadata = [(k, v) for k, v in flatten(report.metadata) if not (judged and _shown_in_report(k, v))]
     if metadata:
-        rows = [(cell(k), cell(v)) for k, v in metadata]
         title = "Other run metadata" if judged else "Run metadata"
-        sections.append(folded(title, capped_table("", ["Key", "Value"], rows)))
+        sections.append(folded_table(title, ["Key", "Value"], metadata))
     if judged:
         return judged + "".join("\n" + "\n".join(section) + "\n" for section in sections) + "\n"
-    facts = []
-    if report.run_id:
-        facts.append(("Run", run_cell(report.run_name, report.run_id, report.run_url)))
-    facts += [(name, cell(value)) for name, value in (("Pipeline", report.pipeline), ("Started from", report.target)) if value]
-    if report.status:
-        facts.append(("Status", cell(report.status)))
+    facts = [("Run", run_cell(report.run_name, report.run_id, report.run_url))] if report.run_id else []
+    shown = (("Pipeline", report.pipeline), ("Started from", report.target), ("Status", report.status))
+    facts += [(name, cell(value)) for name, value in shown if value]
     if report.duration_seconds is not None:
         facts.append(("Duration", duration_text(report.duration_seconds)))
     if report.promotion is not None:
         facts.append(("Promotion", promotion_cell(report.promotion)))
-    for failure in report.failure_logs:
-        sections += failure_sections(failure)
+    sections += [section for failure in report.failure_logs for section in failure_sections(failure)]
     title = f"{_ICONS.get(report.conclusion, '❌')} ZenML run: {cell(report.conclusion or 'failed')}"
     return document(title, facts, sections) + "\n"
 
@@ -257,11 +230,9 @@ def _shown_in_report(key: str, value: Any) -> bool:
     """A metric (as `judge.numeric_metrics` finds them) or the GitHub record."""
     if key.startswith(_RECORDED_PREFIXES):
         return True
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
     try:
-        return math.isfinite(float(value))
-    except OverflowError:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
         return False
 
 
@@ -269,8 +240,5 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in mapping.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            rows += flatten(value, name)
-        else:
-            rows.append((name, value))
+        rows += flatten(value, name) if isinstance(value, dict) and value else [(name, value)]
     return rows

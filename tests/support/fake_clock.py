@@ -1,4 +1,4 @@
-"""Time for the waiting rules (`waiting.Clock`): it moves only when the
+"""Time for the waiting rules (`runs.Clock`): it moves only when the
 code under test sleeps, so an hour's wait runs in milliseconds."""
 
 from __future__ import annotations
