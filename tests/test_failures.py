@@ -43,8 +43,11 @@ ValueError: Unknown model_type 'svm_deluxe': choose one of random_forest, gradie
         (None, []),
         ({"detail": "odd"}, []),
         ([42, {"message": None}], []),
+        # A chunk index that is no number: a new line, not a crash.
+        ([{"id": "a", "message": "x"}, {"id": "a", "message": "y", "chunk_index": "1e9x"}], ["x", "y"]),
+        ([{"id": "a", "message": "x"}, {"id": "a", "message": "y", "chunk_index": [1]}], ["x", "y"]),
     ],
-    ids=["entries", "chunks", "multi-line-entry", "string", "null", "object", "junk"],
+    ids=["entries", "chunks", "multi-line-entry", "string", "null", "object", "junk", "chunk-text", "chunk-list"],
 )
 def test_decode_log(body: object, expected: list[str]) -> None:
     assert decode_log(body) == expected

@@ -61,7 +61,9 @@ def decode_log(body: Any) -> list[str]:
         if not isinstance(entry, dict):
             continue
         message, entry_id = str(entry.get("message") or ""), entry.get("id")
-        if entry_id is not None and entry_id == last_id and int(entry.get("chunk_index") or 0) > 0:
+        # The server's data: a chunk index that is no whole number starts a line.
+        chunk = entry.get("chunk_index")
+        if entry_id is not None and entry_id == last_id and isinstance(chunk, int) and chunk > 0:
             messages[-1] += message
         else:
             messages.append(message)
