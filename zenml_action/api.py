@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +18,8 @@ from zenml_action.http import Request, Response
 
 API = "/api/v1"
 
-# ZenML's ExecutionStatus values that mean the run will not change any more.
+# ZenML's ExecutionStatus values that mean the run will not change any more
+# (`in_progress` can stay true on a failed run: status alone decides).
 FINISHED_STATUSES = frozenset({"completed", "failed", "cached", "cancelled", "stopped", "skipped"})
 SUCCESS_STATUSES = frozenset({"completed", "cached"})
 
@@ -123,12 +123,7 @@ _PATH = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class ServerMessage:
-    message: str
-
-
-def decode_error(response: Response) -> ServerMessage:
+def decode_error(response: Response) -> str:
     """Read ZenML's three error shapes: {"detail": [Name, msg]},
     a bare [Name, msg] (422) and {"detail": "text"}; anything else (an HTML
     page from a proxy) becomes a short generic message."""
@@ -144,7 +139,7 @@ def decode_error(response: Response) -> ServerMessage:
         message = f"HTTP {response.status} with no explanation"
         if body is None and response.body:
             message += " (the answer was not JSON: a proxy or load balancer may be in the way)"
-    return ServerMessage(shorten(message, 600))
+    return shorten(message, 600)
 
 
 def decode_token(body: Any) -> str:
@@ -174,11 +169,6 @@ def decode_status(body: Any) -> str:
     """A run's status, from its body (or a bare JSON string)."""
     status = body if isinstance(body, str) else dig(body, "body", "status")
     return status if isinstance(status, str) else ""
-
-
-def is_finished(status: str) -> bool:
-    # `in_progress` can stay true on a failed run: status alone decides.
-    return status in FINISHED_STATUSES
 
 
 def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) -> str:
@@ -223,9 +213,8 @@ def list_failed_steps(run_id: str) -> Request:
     return Request("GET", f"{API}/steps", params=params, purpose="listing the run's failed steps")
 
 
-def step_logs(step_id: str) -> Request:
-    path, purpose = f"{API}/steps/{step_id}/logs", "reading the failed step's log"
-    return Request("GET", path, params={"source": "step"}, purpose=purpose)
+def step_logs(step_id: str, purpose: str = "reading a step's log") -> Request:
+    return Request("GET", f"{API}/steps/{step_id}/logs", params={"source": "step"}, purpose=purpose)
 
 
 def run_logs(run_id: str) -> Request:
@@ -253,14 +242,18 @@ def run_metadata(entity: Any) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def created_at(entity: Any) -> datetime | None:
-    """When a run or model version was created (UTC)."""
+def moment(value: Any) -> datetime | None:
+    """A time the server wrote (ZenML writes UTC without a zone), or None."""
     try:
-        moment = datetime.fromisoformat(dig(entity, "body", "created"))
+        when = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
-    # ZenML writes UTC without a zone.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def created_at(entity: Any) -> datetime | None:
+    """When a run or model version was created (UTC)."""
+    return moment(dig(entity, "body", "created"))
 
 
 def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def translate(response: Response, request: Request) -> ActionError:
         )
     error, message = _REFUSALS.get(status) or (ServerError, _SERVER_FAILED if status >= 500 else _UNEXPECTED)
     what = f"while {request.purpose}" if request.purpose else ""
-    said = f"The server said: {api.decode_error(response).message.rstrip('.')}"
+    said = f"The server said: {api.decode_error(response).rstrip('.')}"
     return error(message.format(what=what, said=said, status=status))
 
 
@@ -77,7 +77,7 @@ class ZenMLClient:
             if response.status in (400, 401, 403):
                 raise AuthenticationFailed(
                     "The server refused the API key. "
-                    + api.decode_error(response).message
+                    + api.decode_error(response)
                     + ". Check that `api-key` holds a current, active service-account "
                     "key created on this server or workspace."
                 ) from error

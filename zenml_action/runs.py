@@ -72,7 +72,7 @@ def wait_for_run(
     console.info(f"Run status: {status}")
     deadline.entering(f"waiting for run {run_id} (still `{status}`)")
     problems = 0
-    while not api.is_finished(status):
+    while status not in api.FINISHED_STATUSES:
         now = clock()
         # Intervals run from one poll's start to the next: a slow poll does not delay noticing the end.
         clock.sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
@@ -88,7 +88,7 @@ def wait_for_run(
                 console.warning(f"Could not read the run's status, will keep trying: {exc}")
             continue
         if polling.after_each is not None:
-            polling.after_each(api.is_finished(polled_status))
+            polling.after_each(polled_status in api.FINISHED_STATUSES)
         if asking:
             yield polled_status, asking
             return
@@ -137,7 +137,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         beside.append(Background(forget_tag, client, key, console))
     if client is not None and record:
         beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
-    finished = api.is_finished(report.status)
+    finished = report.status in api.FINISHED_STATUSES
     # A run may be asking already (`run-id` on a paused run).
     asking = "" if finished else pending_condition_id(run)
     if inputs.wait and not finished and not asking and client is not None:
@@ -149,7 +149,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         finally:
             report.duration_seconds = time.monotonic() - started
             report.steps = watcher.rows()
-        finished = api.is_finished(report.status)
+        finished = report.status in api.FINISHED_STATUSES
         if inputs.code_mode and record:
             # The repository's code ran with the key, on a remote orchestrator after the record
             # above: the action has the last word on where the run came from (`provenance.BASELINE_KEY`).
@@ -245,7 +245,7 @@ def interrupted(
             # A run not waited for (`wait: false`) was handed off: only a cancel stops it, not the
             # action's own time running out. A paused run (waiting for an answer) holds no compute.
             waited = action.inputs.wait or isinstance(stop, deadline.Cancelled)
-            going = not api.is_finished(report.status) and report.status != "paused"
+            going = report.status not in api.FINISHED_STATUSES and report.status != "paused"
             if report.run_id and waited and going and action.inputs.stop_on_cancel:
                 _stop(client, report.run_id, console, why)
             elif report.status == "paused":
@@ -269,7 +269,7 @@ def _stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     if response.ok:
         console.info(f"Asked the server to stop run {run_id} ({why}).")
         return
-    said = api.decode_error(response).message.rstrip(".")
+    said = api.decode_error(response).rstrip(".")
     console.warning(
         f"The server refused to stop run {run_id} ({why}): {said}. Stop it from the dashboard "
         "if it is still running."
