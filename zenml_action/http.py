@@ -97,28 +97,20 @@ class RetryPolicy:
     def retry_for(self, kind: RetryKind) -> Retry:
         repeatable = kind != "once"
         return Retry(
-            total=None,
-            connect=4,
-            read=self.read if repeatable else 0,
-            status=4 if repeatable else 0,
+            total=None, connect=4, read=self.read if repeatable else 0, status=4 if repeatable else 0,
             other=0,  # a proxy's 407, a certificate that does not verify: explained, not repeated
-            redirect=0,
+            redirect=0, raise_on_redirect=False,
             allowed_methods=None,  # the kind decided what may be repeated
             status_forcelist={429, 502, 503, 504} if repeatable else (),
-            backoff_factor=self.backoff_factor,
-            backoff_max=10.0,
-            backoff_jitter=0.5,
+            backoff_factor=self.backoff_factor, backoff_max=10.0, backoff_jitter=0.5,
             retry_after_max=self.retry_after_max,
             raise_on_status=False,  # the last busy answer is returned: the caller explains it
-            raise_on_redirect=False,
         )
 
 
-def system_trust() -> ssl.SSLContext:
-    """The system's CAs (SSL_CERT_FILE/SSL_CERT_DIR apply): a corporate CA
-    installed on a self-hosted runner stays trusted; requests adds certifi's
-    bundle, or the `ca-bundle`, to it."""
-    return ssl.create_default_context()
+# The system's CAs (SSL_CERT_FILE/SSL_CERT_DIR apply): a corporate CA installed on a
+# self-hosted runner stays trusted; requests adds certifi's bundle, or the `ca-bundle`, to it.
+system_trust = ssl.create_default_context
 
 
 class _Adapter(requests.adapters.HTTPAdapter):

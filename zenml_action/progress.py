@@ -244,11 +244,9 @@ class Watcher:
         asked = (LOG_PAGE if from_cursor else shown.entries + LOG_PAGE) if by_entries else None
         try:
             page = decode_page(self.client.call(request))
-        except NotFound:
-            self.tracker.unread(step, gone=True)
-            return []
         except ActionError as exc:
-            if self.tracker.unread(step, gone=False):
+            # NotFound: the server has no log for the step (yet), which is no failure.
+            if self.tracker.unread(step, gone=isinstance(exc, NotFound)):
                 self._warn_once(
                     "log",
                     f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "

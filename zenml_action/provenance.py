@@ -105,10 +105,8 @@ def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any
     record still names `baseline_of`; and how many listed runs were refused
     as their latest record says otherwise (the action overwrote a pipeline's)."""
     others = [run for run in items(body) if str(run.get("id")) != exclude_run_id]
-    for refused, run in enumerate(others):
-        if _recorded(run, baseline_of, any_branch):
-            return run, refused
-    return None, len(others)
+    recorded = [n for n, run in enumerate(others) if _recorded(run, baseline_of, any_branch)]
+    return (others[recorded[0]], recorded[0]) if recorded else (None, len(others))
 
 
 def recorded_runs(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> list[dict[str, Any]]:

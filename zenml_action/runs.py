@@ -269,8 +269,7 @@ def _stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     if response.ok:
         console.info(f"Asked the server to stop run {run_id} ({why}).")
         return
-    said = api.decode_error(response).rstrip(".")
     console.warning(
-        f"The server refused to stop run {run_id} ({why}): {said}. Stop it from the dashboard "
-        "if it is still running."
+        f"The server refused to stop run {run_id} ({why}): {api.decode_error(response).rstrip('.')}. "
+        "Stop it from the dashboard if it is still running."
     )
