@@ -195,11 +195,10 @@ def _web_address(value: Any) -> str:
     return value.rstrip("/") if _WEB_ADDRESS.fullmatch(value) else ""
 
 
-# Why a run failed (failures.py). Step logs are served on every server
-# version the action supports; 0.98 requires a `source` (`step`: the step's
-# own log, `runner`: that of the process that started a server-triggered
-# run), older servers ignore it. Answers are a list of entries (`message`,
-# chunks of one long entry share an `id`) or, on older servers, one string.
+# Why a run failed (failures.py). Step logs are served on every server version the action supports; 0.98
+# requires a `source` (`step`: the step's own log, `runner`: that of the process that started a
+# server-triggered run), older servers ignore it. Answers are a list of entries (`message`, chunks of one long
+# entry share an `id`) or, on older servers, one string.
 
 
 def list_failed_steps(run_id: str) -> Request:

@@ -38,8 +38,7 @@ SETTLE_READS = 2
 # Consecutive failed reads of one step's log before it is given up.
 MAX_READ_FAILURES = 3
 
-# A step in these has a log that may still grow; cached and skipped steps
-# ran nothing here.
+# A step in these has a log that may still grow; cached and skipped steps ran nothing here.
 GROWING = frozenset({"running", "retrying", "stopping"})
 NO_LOG = frozenset({"cached", "skipped"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -143,10 +142,9 @@ class Tracker:
         """The lines for the steps whose status changed (new steps too)."""
         said = []
         for step in steps:
-            seen = self.steps.get(step.id)
-            self.steps[step.id] = step
-            if seen is None or seen.status != step.status:
+            if (seen := self.steps.get(step.id)) is None or seen.status != step.status:
                 said.append(transition(step))
+            self.steps[step.id] = step
         return said
 
     def to_read(self, run_finished: bool, limit: int) -> list[Step]:
@@ -222,8 +220,7 @@ class Watcher:
             self.console.info(line)
         if not self.stream or self.capped:
             return
-        limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
-        steps = self.tracker.to_read(run_finished, limit)
+        steps = self.tracker.to_read(run_finished, 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS)
         self._relay([f"[{step.name}] {line}" for step in steps for line in self._read(step)])
 
     def rows(self) -> list[tuple[str, str, float | None]]:
@@ -248,8 +245,7 @@ class Watcher:
             # NotFound: the server has no log for the step (yet), which is no failure.
             if self.tracker.unread(step, gone=isinstance(exc, NotFound)):
                 self._warn_once(
-                    "log",
-                    f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
+                    "log", f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
                     f"The steps' logs are in the dashboard: {self.run_url}",
                 )
             return []

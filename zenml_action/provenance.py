@@ -21,12 +21,11 @@ from zenml_action.trend import MAX_HISTORY
 _PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
-# The one key the baseline is found by, written by the action alone after the
-# pipeline ran (`runs.follow`): `REPOSITORY@refs/heads/BRANCH` for a push to,
-# or a dispatch or schedule on, that branch; "-" for any other event. A pull
-# request's run is never a baseline, even under `pull_request_target` or
-# `workflow_run` (GITHUB_REF is the base branch, the code may be a fork's).
-# Metadata shows the latest write: the action's record overrides a pipeline's.
+# The one key the baseline is found by, written by the action alone after the pipeline ran (`runs.follow`):
+# `REPOSITORY@refs/heads/BRANCH` for a push to, or a dispatch or schedule on, that branch; "-" for any other
+# event. A pull request's run is never a baseline, even under `pull_request_target` or `workflow_run`
+# (GITHUB_REF is the base branch, the code may be a fork's). Metadata shows the latest write: the action's
+# record overrides a pipeline's.
 BASELINE_KEY = "zenml_action.baseline_of"
 BASELINE_EVENTS = frozenset({"push", "workflow_dispatch", "schedule"})
 

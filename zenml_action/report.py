@@ -89,9 +89,8 @@ def strict_json(value: Any) -> str:
     return json.dumps(finite(value), sort_keys=True, default=str, allow_nan=False)
 
 
-# -- Markdown: the job summary and the `report` output are each a `document`;
-# values from users and the server are shown as text (`cell`), the only links
-# go to addresses the action built (`link`).
+# -- Markdown: the job summary and the `report` output are each a `document`; values from users and the server
+# are shown as text (`cell`), the only links go to addresses the action built (`link`).
 
 
 def cell(value: Any) -> str:
