@@ -99,10 +99,9 @@ class Console:
         self._raw(self.redact(line))
 
     def info(self, message: str) -> None:
-        """Plain log text. Text from users or the server that the runner
-        could read as a command (actions/runner ActionCommand: `::` after
-        leading white space, or a legacy `##[` anywhere in the line) is
-        relayed inside `stop-commands`."""
+        """Plain log text. Text from users or the server that the runner could read as a command
+        (actions/runner ActionCommand: `::` after leading white space, or a legacy `##[` anywhere in the line)
+        is relayed inside `stop-commands`."""
         lines = message.splitlines() or [""]
         commands = any(line.lstrip().startswith("::") or "##[" in line for line in lines)
         relay = self.relay() if commands else None
@@ -142,10 +141,9 @@ class Console:
 
 
 class Relay:
-    """Lines from elsewhere, written as inert text: inside `stop-commands`
-    (with a token nobody can guess, so the text cannot end the block), under
-    which the runner executes nothing, `::` and `##[` lines included; and
-    with secrets redacted like every line."""
+    """Lines from elsewhere, written as inert text: inside `stop-commands` (with a token nobody can guess, so
+    the text cannot end the block), under which the runner executes nothing, `::` and `##[` lines included;
+    and with secrets redacted like every line."""
 
     def __init__(self, console: Console) -> None:
         self._console = console

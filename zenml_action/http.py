@@ -114,9 +114,8 @@ system_trust = ssl.create_default_context
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
-    """requests hands urllib3 the adapter's retries: each retry kind has its
-    own adapter, all over the pools of the first (`shared`), so the login,
-    `/info` and the trigger share one kept-alive connection (one TLS
+    """requests hands urllib3 the adapter's retries: each retry kind has its own adapter, all over the pools
+    of the first (`shared`), so the login, `/info` and the trigger share one kept-alive connection (one TLS
     handshake, not three)."""
 
     def __init__(self, retry: Retry, trust: ssl.SSLContext | None, shared: _Adapter | None = None) -> None:
@@ -133,9 +132,8 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
 
 class Transport:
-    """One per action run, shared by threads (the login goes out beside
-    `/info`). No `requests.Session`: no redirect is followed, and no proxy,
-    CA bundle or .netrc is read from the environment (`proxies.py` and
+    """One per action run, shared by threads (the login goes out beside `/info`). No `requests.Session`: no
+    redirect is followed, and no proxy, CA bundle or .netrc is read from the environment (`proxies.py` and
     `inputs.py` decide them once)."""
 
     def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
@@ -167,10 +165,9 @@ def send(
     token: str | None,
     timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
 ) -> Response:
-    """The answer, after the retries that are safe for the request. A
-    failure after the request may have reached the server raises
-    `ConnectionFailed(maybe_sent=True)`: whether sending again could create
-    a second run is the caller's to decide."""
+    """The answer, after the retries that are safe for the request. A failure after the request may have
+    reached the server raises `ConnectionFailed(maybe_sent=True)`: whether sending again could create a second
+    run is the caller's to decide."""
     kind = request.retry_kind
     # urllib3 repeats what fails up to the answer's headers; an answer whose
     # body breaks off is asked again here, by the same rule.

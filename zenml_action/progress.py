@@ -50,10 +50,9 @@ def list_steps(run_id: str) -> Request:
 
 
 def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
-    """A page of a log (0.97 on): after `cursor` when there is one (alone: a
-    cursor carries its own page size and direction, and the Datadog log store
-    refuses another beside it), else from the oldest entry, enough to hold
-    the `skip` already shown and a page more."""
+    """A page of a log (0.97 on): after `cursor` when there is one (alone: a cursor carries its own page size
+    and direction, and the Datadog log store refuses another beside it), else from the oldest entry, enough to
+    hold the `skip` already shown and a page more."""
     params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
     return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
 

@@ -89,11 +89,10 @@ def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str])
 
 
 def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:
-    """The newest completed runs of the pipeline recorded as a baseline of
-    `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
-    branch), filtered on the server. Hydrated: the metadata of the chosen
-    one and the trend's values (`trend.py`) come in this one request. One
-    more than the trend's runs: the run being judged may be among them."""
+    """The newest completed runs of the pipeline recorded as a baseline of `baseline_of` (`REPOSITORY@REF`;
+    with `any_branch`, `REPOSITORY@` of any branch), filtered on the server. Hydrated: the metadata of the
+    chosen one and the trend's values (`trend.py`) come in this one request. One more than the trend's runs:
+    the run being judged may be among them."""
     wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
     params = newest_first(MAX_HISTORY + 1, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
     return Request("GET", f"{API}/runs", params={**params, "hydrate": "true"}, purpose="looking for the baseline run")

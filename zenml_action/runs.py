@@ -63,10 +63,9 @@ class Polling:
 def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, polling: Polling = Polling()
 ) -> Iterator[tuple[str, str]]:
-    """Poll until the status is final or the run asks a question, yielding
-    each new status and the ID of the question asked ("" if none) as noticed.
-    A run that asks, whether still `running` (its orchestrator polls for the
-    answer) or `paused`, ends the wait: nobody can answer while it waits."""
+    """Poll until the status is final or the run asks a question, yielding each new status and the ID of the
+    question asked ("" if none) as noticed. A run that asks, whether still `running` (its orchestrator polls
+    for the answer) or `paused`, ends the wait: nobody can answer while it waits."""
     clock = polling.clock
     start = polled = clock()
     console.info(f"Run status: {status}")
@@ -120,11 +119,10 @@ def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
 
 
 def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None, child_error: str = "") -> None:
-    """From an adopted run to the conclusion: the GitHub context recorded and
-    the one-off tag deleted (beside the rest), the wait, a failure explained,
-    the judgement. `started` (monotonic) is when the run was asked for. A run
-    the action did not start (`run-id`) gets no record: its record decides
-    whether it may be a baseline. `child_error`: what code mode's child said."""
+    """From an adopted run to the conclusion: the GitHub context recorded and the one-off tag deleted (beside
+    the rest), the wait, a failure explained, the judgement. `started` (monotonic) is when the run was asked
+    for. A run the action did not start (`run-id`) gets no record: its record decides whether it may be a
+    baseline. `child_error`: what code mode's child said."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.attached
     if inputs.promote_to:
@@ -220,10 +218,9 @@ def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console:
 def interrupted(
     action: Action, key: RunKey | None, stop: deadline.Interrupted, end_child: Callable[[], None] | None = None
 ) -> None:
-    """After a timeout or cancel, within the one grace period: the child
-    ended (code mode), the run the trigger may have started found, stopped
-    unless it finished or `stop-on-cancel` is false, and the one-off tag
-    deleted. A second cancel, or the grace running out, cuts this short."""
+    """After a timeout or cancel, within the one grace period: the child ended (code mode), the run the
+    trigger may have started found, stopped unless it finished or `stop-on-cancel` is false, and the one-off
+    tag deleted. A second cancel, or the grace running out, cuts this short."""
     report, console, client = action.report, action.console, action.client
     report.conclusion = stop.conclusion
     why = "cancelled" if isinstance(stop, deadline.Cancelled) else "timed out"
