@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +18,8 @@ from zenml_action.http import Request, Response
 
 API = "/api/v1"
 
-# ZenML's ExecutionStatus values that mean the run will not change any more.
+# ZenML's ExecutionStatus values that mean the run will not change any more
+# (`in_progress` can stay true on a failed run: status alone decides).
 FINISHED_STATUSES = frozenset({"completed", "failed", "cached", "cancelled", "stopped", "skipped"})
 SUCCESS_STATUSES = frozenset({"completed", "cached"})
 
@@ -97,12 +97,8 @@ def stop_run(run_id: str) -> Request:
 
 def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
     """Attach text `values` to a `resource_type` (ZenML's `MetadataResourceTypes`)."""
-    body = {
-        "project": project_id,
-        "resources": [{"id": resource_id, "type": resource_type}],
-        "values": dict(values),
-        "types": dict.fromkeys(values, "str"),
-    }
+    body: dict[str, Any] = {"project": project_id, "resources": [{"id": resource_id, "type": resource_type}]}
+    body.update(values=dict(values), types=dict.fromkeys(values, "str"))
     return Request("POST", f"{API}/run-metadata", json=body, purpose=purpose)
 
 
@@ -123,12 +119,7 @@ _PATH = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class ServerMessage:
-    message: str
-
-
-def decode_error(response: Response) -> ServerMessage:
+def decode_error(response: Response) -> str:
     """Read ZenML's three error shapes: {"detail": [Name, msg]},
     a bare [Name, msg] (422) and {"detail": "text"}; anything else (an HTML
     page from a proxy) becomes a short generic message."""
@@ -144,7 +135,7 @@ def decode_error(response: Response) -> ServerMessage:
         message = f"HTTP {response.status} with no explanation"
         if body is None and response.body:
             message += " (the answer was not JSON: a proxy or load balancer may be in the way)"
-    return ServerMessage(shorten(message, 600))
+    return shorten(message, 600)
 
 
 def decode_token(body: Any) -> str:
@@ -176,11 +167,6 @@ def decode_status(body: Any) -> str:
     return status if isinstance(status, str) else ""
 
 
-def is_finished(status: str) -> bool:
-    # `in_progress` can stay true on a failed run: status alone decides.
-    return status in FINISHED_STATUSES
-
-
 def dashboard_run_url(info: Any, base_url: str, project_id: str, run_id: str) -> str:
     """The dashboard link. ZenML Pro routes on `dashboard_url` and the project
     ID (as ZenML's `dashboard_utils.get_run_url`); a 0.98 server's bundled
@@ -209,11 +195,10 @@ def _web_address(value: Any) -> str:
     return value.rstrip("/") if _WEB_ADDRESS.fullmatch(value) else ""
 
 
-# Why a run failed (failures.py). Step logs are served on every server
-# version the action supports; 0.98 requires a `source` (`step`: the step's
-# own log, `runner`: that of the process that started a server-triggered
-# run), older servers ignore it. Answers are a list of entries (`message`,
-# chunks of one long entry share an `id`) or, on older servers, one string.
+# Why a run failed (failures.py). Step logs are served on every server version the action supports; 0.98
+# requires a `source` (`step`: the step's own log, `runner`: that of the process that started a
+# server-triggered run), older servers ignore it. Answers are a list of entries (`message`, chunks of one long
+# entry share an `id`) or, on older servers, one string.
 
 
 def list_failed_steps(run_id: str) -> Request:
@@ -223,9 +208,8 @@ def list_failed_steps(run_id: str) -> Request:
     return Request("GET", f"{API}/steps", params=params, purpose="listing the run's failed steps")
 
 
-def step_logs(step_id: str) -> Request:
-    path, purpose = f"{API}/steps/{step_id}/logs", "reading the failed step's log"
-    return Request("GET", path, params={"source": "step"}, purpose=purpose)
+def step_logs(step_id: str, purpose: str = "reading a step's log") -> Request:
+    return Request("GET", f"{API}/steps/{step_id}/logs", params={"source": "step"}, purpose=purpose)
 
 
 def run_logs(run_id: str) -> Request:
@@ -253,14 +237,18 @@ def run_metadata(entity: Any) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def created_at(entity: Any) -> datetime | None:
-    """When a run or model version was created (UTC)."""
+def moment(value: Any) -> datetime | None:
+    """A time the server wrote (ZenML writes UTC without a zone), or None."""
     try:
-        moment = datetime.fromisoformat(dig(entity, "body", "created"))
+        when = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
-    # ZenML writes UTC without a zone.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def created_at(entity: Any) -> datetime | None:
+    """When a run or model version was created (UTC)."""
+    return moment(dig(entity, "body", "created"))
 
 
 def run_parameters(run: Any, snapshot: Any = None) -> dict[str, Any]:

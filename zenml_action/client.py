@@ -39,15 +39,14 @@ def translate(response: Response, request: Request) -> ActionError:
     status = response.status
     if status == 405 and request.method == "POST" and request.path.endswith("/runs"):
         return ServerCannotRun(
-            "The server does not run snapshots itself (HTTP 405 on the run endpoint): "
-            "an open-source ZenML server needs a workload manager for that. Use a "
-            "ZenML Pro workspace, configure a workload manager on your self-hosted "
-            "server (ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE), or run "
-            "the pipeline from your repository's code with `pipeline: path/to/file.py:pipeline`."
+            "The server does not run snapshots itself (HTTP 405 on the run endpoint): an open-source ZenML "
+            "server needs a workload manager for that. Use a ZenML Pro workspace, configure a workload "
+            "manager on your self-hosted server (ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE), "
+            "or run the pipeline from your repository's code with `pipeline: path/to/file.py:pipeline`."
         )
     error, message = _REFUSALS.get(status) or (ServerError, _SERVER_FAILED if status >= 500 else _UNEXPECTED)
     what = f"while {request.purpose}" if request.purpose else ""
-    said = f"The server said: {api.decode_error(response).message.rstrip('.')}"
+    said = f"The server said: {api.decode_error(response).rstrip('.')}"
     return error(message.format(what=what, said=said, status=status))
 
 
@@ -76,18 +75,15 @@ class ZenMLClient:
                 ) from error
             if response.status in (400, 401, 403):
                 raise AuthenticationFailed(
-                    "The server refused the API key. "
-                    + api.decode_error(response).message
-                    + ". Check that `api-key` holds a current, active service-account "
-                    "key created on this server or workspace."
+                    f"The server refused the API key. {api.decode_error(response)}. Check that `api-key` "
+                    "holds a current, active service-account key created on this server or workspace."
                 ) from error
             raise error
         token = api.decode_token(response.json())
         if not token:
             raise AuthenticationFailed(
-                "Logging in with the API key gave no token. Check that "
-                "`workspace-url` is the ZenML server's URL (for ZenML Pro, the "
-                "workspace URL, not the cloud dashboard's)."
+                "Logging in with the API key gave no token. Check that `workspace-url` is the ZenML "
+                "server's URL (for ZenML Pro, the workspace URL, not the cloud dashboard's)."
             )
         self._console.mask(token)
         self.token = token

@@ -148,7 +148,7 @@ def explain(client: ZenMLClient, console: Console, report: Report) -> str:
     failures: list[FailureLog] = []
     for step in steps:
         where = f"step `{step.name}`"
-        lines, problem = _log(client, api.step_logs(step.id), console)
+        lines, problem = _log(client, api.step_logs(step.id, "reading the failed step's log"), console)
         if lines:
             failures.append(_printed(console, where, step.error, lines))
             continue

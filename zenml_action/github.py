@@ -47,9 +47,8 @@ def markdown_text(text: str) -> str:
     # GitHub links bare addresses too (`https://...`, `www....`): an entity
     # for one character keeps them text, and they read the same.
     text = text.replace("://", "&#58;//").replace("www.", "www&#46;").replace("WWW.", "WWW&#46;")
-    # A mention (`@user`, `@org/team`) notifies, a reference (`#3`,
-    # `owner/repo#3`, `GH-12`) cross-links: GitHub finds them in the rendered
-    # text, so a zero-width space after `@`, `#` or `GH-` keeps them text.
+    # A mention (`@user`, `@org/team`) notifies, a reference (`#3`, `owner/repo#3`, `GH-12`) cross-links:
+    # GitHub finds them in the rendered text, so a zero-width space after `@`, `#` or `GH-` keeps them text.
     return _REFERENCE.sub(lambda match: match.group(0) + "&#8203;", text)
 
 
@@ -74,15 +73,13 @@ class Console:
         # ordinary words and spaces in every message.
         if len(secret.strip()) < MIN_SECRET_LENGTH or secret in self._secrets:
             return
-        # The ways a secret can appear in what the action writes: as it is,
-        # URL- and form-encoded (in an echoed login request, once or twice),
-        # JSON-escaped, and escaped for Markdown (in the summary).
+        # The ways a secret can appear in what the action writes: as it is, URL- and form-encoded (in an
+        # echoed login request, once or twice), JSON-escaped, and escaped for Markdown (in the summary).
         url, plus = quote(secret, safe=""), quote_plus(secret)
         forms = {secret, url, plus, quote(url, safe=""), quote_plus(plus)}
         forms |= {json.dumps(secret)[1:-1], markdown_text(secret)}
-        self._secrets.extend(form for form in forms if form not in self._secrets)
         # Longest first: a form that contains another is replaced whole.
-        self._secrets.sort(key=len, reverse=True)
+        self._secrets = sorted(forms.union(self._secrets), key=len, reverse=True)
         if self._in_github:
             # The runner masks each line of a multi-line value separately.
             for line in secret.splitlines():
@@ -102,10 +99,9 @@ class Console:
         self._raw(self.redact(line))
 
     def info(self, message: str) -> None:
-        """Plain log text. Text from users or the server that the runner
-        could read as a command (actions/runner ActionCommand: `::` after
-        leading white space, or a legacy `##[` anywhere in the line) is
-        relayed inside `stop-commands`."""
+        """Plain log text. Text from users or the server that the runner could read as a command
+        (actions/runner ActionCommand: `::` after leading white space, or a legacy `##[` anywhere in the line)
+        is relayed inside `stop-commands`."""
         lines = message.splitlines() or [""]
         commands = any(line.lstrip().startswith("::") or "##[" in line for line in lines)
         relay = self.relay() if commands else None
@@ -145,10 +141,9 @@ class Console:
 
 
 class Relay:
-    """Lines from elsewhere, written as inert text: inside `stop-commands`
-    (with a token nobody can guess, so the text cannot end the block), under
-    which the runner executes nothing, `::` and `##[` lines included; and
-    with secrets redacted like every line."""
+    """Lines from elsewhere, written as inert text: inside `stop-commands` (with a token nobody can guess, so
+    the text cannot end the block), under which the runner executes nothing, `::` and `##[` lines included;
+    and with secrets redacted like every line."""
 
     def __init__(self, console: Console) -> None:
         self._console = console

@@ -97,34 +97,25 @@ class RetryPolicy:
     def retry_for(self, kind: RetryKind) -> Retry:
         repeatable = kind != "once"
         return Retry(
-            total=None,
-            connect=4,
-            read=self.read if repeatable else 0,
-            status=4 if repeatable else 0,
+            total=None, connect=4, read=self.read if repeatable else 0, status=4 if repeatable else 0,
             other=0,  # a proxy's 407, a certificate that does not verify: explained, not repeated
-            redirect=0,
+            redirect=0, raise_on_redirect=False,
             allowed_methods=None,  # the kind decided what may be repeated
             status_forcelist={429, 502, 503, 504} if repeatable else (),
-            backoff_factor=self.backoff_factor,
-            backoff_max=10.0,
-            backoff_jitter=0.5,
+            backoff_factor=self.backoff_factor, backoff_max=10.0, backoff_jitter=0.5,
             retry_after_max=self.retry_after_max,
             raise_on_status=False,  # the last busy answer is returned: the caller explains it
-            raise_on_redirect=False,
         )
 
 
-def system_trust() -> ssl.SSLContext:
-    """The system's CAs (SSL_CERT_FILE/SSL_CERT_DIR apply): a corporate CA
-    installed on a self-hosted runner stays trusted; requests adds certifi's
-    bundle, or the `ca-bundle`, to it."""
-    return ssl.create_default_context()
+# The system's CAs (SSL_CERT_FILE/SSL_CERT_DIR apply): a corporate CA installed on a
+# self-hosted runner stays trusted; requests adds certifi's bundle, or the `ca-bundle`, to it.
+system_trust = ssl.create_default_context
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
-    """requests hands urllib3 the adapter's retries: each retry kind has its
-    own adapter, all over the pools of the first (`shared`), so the login,
-    `/info` and the trigger share one kept-alive connection (one TLS
+    """requests hands urllib3 the adapter's retries: each retry kind has its own adapter, all over the pools
+    of the first (`shared`), so the login, `/info` and the trigger share one kept-alive connection (one TLS
     handshake, not three)."""
 
     def __init__(self, retry: Retry, trust: ssl.SSLContext | None, shared: _Adapter | None = None) -> None:
@@ -141,9 +132,8 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
 
 class Transport:
-    """One per action run, shared by threads (the login goes out beside
-    `/info`). No `requests.Session`: no redirect is followed, and no proxy,
-    CA bundle or .netrc is read from the environment (`proxies.py` and
+    """One per action run, shared by threads (the login goes out beside `/info`). No `requests.Session`: no
+    redirect is followed, and no proxy, CA bundle or .netrc is read from the environment (`proxies.py` and
     `inputs.py` decide them once)."""
 
     def __init__(self, base_url: str, cafile: str | None = None, proxy: str = "") -> None:
@@ -175,10 +165,9 @@ def send(
     token: str | None,
     timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
 ) -> Response:
-    """The answer, after the retries that are safe for the request. A
-    failure after the request may have reached the server raises
-    `ConnectionFailed(maybe_sent=True)`: whether sending again could create
-    a second run is the caller's to decide."""
+    """The answer, after the retries that are safe for the request. A failure after the request may have
+    reached the server raises `ConnectionFailed(maybe_sent=True)`: whether sending again could create a second
+    run is the caller's to decide."""
     kind = request.retry_kind
     # urllib3 repeats what fails up to the answer's headers; an answer whose
     # body breaks off is asked again here, by the same rule.

@@ -38,8 +38,7 @@ SETTLE_READS = 2
 # Consecutive failed reads of one step's log before it is given up.
 MAX_READ_FAILURES = 3
 
-# A step in these has a log that may still grow; cached and skipped steps
-# ran nothing here.
+# A step in these has a log that may still grow; cached and skipped steps ran nothing here.
 GROWING = frozenset({"running", "retrying", "stopping"})
 NO_LOG = frozenset({"cached", "skipped"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -50,16 +49,10 @@ def list_steps(run_id: str) -> Request:
     return Request("GET", f"{api.API}/steps", params=params, purpose="listing the run's steps")
 
 
-def step_log(step_id: str) -> Request:
-    """A step's whole log, on every server version (entries or one string)."""
-    return Request("GET", f"{api.API}/steps/{step_id}/logs", params={"source": "step"}, purpose="reading a step's log")
-
-
 def log_entries(logs_id: str, cursor: str, skip: int) -> Request:
-    """A page of a log (0.97 on): after `cursor` when there is one (alone: a
-    cursor carries its own page size and direction, and the Datadog log store
-    refuses another beside it), else from the oldest entry, enough to hold
-    the `skip` already shown and a page more."""
+    """A page of a log (0.97 on): after `cursor` when there is one (alone: a cursor carries its own page size
+    and direction, and the Datadog log store refuses another beside it), else from the oldest entry, enough to
+    hold the `skip` already shown and a page more."""
     params = {"after": cursor} if cursor else {"start": "oldest", "limit": str(skip + LOG_PAGE)}
     return Request("GET", f"{api.API}/logs/{logs_id}/entries", params=params, purpose="reading a step's log")
 
@@ -90,16 +83,9 @@ def decode_steps(body: Any) -> list[Step]:
         own = [api.dig(e, "id") for e in logs if api.dig(e, "body", "source") == "step"] if isinstance(logs, list) else []
         logs_id = own[0] if own and isinstance(own[0], str) else ""
         name = _CONTROL.sub("", item["name"]).strip() if isinstance(item.get("name"), str) else ""
-        started, ended = (_moment(api.dig(item, "body", key)) for key in ("start_time", "end_time"))
+        started, ended = (api.moment(api.dig(item, "body", key)) for key in ("start_time", "end_time"))
         steps.append(Step(item["id"], shorten(name or item["id"], 80), status, started, ended, logs_id))
     return steps
-
-
-def _moment(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -122,7 +108,7 @@ def decode_page(body: Any) -> Page:
 
 def transition(step: Step) -> str:
     """`train_model: running`, `train_model: completed in 42 s`."""
-    if api.is_finished(step.status) and step.status not in NO_LOG and step.seconds is not None:
+    if step.status in api.FINISHED_STATUSES and step.status not in NO_LOG and step.seconds is not None:
         word = "in" if step.status == "completed" else "after"
         return f"{step.name}: {step.status} {word} {duration_text(step.seconds)}"
     return f"{step.name}: {step.status}"
@@ -155,10 +141,9 @@ class Tracker:
         """The lines for the steps whose status changed (new steps too)."""
         said = []
         for step in steps:
-            seen = self.steps.get(step.id)
-            self.steps[step.id] = step
-            if seen is None or seen.status != step.status:
+            if (seen := self.steps.get(step.id)) is None or seen.status != step.status:
                 said.append(transition(step))
+            self.steps[step.id] = step
         return said
 
     def to_read(self, run_finished: bool, limit: int) -> list[Step]:
@@ -166,7 +151,7 @@ class Tracker:
         read to their end first, then the running ones least recently read."""
         steps = [s for s in self.steps.values() if not self.logs.setdefault(s.id, Shown()).done]
         ended = [
-            s for s in steps if s.status not in NO_LOG | GROWING and (run_finished or api.is_finished(s.status))
+            s for s in steps if s.status not in NO_LOG | GROWING and (run_finished or s.status in api.FINISHED_STATUSES)
         ]
         running = sorted((s for s in steps if s.status in GROWING), key=lambda s: self.logs[s.id].read_at)
         return (ended + running)[:limit]
@@ -202,7 +187,7 @@ class Tracker:
         """A step that ended is read to its end twice (a poll apart) before
         its log counts as shown: its last lines reach the log store just
         after its status (ZenML publishes it inside the step's log context)."""
-        if api.is_finished(step.status):
+        if step.status in api.FINISHED_STATUSES:
             shown.settled += 1
             shown.done = shown.settled >= SETTLE_READS
 
@@ -234,8 +219,7 @@ class Watcher:
             self.console.info(line)
         if not self.stream or self.capped:
             return
-        limit = 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS
-        steps = self.tracker.to_read(run_finished, limit)
+        steps = self.tracker.to_read(run_finished, 2 * MAX_LOG_READS if run_finished else MAX_LOG_READS)
         self._relay([f"[{step.name}] {line}" for step in steps for line in self._read(step)])
 
     def rows(self) -> list[tuple[str, str, float | None]]:
@@ -249,19 +233,18 @@ class Watcher:
             self.tracker.unread(step, gone=True)
             return []
         from_cursor = by_entries and bool(shown.cursor)
-        request = log_entries(step.logs_id, shown.cursor, shown.entries) if by_entries else step_log(step.id)
+        request = (
+            log_entries(step.logs_id, shown.cursor, shown.entries) if by_entries else api.step_logs(step.id)
+        )
         # The entries asked for (None: all there are); a page after a cursor holds `LOG_PAGE` when full.
         asked = (LOG_PAGE if from_cursor else shown.entries + LOG_PAGE) if by_entries else None
         try:
             page = decode_page(self.client.call(request))
-        except NotFound:
-            self.tracker.unread(step, gone=True)
-            return []
         except ActionError as exc:
-            if self.tracker.unread(step, gone=False):
+            # NotFound: the server has no log for the step (yet), which is no failure.
+            if self.tracker.unread(step, gone=isinstance(exc, NotFound)):
                 self._warn_once(
-                    "log",
-                    f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
+                    "log", f"Could not read the log of step `{step.name}` ({exc}); the wait goes on. "
                     f"The steps' logs are in the dashboard: {self.run_url}",
                 )
             return []

@@ -21,12 +21,11 @@ from zenml_action.trend import MAX_HISTORY
 _PULL_REQUEST_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
-# The one key the baseline is found by, written by the action alone after the
-# pipeline ran (`runs.follow`): `REPOSITORY@refs/heads/BRANCH` for a push to,
-# or a dispatch or schedule on, that branch; "-" for any other event. A pull
-# request's run is never a baseline, even under `pull_request_target` or
-# `workflow_run` (GITHUB_REF is the base branch, the code may be a fork's).
-# Metadata shows the latest write: the action's record overrides a pipeline's.
+# The one key the baseline is found by, written by the action alone after the pipeline ran (`runs.follow`):
+# `REPOSITORY@refs/heads/BRANCH` for a push to, or a dispatch or schedule on, that branch; "-" for any other
+# event. A pull request's run is never a baseline, even under `pull_request_target` or `workflow_run`
+# (GITHUB_REF is the base branch, the code may be a fork's). Metadata shows the latest write: the action's
+# record overrides a pipeline's.
 BASELINE_KEY = "zenml_action.baseline_of"
 BASELINE_EVENTS = frozenset({"push", "workflow_dispatch", "schedule"})
 
@@ -90,11 +89,10 @@ def attach_run_metadata(project_id: str, run_id: str, values: Mapping[str, str])
 
 
 def list_baseline_runs(baseline_of: str, pipeline_id: str, *, any_branch: bool = False) -> Request:
-    """The newest completed runs of the pipeline recorded as a baseline of
-    `baseline_of` (`REPOSITORY@REF`; with `any_branch`, `REPOSITORY@` of any
-    branch), filtered on the server. Hydrated: the metadata of the chosen
-    one and the trend's values (`trend.py`) come in this one request. One
-    more than the trend's runs: the run being judged may be among them."""
+    """The newest completed runs of the pipeline recorded as a baseline of `baseline_of` (`REPOSITORY@REF`;
+    with `any_branch`, `REPOSITORY@` of any branch), filtered on the server. Hydrated: the metadata of the
+    chosen one and the trend's values (`trend.py`) come in this one request. One more than the trend's runs:
+    the run being judged may be among them."""
     wanted = f"{BASELINE_KEY}:startswith:{baseline_of}" if any_branch else metadata_filter(BASELINE_KEY, baseline_of)
     params = newest_first(MAX_HISTORY + 1, run_metadata=wanted, pipeline_id=pipeline_id, status="completed")
     return Request("GET", f"{API}/runs", params={**params, "hydrate": "true"}, purpose="looking for the baseline run")
@@ -105,10 +103,8 @@ def decode_baseline_run(body: Any, baseline_of: str, *, exclude_run_id: str, any
     record still names `baseline_of`; and how many listed runs were refused
     as their latest record says otherwise (the action overwrote a pipeline's)."""
     others = [run for run in items(body) if str(run.get("id")) != exclude_run_id]
-    for refused, run in enumerate(others):
-        if _recorded(run, baseline_of, any_branch):
-            return run, refused
-    return None, len(others)
+    recorded = [n for n, run in enumerate(others) if _recorded(run, baseline_of, any_branch)]
+    return (others[recorded[0]], recorded[0]) if recorded else (None, len(others))
 
 
 def recorded_runs(body: Any, baseline_of: str, *, exclude_run_id: str, any_branch: bool = False) -> list[dict[str, Any]]:

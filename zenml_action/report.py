@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FailureLog:
-    """A failed step (or the run itself), its error and its log's last lines."""
-
     where: str  # "step `train_model`" or "the run"
     error: str = ""
     last_lines: tuple[str, ...] = ()
@@ -63,13 +61,9 @@ class Report:
         # A run waiting for an answer (nothing judged): its `report` shows the question.
         facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
         asked_report = document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
+        plain = ("run-id", "run-name", "run-url", "status", "conclusion", "snapshot-id")
         return {
-            "run-id": self.run_id,
-            "run-name": self.run_name,
-            "run-url": self.run_url,
-            "status": self.status,
-            "conclusion": self.conclusion,
-            "snapshot-id": self.snapshot_id,
+            **{name: getattr(self, name.replace("-", "_")) for name in plain},
             "duration-seconds": "" if self.duration_seconds is None else f"{self.duration_seconds:.0f}",
             "metadata": strict_json(self.metadata) if self.metadata else "",
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
@@ -95,9 +89,8 @@ def strict_json(value: Any) -> str:
     return json.dumps(finite(value), sort_keys=True, default=str, allow_nan=False)
 
 
-# -- Markdown: the job summary and the `report` output are each a `document`;
-# values from users and the server are shown as text (`cell`), the only links
-# go to addresses the action built (`link`).
+# -- Markdown: the job summary and the `report` output are each a `document`; values from users and the server
+# are shown as text (`cell`), the only links go to addresses the action built (`link`).
 
 
 def cell(value: Any) -> str:

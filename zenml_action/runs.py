@@ -63,16 +63,15 @@ class Polling:
 def wait_for_run(
     client: ZenMLClient, run_id: str, status: str, first_interval: float, console: Console, polling: Polling = Polling()
 ) -> Iterator[tuple[str, str]]:
-    """Poll until the status is final or the run asks a question, yielding
-    each new status and the ID of the question asked ("" if none) as noticed.
-    A run that asks, whether still `running` (its orchestrator polls for the
-    answer) or `paused`, ends the wait: nobody can answer while it waits."""
+    """Poll until the status is final or the run asks a question, yielding each new status and the ID of the
+    question asked ("" if none) as noticed. A run that asks, whether still `running` (its orchestrator polls
+    for the answer) or `paused`, ends the wait: nobody can answer while it waits."""
     clock = polling.clock
     start = polled = clock()
     console.info(f"Run status: {status}")
     deadline.entering(f"waiting for run {run_id} (still `{status}`)")
     problems = 0
-    while not api.is_finished(status):
+    while status not in api.FINISHED_STATUSES:
         now = clock()
         # Intervals run from one poll's start to the next: a slow poll does not delay noticing the end.
         clock.sleep(max(0.0, polled + next_interval(first_interval, now - start) - now))
@@ -88,7 +87,7 @@ def wait_for_run(
                 console.warning(f"Could not read the run's status, will keep trying: {exc}")
             continue
         if polling.after_each is not None:
-            polling.after_each(api.is_finished(polled_status))
+            polling.after_each(polled_status in api.FINISHED_STATUSES)
         if asking:
             yield polled_status, asking
             return
@@ -120,11 +119,10 @@ def adopt(report: Report, run: Mapping[str, Any], run_url: str) -> None:
 
 
 def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | None, child_error: str = "") -> None:
-    """From an adopted run to the conclusion: the GitHub context recorded and
-    the one-off tag deleted (beside the rest), the wait, a failure explained,
-    the judgement. `started` (monotonic) is when the run was asked for. A run
-    the action did not start (`run-id`) gets no record: its record decides
-    whether it may be a baseline. `child_error`: what code mode's child said."""
+    """From an adopted run to the conclusion: the GitHub context recorded and the one-off tag deleted (beside
+    the rest), the wait, a failure explained, the judgement. `started` (monotonic) is when the run was asked
+    for. A run the action did not start (`run-id`) gets no record: its record decides whether it may be a
+    baseline. `child_error`: what code mode's child said."""
     inputs, console, report, client = action.inputs, action.console, action.report, action.client
     record = client is not None and bool(inputs.github) and bool(report.run_id) and not inputs.attached
     if inputs.promote_to:
@@ -137,7 +135,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         beside.append(Background(forget_tag, client, key, console))
     if client is not None and record:
         beside.append(Background(evaluation.attach_context, client, project_id, report.run_id, inputs.github, console))
-    finished = api.is_finished(report.status)
+    finished = report.status in api.FINISHED_STATUSES
     # A run may be asking already (`run-id` on a paused run).
     asking = "" if finished else pending_condition_id(run)
     if inputs.wait and not finished and not asking and client is not None:
@@ -149,7 +147,7 @@ def follow(action: Action, run: dict[str, Any], started: float, key: RunKey | No
         finally:
             report.duration_seconds = time.monotonic() - started
             report.steps = watcher.rows()
-        finished = api.is_finished(report.status)
+        finished = report.status in api.FINISHED_STATUSES
         if inputs.code_mode and record:
             # The repository's code ran with the key, on a remote orchestrator after the record
             # above: the action has the last word on where the run came from (`provenance.BASELINE_KEY`).
@@ -220,10 +218,9 @@ def conclude(report: Report, finished: bool, fail_on_run_failure: bool, console:
 def interrupted(
     action: Action, key: RunKey | None, stop: deadline.Interrupted, end_child: Callable[[], None] | None = None
 ) -> None:
-    """After a timeout or cancel, within the one grace period: the child
-    ended (code mode), the run the trigger may have started found, stopped
-    unless it finished or `stop-on-cancel` is false, and the one-off tag
-    deleted. A second cancel, or the grace running out, cuts this short."""
+    """After a timeout or cancel, within the one grace period: the child ended (code mode), the run the
+    trigger may have started found, stopped unless it finished or `stop-on-cancel` is false, and the one-off
+    tag deleted. A second cancel, or the grace running out, cuts this short."""
     report, console, client = action.report, action.console, action.client
     report.conclusion = stop.conclusion
     why = "cancelled" if isinstance(stop, deadline.Cancelled) else "timed out"
@@ -245,7 +242,7 @@ def interrupted(
             # A run not waited for (`wait: false`) was handed off: only a cancel stops it, not the
             # action's own time running out. A paused run (waiting for an answer) holds no compute.
             waited = action.inputs.wait or isinstance(stop, deadline.Cancelled)
-            going = not api.is_finished(report.status) and report.status != "paused"
+            going = report.status not in api.FINISHED_STATUSES and report.status != "paused"
             if report.run_id and waited and going and action.inputs.stop_on_cancel:
                 _stop(client, report.run_id, console, why)
             elif report.status == "paused":
@@ -269,8 +266,7 @@ def _stop(client: ZenMLClient, run_id: str, console: Console, why: str) -> None:
     if response.ok:
         console.info(f"Asked the server to stop run {run_id} ({why}).")
         return
-    said = api.decode_error(response).message.rstrip(".")
     console.warning(
-        f"The server refused to stop run {run_id} ({why}): {said}. Stop it from the dashboard "
-        "if it is still running."
+        f"The server refused to stop run {run_id} ({why}): {api.decode_error(response).rstrip('.')}. "
+        "Stop it from the dashboard if it is still running."
     )

@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 def run(inputs: Inputs, console: Console, report: Report) -> None:
     run_configuration = read_run_configuration(inputs)
     client = connect(inputs, console)
-    # The key, as the trigger leaves: it finds the run if the action is
-    # interrupted before the answer arrives.
+    # The key, as the trigger leaves: it finds the run if the action is interrupted before the answer arrives.
     in_flight: list[RunKey] = []
     try:
         if inputs.attached:
@@ -108,15 +107,13 @@ def _run(
     inputs: Inputs, console: Console, report: Report, client: ZenMLClient,
     run_configuration: dict[str, Any], in_flight: list[RunKey],
 ) -> None:
-    # The server takes about 0.9 s to check the key: log in beside the rest
-    # of the start-up, and read what only the dashboard link needs (/info,
-    # public) beside the login.
+    # The server takes about 0.9 s to check the key: log in beside the rest of the start-up, and read what
+    # only the dashboard link needs (/info, public) beside the login.
     deadline.entering("logging in")
     login = Background(client.login)
     info_future = Background(client.call, api.server_info())
-    # What the rest of the run needs is imported only now, while the server
-    # works, rather than before the login leaves (about 20 ms of a 1.4 s
-    # trigger: bench/README.md, "Where the time goes").
+    # What the rest of the run needs is imported only now, while the server works, rather than before the
+    # login leaves (about 20 ms of a 1.4 s trigger: bench/README.md, "Where the time goes").
     from zenml_action import runs
     from zenml_action.trigger import choose_key, trigger_once
 
@@ -167,8 +164,7 @@ def _run(
         run_body = trigger_once(client, request, key, console)
     except NotFound as exc:
         if "{" in inputs.run_name:
-            # ZenML answers a placeholder it cannot fill with a KeyError,
-            # which it serves as a 404.
+            # ZenML answers a placeholder it cannot fill with a KeyError, which it serves as a 404.
             raise InputError(
                 "run-name",
                 f"has a placeholder the server cannot fill ({exc}).",
