@@ -18,7 +18,7 @@ from pathlib import Path
 from zenml_action.errors import InputError, ServerError
 from zenml_action.github import Console
 from zenml_action.inputs import Inputs
-from zenml_action.parameters import inside_workspace
+from zenml_action.parameters import workspace_file
 from zenml_action.versions import ServerVersion, parse_release, show
 
 LOCAL_STORE_DIR = ".zenml-local"
@@ -52,12 +52,7 @@ def zenml_environment(inputs: Inputs, private_dir: Path) -> dict[str, str]:
 def requirements_file(inputs: Inputs) -> Path | None:
     if not inputs.requirements:
         return None
-    full = inputs.workspace / inputs.requirements  # an absolute path stays as it is
-    if not inside_workspace(full, inputs.workspace):
-        raise InputError("requirements", f"`{inputs.requirements}` is outside the workspace.", "Give a path inside the repository.")
-    if not full.is_file():
-        raise InputError("requirements", f"file `{inputs.requirements}` does not exist.", "Check the path, relative to the repository root.")
-    return full
+    return workspace_file("requirements", inputs.requirements, inputs.workspace, "requirements file")
 
 
 def _uv(*arguments: str) -> subprocess.CompletedProcess[str]:

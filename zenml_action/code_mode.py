@@ -26,7 +26,7 @@ from zenml_action.code_env import client_python, install_requirements, zenml_env
 from zenml_action.errors import ActionError, InputError, ParameterError, RunFailed
 from zenml_action.github import Console
 from zenml_action.inputs import Inputs
-from zenml_action.parameters import inside_workspace, read_run_configuration
+from zenml_action.parameters import read_run_configuration, workspace_file
 from zenml_action.report import Report
 from zenml_action.trigger import RunKey, choose_key, forget_tag
 from zenml_action.versions import server_version, stated
@@ -43,16 +43,7 @@ def parse_pipeline_source(raw: str, workspace: Path) -> tuple[str, str]:
     if not ATTRIBUTE_PATTERN.fullmatch(attribute):
         raise InputError("pipeline", f"`{raw}` does not end in `:name` of a pipeline.", fix)
     if target.endswith(".py"):
-        full = workspace / target  # an absolute path stays as it is
-        if not inside_workspace(full, workspace):
-            raise InputError("pipeline", f"`{target}` is outside the workspace.", "Give a path inside the repository, relative to its root.")
-        if not full.is_file():
-            raise InputError(
-                "pipeline",
-                f"file `{target}` does not exist in the workspace.",
-                "Check the path (relative to the repository root) and that the workflow "
-                "checks the repository out (actions/checkout) before this step.",
-            )
+        full = workspace_file("pipeline", target, workspace, "Python file")
         relative = full.resolve().relative_to(workspace.resolve())
         if not all(MODULE_PATTERN.fullmatch(part) for part in relative.with_suffix("").parts):
             raise InputError("pipeline", f"`{target}` is not importable as a module path.", "Use folder and file names that are Python identifiers.")
