@@ -175,11 +175,8 @@ def parse_run_id(raw: Mapping[str, str]) -> str:
         raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
     for name in NOT_WITH_RUN_ID:
         if raw[name].strip():
-            raise InputError(
-                "run-id",
-                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
-                f"Leave `{name}` empty, or `run-id` to start a new run.",
-            )
+            problem = f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings."
+            raise InputError("run-id", problem, f"Leave `{name}` empty, or `run-id` to start a new run.")
     return str(parsed)
 
 

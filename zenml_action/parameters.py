@@ -224,13 +224,10 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
     if config.get("run_name") is not None and not isinstance(config["run_name"], str):
         raise ParameterError(f"`run_name` must be a string, not {config['run_name']!r}. Fix `{source}`.")
     tags = config.get("tags")
-    if tags is not None and not (
-        isinstance(tags, list)
-        and all(isinstance(t, str) or (isinstance(t, dict) and isinstance(t.get("name"), str)) for t in tags)
-    ):
-        raise ParameterError(
-            f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}. Fix `{source}`."
-        )
+    tag_names = [t.get("name") if isinstance(t, dict) else t for t in tags] if isinstance(tags, list) else [None]
+    if tags is not None and not all(isinstance(name, str) for name in tag_names):
+        problem = f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}."
+        raise ParameterError(f"{problem} Fix `{source}`.")
     steps = _steps(target)
     if not isinstance(config.get("steps", {}), dict):
         raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")
