@@ -64,11 +64,8 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         if address is None:
             host.encode("idna")
     except UnicodeError as exc:
-        raise InputError(
-            name,
-            f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters.",
-            "Check the URL for a doubled dot or a missing part.",
-        ) from exc
+        problem = f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters."
+        raise InputError(name, problem, "Check the URL for a doubled dot or a missing part.") from exc
     path = parts.path.rstrip("/").removesuffix("/api/v1")
     return f"{parts.scheme}://{parts.netloc}{path}"
 
