@@ -71,7 +71,7 @@ def workspace_file(name: str, raw_path: str, workspace: Path, kind: str) -> Path
     if not path.exists():
         raise InputError(
             name,
-            f"file `{raw_path}` does not exist.",
+            f"file `{raw_path}` does not exist in the workspace.",
             "Check the path (relative to the repository root) and that the "
             "workflow checks the repository out (actions/checkout) before this step.",
         )
