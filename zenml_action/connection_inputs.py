@@ -26,11 +26,8 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
     name = "workspace-url"
     url = raw.strip()
     if not url:
-        raise InputError(
-            name,
-            "is not set.",
-            "Set it to your ZenML server or ZenML Pro workspace URL, or set the ZENML_STORE_URL environment variable.",
-        )
+        fix = "Set it to your ZenML server or ZenML Pro workspace URL, or set the ZENML_STORE_URL environment variable."
+        raise InputError(name, "is not set.", fix)
     if any(c.isspace() or not c.isprintable() for c in url):
         fix = "Give a single URL such as https://zenml.example.com."
         raise InputError(name, "contains white space or control characters.", fix)
@@ -55,11 +52,8 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         raise InputError(name, "has a query or fragment.", FIX_BASE_URL)
     loopback = host == "localhost" or (address is not None and address.is_loopback)
     if parts.scheme == "http" and not loopback and not allow_insecure_http:
-        raise InputError(
-            name,
-            f"{quoted(url)} uses plain http to a non-local host, which would send your API key unencrypted.",
-            "Use https, or set `allow-insecure-http: true` if the network is trusted.",
-        )
+        problem = f"{quoted(url)} uses plain http to a non-local host, which would send your API key unencrypted."
+        raise InputError(name, problem, "Use https, or set `allow-insecure-http: true` if the network is trusted.")
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:
@@ -70,11 +64,8 @@ def parse_workspace_url(raw: str, allow_insecure_http: bool) -> str:
         if address is None:
             host.encode("idna")
     except UnicodeError as exc:
-        raise InputError(
-            name,
-            f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters.",
-            "Check the URL for a doubled dot or a missing part.",
-        ) from exc
+        problem = f"has an invalid host name {quoted(host)}: each dot-separated part must be 1 to 63 characters."
+        raise InputError(name, problem, "Check the URL for a doubled dot or a missing part.") from exc
     path = parts.path.rstrip("/").removesuffix("/api/v1")
     return f"{parts.scheme}://{parts.netloc}{path}"
 
@@ -105,11 +96,9 @@ def parse_proxy(proxy: str) -> str:
     parts = urlsplit(url)
     shown_url = f"{parts.scheme}://{parts.hostname or ''}"
     if parts.scheme not in ("http", "https"):
-        raise InputError(
-            PROXY_NAME,
-            f"(from the environment) names a `{parts.scheme}` proxy ({shown_url}), which the action does not support.",
-            "Point it at an http:// or https:// proxy, or add the server's host to NO_PROXY.",
-        )
+        problem = f"(from the environment) names a `{parts.scheme}` proxy ({shown_url}), which the action does not support."
+        fix = "Point it at an http:// or https:// proxy, or add the server's host to NO_PROXY."
+        raise InputError(PROXY_NAME, problem, fix)
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as exc:

@@ -73,10 +73,10 @@ class Inputs:
     stack: str
     requirements: str
     create_snapshot: str
-    # From the environment, as curl and requests read them: the proxy for `workspace-url` ("" for none),
-    # and the CA bundle a runner may name in REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (`ca-bundle` wins).
+    # The proxy for `workspace-url` ("" for none), from the environment as curl and requests read it.
     proxy: str
-    environment_ca_bundle: str
+    # `ca-bundle`, else the one a runner may name in REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE.
+    cafile: str | None
     compare_to_text: str
     compare_to: CompareTo | None
     gate: tuple[Rule, ...]
@@ -93,10 +93,6 @@ class Inputs:
     def attached(self) -> bool:
         """A run that exists is followed: the action starts none."""
         return bool(self.run_id or self.run_for_commit)
-
-    @property
-    def cafile(self) -> str | None:
-        return str(self.ca_bundle) if self.ca_bundle else (self.environment_ca_bundle or None)
 
     @property
     def code_mode(self) -> bool:
@@ -179,11 +175,8 @@ def parse_run_id(raw: Mapping[str, str]) -> str:
         raise InputError("run-id", f"{quoted(text)} is not a run ID (a UUID).", "Copy the run's ID from the dashboard or an earlier step's `run-id` output.")
     for name in NOT_WITH_RUN_ID:
         if raw[name].strip():
-            raise InputError(
-                "run-id",
-                f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings.",
-                f"Leave `{name}` empty, or `run-id` to start a new run.",
-            )
+            problem = f"cannot be combined with `{name}`: it follows a run that exists, made with its own settings."
+            raise InputError("run-id", problem, f"Leave `{name}` empty, or `run-id` to start a new run.")
     return str(parsed)
 
 
@@ -254,9 +247,9 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
     # As requests reads them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE; `ca-bundle` wins over both.
     ca_name = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n, "").strip()), "")
     raw_ca = environ.get(ca_name, "").strip()
-    environment_ca_bundle = ""
+    cafile = str(ca_bundle) if ca_bundle else None
     if workspace_url and ca_bundle is None and raw_ca:
-        environment_ca_bundle = str(parse_ca_bundle(ca_name, raw_ca, Path(raw_ca)))
+        cafile = str(parse_ca_bundle(ca_name, raw_ca, Path(raw_ca)))
     compare_to: CompareTo | None = None
     if raw["compare-to"].strip():
         from zenml_action.judge import parse_compare_to
@@ -306,7 +299,7 @@ def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
         requirements=raw["requirements"].strip(),
         create_snapshot=create_snapshot,
         proxy=parse_proxy(proxy_for(workspace_url, environ)) if workspace_url else "",
-        environment_ca_bundle=environment_ca_bundle,
+        cafile=cafile,
         compare_to_text=raw["compare-to"].strip(),
         compare_to=compare_to,
         gate=rules,

@@ -58,29 +58,32 @@ def _listed(names: list[str]) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
-def inside_workspace(path: Path, workspace: Path) -> bool:
-    return path.resolve().is_relative_to(workspace.resolve())
-
-
-def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
-    path = workspace / raw_path  # an absolute path stays as it is
-    if not inside_workspace(path, workspace):
+def workspace_file(name: str, raw_path: str, workspace: Path, kind: str) -> Path:
+    """A regular file inside the workspace (symlinks and `..` resolved); a
+    relative path is from the workspace, an absolute one stays as it is."""
+    path = workspace / raw_path
+    if not path.resolve().is_relative_to(workspace.resolve()):
         fix = "Give a path inside the repository checkout, relative to its root."
         raise InputError(name, f"`{raw_path}` is outside the workspace.", fix)
     if path.exists() and not path.is_file():
         # A directory, or a FIFO or device that would block or never end.
-        raise InputError(name, f"`{raw_path}` is not a regular file.", "Give the path of a YAML file.")
+        raise InputError(name, f"`{raw_path}` is not a regular file.", f"Give the path of a {kind}.")
+    if not path.exists():
+        raise InputError(
+            name,
+            f"file `{raw_path}` does not exist in the workspace.",
+            "Check the path (relative to the repository root) and that the "
+            "workflow checks the repository out (actions/checkout) before this step.",
+        )
+    return path
+
+
+def read_yaml_file(name: str, raw_path: str, workspace: Path) -> dict[str, Any]:
+    path = workspace_file(name, raw_path, workspace, "YAML file")
     try:
         if path.stat().st_size > MAX_YAML_BYTES:
             raise InputError(name, f"`{raw_path}` is larger than {MAX_YAML_BYTES // 1024} KiB.", "Use a smaller file.")
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(
-            name,
-            f"file `{raw_path}` does not exist.",
-            "Check the path (relative to the repository root) and that the "
-            "workflow checks the repository out (actions/checkout) before this step.",
-        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, f"file `{raw_path}` cannot be read ({type(exc).__name__}).", "Check the file's permissions and encoding (UTF-8).") from exc
     return parse_yaml_mapping(name, text)
@@ -193,16 +196,12 @@ def _steps_taking(parameter: str, steps: dict[str, dict[str, Any]]) -> list[str]
 def unchecked(target: Target) -> list[str]:
     """What the server does not state, so it cannot be checked before
     sending (said in a dry run)."""
-    typed = {
-        "step": all(step.get("parameter_spec") for step in _spec_steps(target)),
-        "pipeline": bool(target.pipeline_spec.get("input_schema")),
-    }
-    untyped = [kind for kind, is_typed in typed.items() if not is_typed]
+    untyped = [] if all(step.get("parameter_spec") for step in _spec_steps(target)) else ["step"]
+    untyped += [] if target.pipeline_spec.get("input_schema") else ["pipeline"]
     notes = []
     if untyped:
         notes.append(f"types of {' and '.join(untyped)} parameters are not checked: this server does not publish them")
-    unnamed_steps = [name for name, schema in _steps(target).items() if not schema]
-    if unnamed_steps:
+    if unnamed_steps := [name for name, schema in _steps(target).items() if not schema]:
         notes.append(f"parameter names of step(s) {_listed(unnamed_steps)} are not checked: this server does not state them")
     return notes
 
@@ -225,13 +224,10 @@ def check_and_translate(run_configuration: dict[str, Any], target: Target, sourc
     if config.get("run_name") is not None and not isinstance(config["run_name"], str):
         raise ParameterError(f"`run_name` must be a string, not {config['run_name']!r}. Fix `{source}`.")
     tags = config.get("tags")
-    if tags is not None and not (
-        isinstance(tags, list)
-        and all(isinstance(t, str) or (isinstance(t, dict) and isinstance(t.get("name"), str)) for t in tags)
-    ):
-        raise ParameterError(
-            f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}. Fix `{source}`."
-        )
+    tag_names = [t.get("name") if isinstance(t, dict) else t for t in tags] if isinstance(tags, list) else [None]
+    if tags is not None and not all(isinstance(name, str) for name in tag_names):
+        problem = f"`tags` must be a list of tag names (e.g. `tags: [nightly]`), not {tags!r}."
+        raise ParameterError(f"{problem} Fix `{source}`.")
     steps = _steps(target)
     if not isinstance(config.get("steps", {}), dict):
         raise ParameterError(f"`steps` must be a mapping of step names. Fix `{source}`.")

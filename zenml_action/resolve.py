@@ -109,16 +109,13 @@ def _available(client: ZenMLClient, project: str, pipeline: str, server: ServerV
     where = f" of pipeline `{pipeline}`" if pipeline else ""
     if parts:
         return "Named ones" + where + " on the server: " + "; ".join(parts) + "."
-    if not server.has_snapshots:
-        return (
-            f"The server (ZenML {server.raw}, which has run templates, not snapshots) has no run "
-            f"templates{where} in this project. Create one with `zenml pipeline create-run-template` "
-            "(or `pipeline.create_run_template(name=...)`)."
-        )
-    return (
-        "The server has no named snapshots" + where + " in this project. Create one with "
-        "`zenml pipeline snapshot create` (or `pipeline.create_snapshot(name=...)`)."
-    )
+    if server.has_snapshots:
+        none = "The server has no named snapshots"
+        create = "`zenml pipeline snapshot create` (or `pipeline.create_snapshot(name=...)`)"
+    else:
+        none = f"The server (ZenML {server.raw}, which has run templates, not snapshots) has no run templates"
+        create = "`zenml pipeline create-run-template` (or `pipeline.create_run_template(name=...)`)"
+    return f"{none}{where} in this project. Create one with {create}."
 
 
 def _by_id(client: ZenMLClient, template_id: str, server: ServerVersion) -> Target:

@@ -49,11 +49,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_yaml_mapping(name: str, text: str) -> dict[str, Any]:
-    value = _load(name, text)
+    value = parse_yaml_value(name, text)
     if not isinstance(value, dict | None):
         fix = "Write `name: value` pairs, e.g. `model_type: gradient_boosting`."
         raise InputError(name, f"is YAML of type {type(value).__name__}, not a mapping.", fix)
-    _check_json_values(name, value or {})
     return value or {}
 
 
