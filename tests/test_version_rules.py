@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from zenml_action.code_mode import client_zenml_version
+from zenml_action.code_env import client_zenml_version
 from zenml_action.errors import ParameterError, UnsupportedServer
 from zenml_action.parameters import check_and_translate, unchecked
 from zenml_action.resolve import Target, target_from_run_template, target_from_snapshot
