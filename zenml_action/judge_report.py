@@ -101,20 +101,16 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     """The report with each table cut to `table_rows` rows (None: whole)
     and the `notes` saying what was shortened."""
     run = judgement.run
-    facts = [("Run", report.run_cell(run.name, run.id, run.url))]
-    if run.pipeline:
-        facts.append(("Pipeline", cell(run.pipeline)))
-    if run.source:
-        facts.append(("Started from", cell(run.source)))
-    facts.append(("Status", cell(run.status or "unknown")))
-    if run.duration_seconds is not None:
-        facts.append(("Duration", report.duration_text(run.duration_seconds)))
-    if judgement.compare_to or judgement.baseline:
-        facts.append(("Baseline", _baseline_cell(judgement, now)))
-    if judgement.rules:
-        facts.append(("Gate", _gate_cell(judgement)))
-    if judgement.promotion is not None:
-        facts.append(("Promotion", report.promotion_cell(judgement.promotion)))
+    facts = [  # those with no value are left out
+        ("Run", report.run_cell(run.name, run.id, run.url)),
+        ("Pipeline", cell(run.pipeline)),
+        ("Started from", cell(run.source)),
+        ("Status", cell(run.status or "unknown")),
+        ("Duration", "" if run.duration_seconds is None else report.duration_text(run.duration_seconds)),
+        ("Baseline", _baseline_cell(judgement, now) if judgement.compare_to or judgement.baseline else ""),
+        ("Gate", _gate_cell(judgement) if judgement.rules else ""),
+        ("Promotion", report.promotion_cell(judgement.promotion) if judgement.promotion else ""),
+    ]
     sections = [_metrics_section(judgement, table_rows), *_trend_sections(judgement)]
     if judgement.gate is not None:
         rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in judgement.gate.rules]
@@ -129,7 +125,7 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
         context = [(cell(k), link(v, v) if k == "github.workflow_run_url" else cell(v)) for k, v in github]
         sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
-    return report.document(_title(judgement), facts, sections)
+    return report.document(_title(judgement), [(name, value) for name, value in facts if value], sections)
 
 
 def _title(judgement: Judgement) -> str:
@@ -201,15 +197,11 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
     for diff in diffs:
         step, _, name = diff.name.removeprefix("steps.").partition(".")
         twin = flat.get(name) if diff.name.startswith("steps.") else None
-        if twin is not None and _same_value(twin.this, diff.this) and _same_value(twin.baseline, diff.baseline):
+        if twin and judge.same_setting(twin.this, diff.this) and judge.same_setting(twin.baseline, diff.baseline):
             steps.setdefault(name, []).append(step)
         else:
             kept.append(diff)
     return [(diff, steps.get(diff.name, [])) for diff in kept]
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    return a is b or (a is not UNSET and b is not UNSET and judge.same_setting(a, b))
 
 
 def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:

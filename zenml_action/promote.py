@@ -189,8 +189,7 @@ def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.
 
 
 def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Promotion:
-    found = pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
-    return dataclasses.replace(found, **more)
+    return pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note, **more)
 
 
 # -- before the run: which run, and can it be promoted at all -----------------

@@ -5,7 +5,6 @@ answers decoded (as api.py does)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,10 +35,6 @@ class Promotion:
     url: str = ""  # the version's dashboard page, where the server has one
     note: str = ""  # what happened, or why nothing was promoted
     dry_run: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        """`promotion` in the `result` output (schemas/result-v1.json)."""
-        return dataclasses.asdict(self)
 
     @property
     def subject(self) -> str:

@@ -115,14 +115,11 @@ def mermaid_chart(series: Series, labels: Sequence[str]) -> list[str]:
 
 def as_json(found: Trend) -> dict[str, Any]:
     """The trend in the `result` output (schemas/result-v1.json)."""
-    last = len(found.runs) - 1
+    runs = [
+        {"id": run.id, "name": run.name, "created": utc(run.created).isoformat() if run.created else None}
+        for run in found.runs
+    ]
     return {
-        "runs": [
-            {
-                "id": run.id, "name": run.name,
-                "created": utc(run.created).isoformat() if run.created else None, "this": index == last,
-            }
-            for index, run in enumerate(found.runs)
-        ],
+        "runs": [run | {"this": index == len(runs) - 1} for index, run in enumerate(runs)],
         "series": [{"metric": s.metric, "values": list(s.values)} for s in found.series],
     }
