@@ -175,7 +175,6 @@ class BaselineFacts:
 
 
 def evaluate(rules: tuple[Rule, ...] | list[Rule], metrics: Mapping[str, float], baseline: BaselineFacts) -> GateResult:
-    """Each rule against this run's `metrics` and the baseline's."""
     return GateResult(tuple(_evaluate_rule(rule, metrics, baseline) for rule in rules))
 
 
@@ -227,6 +226,5 @@ def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     return f"{message} {logged}"
 
 
-def number(value: float) -> str:
-    """A metric as people read it: six significant digits."""
+def number(value: float) -> str:  # a metric as people read it
     return f"{value:.6g}"

@@ -272,15 +272,11 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
                 for r in (judgement.gate.rules if judgement.gate else ())
             ],
         },
-        "failures": [
-            {"where": f.where, "error": f.error, "last_lines": list(f.last_lines), "note": f.note}
-            for f in judgement.failures
-        ],
+        "failures": [{**vars(f), "last_lines": list(f.last_lines)} for f in judgement.failures],
         # Added within v1: absent when `promote-to` is not set.
         **({"promotion": asdict(judgement.promotion)} if judgement.promotion else {}),
-        "trend": (
-            {"note": "", **as_json(found)} if (found := judgement.trend)
-            else {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
+        "trend": {"note": "", **as_json(found)} if (found := judgement.trend) else (
+            {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
         ),
     }
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 from zenml_action import judge, report
 from zenml_action.api import SUCCESS_STATUSES
 from zenml_action.gate import Outcome, Rule, number
-from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff
+from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff, same_setting
 from zenml_action.report import cell, folded, link, table
 from zenml_action.trend import mermaid_chart, utc
 
@@ -61,18 +61,16 @@ def render_report(judgement: Judgement, now: datetime) -> str:
         f"The log excerpt is shortened to its last {{kept}} lines {fit}; the whole log is on the run's page."
     )
     longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    shown = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
-    if shown is not None:
-        return shown
-    without_log = _log_tail(judgement, 0)
-    notes = (note.format(kept=0),)
+    text = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
+    if _length(text) <= MAX_REPORT_LENGTH:
+        return text
+    without_log, notes = _log_tail(judgement, 0), (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
     biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
-    shown = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
-    if shown is not None:
-        return shown
+    text = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
+    if _length(text) <= MAX_REPORT_LENGTH:
+        return text
     # Still too long (huge error messages or notes): cut at a line.
-    text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
     ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
     units = text.encode("utf-16-le")[: 2 * (MAX_REPORT_LENGTH - _length(ending))]
     cut = units.decode("utf-16-le", "ignore")  # "ignore": half an emoji's surrogate pair
@@ -83,13 +81,12 @@ def _length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _fitting(most: int, render: Callable[[int], str]) -> str | None:
-    """The rendering of the largest n in 0..most that fits, or None (a
-    binary search: a rendering grows with n)."""
+def _fitting(most: int, render: Callable[[int], str]) -> str:
+    """The rendering of the largest n in 0..most that fits, or of 0 when
+    none does (a binary search: a rendering grows with n)."""
     # The first of 1..most that is too long, less one: the last that fits.
     last = bisect.bisect_left(range(1, most + 1), True, key=lambda n: _length(render(n)) > MAX_REPORT_LENGTH)
-    text = render(last)
-    return text if _length(text) <= MAX_REPORT_LENGTH else None
+    return render(last)
 
 
 def _log_tail(judgement: Judgement, kept: int) -> Judgement:
@@ -197,7 +194,7 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
     for diff in diffs:
         step, _, name = diff.name.removeprefix("steps.").partition(".")
         twin = flat.get(name) if diff.name.startswith("steps.") else None
-        if twin and judge.same_setting(twin.this, diff.this) and judge.same_setting(twin.baseline, diff.baseline):
+        if twin and same_setting(twin.this, diff.this) and same_setting(twin.baseline, diff.baseline):
             steps.setdefault(name, []).append(step)
         else:
             kept.append(diff)

@@ -57,7 +57,6 @@ def why_not(report: Report, gate_error: str) -> str:
 
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
-    """Promote the run's model version if the run earned it; otherwise say why not."""
     report, client, stage = action.report, action.client, action.inputs.promote_to
     reason = why_not(report, gate_error)
     if reason:
@@ -189,7 +188,8 @@ def _displaced(client: ZenMLClient, version: pm.Version, stage: str) -> list[pm.
 
 
 def _promotion(stage: str, version: pm.Version, note: str, **more: Any) -> pm.Promotion:
-    return pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note, **more)
+    found = pm.Promotion(stage, model=version.model, version=version.name, version_id=version.id, note=note)
+    return dataclasses.replace(found, **more)
 
 
 # -- before the run: which run, and can it be promoted at all -----------------

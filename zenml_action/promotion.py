@@ -52,8 +52,7 @@ def outputs(promotion: Promotion | None) -> dict[str, str]:
     """The four outputs; empty strings when `promote-to` is not set."""
     found = promotion or Promotion("")
     return {
-        "model-version": found.version,
-        "model-version-id": found.version_id,
+        "model-version": found.version, "model-version-id": found.version_id,
         "promoted": "" if promotion is None else "true" if found.promoted else "false",
         "previous-model-version": found.previous_version,
     }
@@ -133,9 +132,7 @@ def decode_version(body: Any) -> Version | None:
     inner, name = body.get("body"), body.get("name")
     model, number = dig(inner, "model"), dig(inner, "number")
     return Version(
-        id=body["id"],
-        model=str(dig(model, "name") or ""),
-        model_id=str(dig(model, "id") or ""),
+        id=body["id"], model=str(dig(model, "name") or ""), model_id=str(dig(model, "id") or ""),
         name=str(name if isinstance(name, str) and name else number if number is not None else "?"),
         stage=str(dig(inner, "stage") or ""),
         updated=str(dig(inner, "updated") or dig(inner, "created") or ""),

@@ -83,13 +83,10 @@ def decode_question(body: Any) -> Question | None:
         return None
     schema = dig(body, "metadata", "data_schema")
     return Question(
-        id=str(body["id"]),
-        name=str(body.get("name") or ""),
+        id=str(body["id"]), name=str(body.get("name") or ""),
         text=str(dig(body, "metadata", "question") or ""),
-        schema=schema if isinstance(schema, dict) else None,
-        status=str(dig(body, "body", "status") or ""),
-        resolution=str(dig(body, "metadata", "resolution") or ""),
-        result=dig(body, "metadata", "result"),
+        schema=schema if isinstance(schema, dict) else None, status=str(dig(body, "body", "status") or ""),
+        resolution=str(dig(body, "metadata", "resolution") or ""), result=dig(body, "metadata", "result"),
         resolved_at=str(dig(body, "body", "resolved_at") or ""),
         answered_by=str(dig(body, "metadata", "run_metadata", "github.actor") or dig(body, "body", "resolved_by_user_id") or ""),
     )

@@ -57,8 +57,7 @@ class Trend:
 def charted_metrics(metrics: Mapping[str, float], gated: Sequence[str]) -> list[str]:
     """The metrics a trend shows: the gated ones in the gate's order, or
     without a gate the first few of this run's by name."""
-    chosen = list(dict.fromkeys(gated)) if gated else sorted(metrics)[:UNGATED_CHARTS]
-    return chosen[:MAX_CHARTS]
+    return (list(dict.fromkeys(gated)) if gated else sorted(metrics)[:UNGATED_CHARTS])[:MAX_CHARTS]
 
 
 def trend(history: Sequence[PastRun], this: PastRun, metrics: Sequence[str]) -> Trend:
