@@ -60,9 +60,7 @@ class Found:
     note: str = ""
     run: dict[str, Any] | None = None  # the baseline run, to compare parameters
     unknown: bool = False
-    # The branch's last completed runs, newest first, from the same listing
-    # (`compare-to` a branch or `previous`); None: not listed.
-    history: tuple[trend.PastRun, ...] | None = None
+    history: tuple[trend.PastRun, ...] | None = None  # as `Judgement.history`, from the same listing
 
 
 def find_baseline(client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:

@@ -249,7 +249,5 @@ def _value_cell(value: Any) -> str:
     return "*(not set)*" if value is UNSET else cell(value)
 
 
-def _rule_cell(rule: Rule) -> str:
-    if set(rule.text) <= _RULE_CHARACTERS:
-        return f"`{rule.text}`"
-    return cell(rule.text)  # cannot happen with the grammar's rules
+def _rule_cell(rule: Rule) -> str:  # a code span unless the rule has a tab or other space
+    return f"`{rule.text}`" if set(rule.text) <= _RULE_CHARACTERS else cell(rule.text)

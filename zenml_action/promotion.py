@@ -49,7 +49,6 @@ def not_promoted(stage: str, why: str) -> Promotion:
 
 
 def outputs(promotion: Promotion | None) -> dict[str, str]:
-    """The four outputs; empty strings when `promote-to` is not set."""
     found = promotion or Promotion("")
     return {
         "model-version": found.version, "model-version-id": found.version_id,
@@ -84,8 +83,7 @@ def parse_run_for_commit(raw: Mapping[str, str], exclusive: Sequence[str]) -> st
         return ""
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text.lower()):
         raise InputError(
-            "run-for-commit",
-            f"{quoted(text)} is not a full commit SHA (40 hexadecimal characters).",
+            "run-for-commit", f"{quoted(text)} is not a full commit SHA (40 hexadecimal characters).",
             "Give the whole SHA, e.g. `${{ github.event.pull_request.head.sha }}`.",
         )
     for name in exclusive:

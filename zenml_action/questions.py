@@ -53,8 +53,7 @@ class Answering:
 
 def pending_condition_id(run: Any) -> str:
     """The run's pending wait condition ("" if none), from `GET /runs/{id}` on 0.98."""
-    found = dig(run, "resources", "active_wait_condition", "id")
-    return str(found) if found else ""
+    return str(dig(run, "resources", "active_wait_condition", "id") or "")
 
 
 def get_condition(condition_id: str) -> Request:
