@@ -53,8 +53,7 @@ def render_report(judgement: Judgement, now: datetime) -> str:
     if _length(full) <= MAX_REPORT_LENGTH:
         return full
     fit = f"to fit GitHub's limit of {MAX_REPORT_LENGTH:,} characters for a comment"
-    trend = judgement.trend
-    if trend is not None and any(s.points >= 2 for s in trend.series):
+    if (trend := judgement.trend) is not None and any(s.points >= 2 for s in trend.series):
         chart_note = f"the charts are left out {fit}; the `result` output has their series."
         return render_report(replace(judgement, history=None, history_note=chart_note), now)
     note = (

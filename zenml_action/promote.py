@@ -58,8 +58,7 @@ def why_not(report: Report, gate_error: str) -> str:
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     report, client, stage = action.report, action.client, action.inputs.promote_to
-    reason = why_not(report, gate_error)
-    if reason:
+    if reason := why_not(report, gate_error):
         record(report, pm.not_promoted(stage, reason))
         action.console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
