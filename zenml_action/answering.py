@@ -68,12 +68,10 @@ def answer(action: Action, run: dict[str, Any], server: ServerVersion) -> dict[s
     if question is None or (wanted and wanted not in (question.id, question.name)):
         _answered_before(action, answering, question)
         return None if inputs.dry_run else run
-    problem = qs.answer_problem(question, answering)
-    if problem:
+    if problem := qs.answer_problem(question, answering):
         given = quoted(answering.answer_text) if answering.answer_text else "no answer"
         raise InputError(
-            "answer",
-            f"{given} does not fit run's question {quoted(question.name)}: {problem}. "
+            "answer", f"{given} does not fit run's question {quoted(question.name)}: {problem}. "
             f"The question: {quoted(shorten(question.text, 300))}; the answer it expects: `{shorten(strict_json(question.schema or {}), 500)}`.",
             "Give an answer of that shape as YAML (e.g. `answer: true`), or `resolve: abort` to stop the run.",
         )

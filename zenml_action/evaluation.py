@@ -60,9 +60,7 @@ class Found:
     note: str = ""
     run: dict[str, Any] | None = None  # the baseline run, to compare parameters
     unknown: bool = False
-    # The branch's last completed runs, newest first, from the same listing
-    # (`compare-to` a branch or `previous`); None: not listed.
-    history: tuple[trend.PastRun, ...] | None = None
+    history: tuple[trend.PastRun, ...] | None = None  # as `Judgement.history`, from the same listing
 
 
 def find_baseline(client: ZenMLClient | None, wanted: judge.CompareTo, run: Mapping[str, Any], context: Mapping[str, str]) -> Found:
@@ -157,9 +155,8 @@ def judge_run(action: Action, run: Mapping[str, Any]) -> str:
     gate_note = "" if completed or not rules else f"not evaluated: the run ended `{report.status or report.conclusion}`"
     parameters, parameters_note = differing_parameters(client, run, found.run)
     judgement = judge.Judgement(
-        run=judge.RunInfo(
-            report.run_id, report.run_name, report.run_url, report.status, report.pipeline, report.duration_seconds, report.target
-        ),
+        run=judge.RunInfo(report.run_id, report.run_name, report.run_url, report.status, report.pipeline,
+                          report.duration_seconds, report.target),
         metrics=metrics, compare_to=inputs.compare_to_text, baseline=found.baseline,
         baseline_note=f"could not be determined: {found.note}" if found.unknown else found.note,
         parameters=parameters, parameters_note=parameters_note,

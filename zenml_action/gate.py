@@ -79,11 +79,8 @@ class RuleResult:
 
     @property
     def message(self) -> str:
-        if self.outcome == Outcome.PASSED:
-            return f"`{self.rule.text}`: passed ({self.detail})."
-        if self.outcome == Outcome.FAILED:
-            return f"`{self.rule.text}` not met: {self.detail}."
-        return f"`{self.rule.text}`: {self.detail}."
+        said = {Outcome.PASSED: ": passed ({})", Outcome.FAILED: " not met: {}"}.get(self.outcome, ": {}")
+        return f"`{self.rule.text}`{said.format(self.detail)}."
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,6 @@ class BaselineFacts:
 
 
 def evaluate(rules: tuple[Rule, ...] | list[Rule], metrics: Mapping[str, float], baseline: BaselineFacts) -> GateResult:
-    """Each rule against this run's `metrics` and the baseline's."""
     return GateResult(tuple(_evaluate_rule(rule, metrics, baseline) for rule in rules))
 
 
@@ -218,8 +214,7 @@ def compare(actual: float, op: str, threshold: float) -> bool:
 
 def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     message = f"this run logged no metric `{rule.metric}`."
-    guesses = difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6)
-    if guesses:
+    if guesses := difflib.get_close_matches(rule.metric, list(metrics), n=3, cutoff=0.6):
         message += " Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?"
     names = sorted(metrics)
     more = f" and {len(names) - 20} more" if len(names) > 20 else ""
@@ -227,6 +222,5 @@ def _missing(rule: Rule, metrics: Mapping[str, float]) -> str:
     return f"{message} {logged}"
 
 
-def number(value: float) -> str:
-    """A metric as people read it: six significant digits."""
+def number(value: float) -> str:  # a metric as people read it
     return f"{value:.6g}"

@@ -8,7 +8,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -97,18 +97,14 @@ def compare(
     this: Mapping[str, float], baseline: Mapping[str, float] | None, rules: Iterable[Rule] = ()
 ) -> list[MetricRow]:
     """One row per metric of either run, in name order."""
-    baseline = baseline or {}
-    directions: dict[str, set[int]] = {}
-    for rule in rules:
-        if rule.direction:
-            directions.setdefault(rule.metric, set()).add(rule.direction)
+    baseline, rules = baseline or {}, list(rules)
     rows = []
     for metric in sorted(set(this) | set(baseline)):
         value, base = this.get(metric), baseline.get(metric)
         # Rounded to 12 digits: 0.958 - 0.95 is 0.008000000000000007 in binary.
         change = None if value is None or base is None else float(f"{value - base:.12g}")
         verdict = ""
-        wanted = directions.get(metric, set())
+        wanted = {r.direction for r in rules if r.metric == metric and r.direction}
         if change is not None and len(wanted) == 1:
             same = meets(value or 0.0, "==", base or 0.0)
             verdict = "same" if same else "better" if change * wanted.pop() > 0 else "worse"
@@ -140,10 +136,10 @@ def differing_parameters(this: Mapping[str, Any], baseline: Mapping[str, Any]) -
 
 
 def same_setting(a: Any, b: Any) -> bool:
-    # 1 and 1.0 are the same setting; True and 1 are not.
+    # 1 and 1.0 are the same setting; True and 1 are not. UNSET is only itself.
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    return bool(a == b)
+    return a is b or bool(a == b)
 
 
 @dataclass(frozen=True)
@@ -270,29 +266,19 @@ def result(judgement: Judgement, now: datetime) -> dict[str, Any]:
             "result": judgement.gate_result,
             "note": gate_note(judgement),
             "rules": [
-                {
-                    "line": r.rule.line, "rule": r.rule.text, "metric": r.rule.metric, "op": r.rule.op,
-                    "outcome": r.outcome.value, "this": r.actual, "baseline": r.baseline,
-                    "threshold": r.threshold, "detail": r.detail,
-                }
+                {"line": r.rule.line, "rule": r.rule.text, "metric": r.rule.metric, "op": r.rule.op,
+                 "outcome": r.outcome.value, "this": r.actual, "baseline": r.baseline,
+                 "threshold": r.threshold, "detail": r.detail}
                 for r in (judgement.gate.rules if judgement.gate else ())
             ],
         },
-        "failures": [
-            {"where": f.where, "error": f.error, "last_lines": list(f.last_lines), "note": f.note}
-            for f in judgement.failures
-        ],
+        "failures": [{**vars(f), "last_lines": list(f.last_lines)} for f in judgement.failures],
         # Added within v1: absent when `promote-to` is not set.
-        **({"promotion": judgement.promotion.as_json()} if judgement.promotion else {}),
-        "trend": _trend_json(judgement),
+        **({"promotion": asdict(judgement.promotion)} if judgement.promotion else {}),
+        "trend": {"note": "", **as_json(found)} if (found := judgement.trend) else (
+            {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
+        ),
     }
-
-
-def _trend_json(judgement: Judgement) -> dict[str, Any] | None:
-    found = judgement.trend
-    if found is None:
-        return {"note": judgement.history_note, "runs": [], "series": []} if judgement.history_note else None
-    return {"note": "", **as_json(found)}
 
 
 def age_seconds(created: datetime | None, now: datetime) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any, Final
 from zenml_action import judge, report
 from zenml_action.api import SUCCESS_STATUSES
 from zenml_action.gate import Outcome, Rule, number
-from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff
+from zenml_action.judge import UNSET, Judgement, MetricRow, ParameterDiff, same_setting
 from zenml_action.report import cell, folded, link, table
 from zenml_action.trend import mermaid_chart, utc
 
@@ -53,26 +53,23 @@ def render_report(judgement: Judgement, now: datetime) -> str:
     if _length(full) <= MAX_REPORT_LENGTH:
         return full
     fit = f"to fit GitHub's limit of {MAX_REPORT_LENGTH:,} characters for a comment"
-    trend = judgement.trend
-    if trend is not None and any(s.points >= 2 for s in trend.series):
+    if (trend := judgement.trend) is not None and any(s.points >= 2 for s in trend.series):
         chart_note = f"the charts are left out {fit}; the `result` output has their series."
         return render_report(replace(judgement, history=None, history_note=chart_note), now)
     note = (
         f"The log excerpt is shortened to its last {{kept}} lines {fit}; the whole log is on the run's page."
     )
     longest = max((len(f.last_lines) for f in judgement.failures), default=0)
-    shown = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
-    if shown is not None:
-        return shown
-    without_log = _log_tail(judgement, 0)
-    notes = (note.format(kept=0),)
+    text = _fitting(longest, lambda k: _render(_log_tail(judgement, k), now, None, [note.format(kept=k)]))
+    if _length(text) <= MAX_REPORT_LENGTH:
+        return text
+    without_log, notes = _log_tail(judgement, 0), (note.format(kept=0),)
     table_note = "Tables are cut to their first {rows} rows to fit; the `result` output has them whole."
     biggest = max(len(judgement.rows), len(judgement.parameters), len(judgement.github))
-    shown = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
-    if shown is not None:
-        return shown
+    text = _fitting(biggest, lambda r: _render(without_log, now, r, (*notes, table_note.format(rows=r))))
+    if _length(text) <= MAX_REPORT_LENGTH:
+        return text
     # Still too long (huge error messages or notes): cut at a line.
-    text = _render(without_log, now, 0, (*notes, table_note.format(rows=0)))
     ending = "\n\n> The report is cut here to fit GitHub's comment limit; the `result` output has it whole.\n"
     units = text.encode("utf-16-le")[: 2 * (MAX_REPORT_LENGTH - _length(ending))]
     cut = units.decode("utf-16-le", "ignore")  # "ignore": half an emoji's surrogate pair
@@ -83,13 +80,12 @@ def _length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _fitting(most: int, render: Callable[[int], str]) -> str | None:
-    """The rendering of the largest n in 0..most that fits, or None (a
-    binary search: a rendering grows with n)."""
+def _fitting(most: int, render: Callable[[int], str]) -> str:
+    """The rendering of the largest n in 0..most that fits, or of 0 when
+    none does (a binary search: a rendering grows with n)."""
     # The first of 1..most that is too long, less one: the last that fits.
     last = bisect.bisect_left(range(1, most + 1), True, key=lambda n: _length(render(n)) > MAX_REPORT_LENGTH)
-    text = render(last)
-    return text if _length(text) <= MAX_REPORT_LENGTH else None
+    return render(last)
 
 
 def _log_tail(judgement: Judgement, kept: int) -> Judgement:
@@ -101,20 +97,16 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
     """The report with each table cut to `table_rows` rows (None: whole)
     and the `notes` saying what was shortened."""
     run = judgement.run
-    facts = [("Run", report.run_cell(run.name, run.id, run.url))]
-    if run.pipeline:
-        facts.append(("Pipeline", cell(run.pipeline)))
-    if run.source:
-        facts.append(("Started from", cell(run.source)))
-    facts.append(("Status", cell(run.status or "unknown")))
-    if run.duration_seconds is not None:
-        facts.append(("Duration", report.duration_text(run.duration_seconds)))
-    if judgement.compare_to or judgement.baseline:
-        facts.append(("Baseline", _baseline_cell(judgement, now)))
-    if judgement.rules:
-        facts.append(("Gate", _gate_cell(judgement)))
-    if judgement.promotion is not None:
-        facts.append(("Promotion", report.promotion_cell(judgement.promotion)))
+    facts = [  # those with no value are left out
+        ("Run", report.run_cell(run.name, run.id, run.url)),
+        ("Pipeline", cell(run.pipeline)),
+        ("Started from", cell(run.source)),
+        ("Status", cell(run.status or "unknown")),
+        ("Duration", "" if run.duration_seconds is None else report.duration_text(run.duration_seconds)),
+        ("Baseline", _baseline_cell(judgement, now) if judgement.compare_to or judgement.baseline else ""),
+        ("Gate", _gate_cell(judgement) if judgement.rules else ""),
+        ("Promotion", report.promotion_cell(judgement.promotion) if judgement.promotion else ""),
+    ]
     sections = [_metrics_section(judgement, table_rows), *_trend_sections(judgement)]
     if judgement.gate is not None:
         rows = [(_rule_cell(r.rule), _OUTCOME[r.outcome], cell(r.detail)) for r in judgement.gate.rules]
@@ -129,7 +121,7 @@ def _render(judgement: Judgement, now: datetime, table_rows: int | None, notes: 
         context = [(cell(k), link(v, v) if k == "github.workflow_run_url" else cell(v)) for k, v in github]
         sections.append(folded("GitHub context", table("", ["Key", "Value"], _cut(context, table_rows))))
     sections += [[f"> {cell(note)}"] for note in notes]
-    return report.document(_title(judgement), facts, sections)
+    return report.document(_title(judgement), [(name, value) for name, value in facts if value], sections)
 
 
 def _title(judgement: Judgement) -> str:
@@ -201,15 +193,11 @@ def folded_parameters(diffs: Sequence[ParameterDiff]) -> list[tuple[ParameterDif
     for diff in diffs:
         step, _, name = diff.name.removeprefix("steps.").partition(".")
         twin = flat.get(name) if diff.name.startswith("steps.") else None
-        if twin is not None and _same_value(twin.this, diff.this) and _same_value(twin.baseline, diff.baseline):
+        if twin and same_setting(twin.this, diff.this) and same_setting(twin.baseline, diff.baseline):
             steps.setdefault(name, []).append(step)
         else:
             kept.append(diff)
     return [(diff, steps.get(diff.name, [])) for diff in kept]
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    return a is b or (a is not UNSET and b is not UNSET and judge.same_setting(a, b))
 
 
 def _cut(rows: Sequence[Sequence[str]], limit: int | None) -> Sequence[Sequence[str]]:
@@ -260,7 +248,5 @@ def _value_cell(value: Any) -> str:
     return "*(not set)*" if value is UNSET else cell(value)
 
 
-def _rule_cell(rule: Rule) -> str:
-    if set(rule.text) <= _RULE_CHARACTERS:
-        return f"`{rule.text}`"
-    return cell(rule.text)  # cannot happen with the grammar's rules
+def _rule_cell(rule: Rule) -> str:  # a code span unless the rule has a tab or other space
+    return f"`{rule.text}`" if set(rule.text) <= _RULE_CHARACTERS else cell(rule.text)

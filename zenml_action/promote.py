@@ -57,10 +57,8 @@ def why_not(report: Report, gate_error: str) -> str:
 
 
 def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
-    """Promote the run's model version if the run earned it; otherwise say why not."""
     report, client, stage = action.report, action.client, action.inputs.promote_to
-    reason = why_not(report, gate_error)
-    if reason:
+    if reason := why_not(report, gate_error):
         record(report, pm.not_promoted(stage, reason))
         action.console.info(f"Model version not promoted to `{stage}`: {reason}.")
         return
@@ -68,7 +66,7 @@ def after_run(action: Action, run: dict[str, Any], gate_error: str) -> None:
     deadline.entering(f"promoting the run's model version to `{stage}`")
     version = version_of_run(client, run, report, stage)
     record(report, _promotion(stage, version, "not promoted: the promotion did not finish"))
-    promote(action, version, stage)
+    promote(action, client, version, stage)
 
 
 def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, stage: str) -> pm.Version:
@@ -97,10 +95,9 @@ def version_of_run(client: ZenMLClient, run: dict[str, Any], report: Report, sta
     return version
 
 
-def promote(action: Action, version: pm.Version, stage: str) -> None:
+def promote(action: Action, client: ZenMLClient, version: pm.Version, stage: str) -> None:
     """Move `version` to `stage` (archiving the holder), read back, settle a race, record."""
-    report, console, client = action.report, action.console, action.client
-    assert client is not None
+    report, console = action.report, action.console
     if version.stage == stage and not _displaced(client, version, stage):
         record(report, _promotion(stage, version, f"already in `{stage}`: nothing to do", promoted=True))
         console.info(f"{version.describe()} is already in `{stage}`: nothing to do.")

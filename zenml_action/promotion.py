@@ -5,7 +5,6 @@ answers decoded (as api.py does)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,10 +36,6 @@ class Promotion:
     note: str = ""  # what happened, or why nothing was promoted
     dry_run: bool = False
 
-    def as_json(self) -> dict[str, Any]:
-        """`promotion` in the `result` output (schemas/result-v1.json)."""
-        return dataclasses.asdict(self)
-
     @property
     def subject(self) -> str:
         """`breast_cancer_classifier` version 3, or what is known of it."""
@@ -54,11 +49,9 @@ def not_promoted(stage: str, why: str) -> Promotion:
 
 
 def outputs(promotion: Promotion | None) -> dict[str, str]:
-    """The four outputs; empty strings when `promote-to` is not set."""
     found = promotion or Promotion("")
     return {
-        "model-version": found.version,
-        "model-version-id": found.version_id,
+        "model-version": found.version, "model-version-id": found.version_id,
         "promoted": "" if promotion is None else "true" if found.promoted else "false",
         "previous-model-version": found.previous_version,
     }
@@ -90,8 +83,7 @@ def parse_run_for_commit(raw: Mapping[str, str], exclusive: Sequence[str]) -> st
         return ""
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text.lower()):
         raise InputError(
-            "run-for-commit",
-            f"{quoted(text)} is not a full commit SHA (40 hexadecimal characters).",
+            "run-for-commit", f"{quoted(text)} is not a full commit SHA (40 hexadecimal characters).",
             "Give the whole SHA, e.g. `${{ github.event.pull_request.head.sha }}`.",
         )
     for name in exclusive:
@@ -138,9 +130,7 @@ def decode_version(body: Any) -> Version | None:
     inner, name = body.get("body"), body.get("name")
     model, number = dig(inner, "model"), dig(inner, "number")
     return Version(
-        id=body["id"],
-        model=str(dig(model, "name") or ""),
-        model_id=str(dig(model, "id") or ""),
+        id=body["id"], model=str(dig(model, "name") or ""), model_id=str(dig(model, "id") or ""),
         name=str(name if isinstance(name, str) and name else number if number is not None else "?"),
         stage=str(dig(inner, "stage") or ""),
         updated=str(dig(inner, "updated") or dig(inner, "created") or ""),

@@ -53,8 +53,7 @@ class Answering:
 
 def pending_condition_id(run: Any) -> str:
     """The run's pending wait condition ("" if none), from `GET /runs/{id}` on 0.98."""
-    found = dig(run, "resources", "active_wait_condition", "id")
-    return str(found) if found else ""
+    return str(dig(run, "resources", "active_wait_condition", "id") or "")
 
 
 def get_condition(condition_id: str) -> Request:
@@ -83,13 +82,10 @@ def decode_question(body: Any) -> Question | None:
         return None
     schema = dig(body, "metadata", "data_schema")
     return Question(
-        id=str(body["id"]),
-        name=str(body.get("name") or ""),
+        id=str(body["id"]), name=str(body.get("name") or ""),
         text=str(dig(body, "metadata", "question") or ""),
-        schema=schema if isinstance(schema, dict) else None,
-        status=str(dig(body, "body", "status") or ""),
-        resolution=str(dig(body, "metadata", "resolution") or ""),
-        result=dig(body, "metadata", "result"),
+        schema=schema if isinstance(schema, dict) else None, status=str(dig(body, "body", "status") or ""),
+        resolution=str(dig(body, "metadata", "resolution") or ""), result=dig(body, "metadata", "result"),
         resolved_at=str(dig(body, "body", "resolved_at") or ""),
         answered_by=str(dig(body, "metadata", "run_metadata", "github.actor") or dig(body, "body", "resolved_by_user_id") or ""),
     )

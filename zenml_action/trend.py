@@ -57,8 +57,7 @@ class Trend:
 def charted_metrics(metrics: Mapping[str, float], gated: Sequence[str]) -> list[str]:
     """The metrics a trend shows: the gated ones in the gate's order, or
     without a gate the first few of this run's by name."""
-    chosen = list(dict.fromkeys(gated)) if gated else sorted(metrics)[:UNGATED_CHARTS]
-    return chosen[:MAX_CHARTS]
+    return (list(dict.fromkeys(gated)) if gated else sorted(metrics)[:UNGATED_CHARTS])[:MAX_CHARTS]
 
 
 def trend(history: Sequence[PastRun], this: PastRun, metrics: Sequence[str]) -> Trend:
@@ -115,14 +114,11 @@ def mermaid_chart(series: Series, labels: Sequence[str]) -> list[str]:
 
 def as_json(found: Trend) -> dict[str, Any]:
     """The trend in the `result` output (schemas/result-v1.json)."""
-    last = len(found.runs) - 1
+    runs = [
+        {"id": run.id, "name": run.name, "created": utc(run.created).isoformat() if run.created else None}
+        for run in found.runs
+    ]
     return {
-        "runs": [
-            {
-                "id": run.id, "name": run.name,
-                "created": utc(run.created).isoformat() if run.created else None, "this": index == last,
-            }
-            for index, run in enumerate(found.runs)
-        ],
+        "runs": [run | {"this": index == len(runs) - 1} for index, run in enumerate(runs)],
         "series": [{"metric": s.metric, "values": list(s.values)} for s in found.series],
     }
