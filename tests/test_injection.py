@@ -225,6 +225,22 @@ def test_console_masks_secrets_in_every_line() -> None:
     assert "s3cr3t" not in body
 
 
+@pytest.mark.offline
+@pytest.mark.parametrize("write", ["info", "warning", "notice", "error"])
+@pytest.mark.parametrize(
+    "secret", ["pa%ss:w0rd-long-enough", "pa%ss w0rd long enough", "k3y:with,commas-long-enough", "ZENKEY_abc%0Adef-long"]
+)
+def test_every_kind_of_line_hides_a_secret_that_escaping_would_change(write: str, secret: str) -> None:
+    # A notice once escaped `%` before redacting: `pa%25ss:w0rd...` matched no masked form (before 2830748).
+    stream = io.StringIO()
+    console = Console(stream=stream, in_github=True)
+    console.mask(secret)
+    getattr(console, write)(f"failed with {secret} here")
+    body = "\n".join(line for line in stream.getvalue().splitlines() if not line.startswith("::add-mask::"))
+    assert "***" in body
+    assert secret not in body and secret.replace("%", "%25") not in body
+
+
 # A Markdown link or image that is not escaped: `[text](target)`.
 LINK = re.compile(r"(?<!\\)\[(?:[^\]\\]|\\.)*(?<!\\)\]\(")
 
