@@ -59,8 +59,10 @@ class Report:
         if not (self.run_id or self.conclusion):
             return {}
         # A run waiting for an answer (nothing judged): its `report` shows the question.
-        facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
-        asked_report = document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
+        asked_report = ""
+        if self.asked_section:
+            facts = [("Run", cell(self.run_name or self.run_id)), ("Status", cell(self.status))]
+            asked_report = document("⏸️ ZenML run waiting for input", facts, [self.asked_section])
         plain = ("run-id", "run-name", "run-url", "status", "conclusion", "snapshot-id")
         return {
             **{name: getattr(self, name.replace("-", "_")) for name in plain},
@@ -69,7 +71,7 @@ class Report:
             **{name: self.judged.get(name, "") for name in JUDGED_OUTPUTS},
             **promotion_outputs(self.promotion),
             **{name: self.asked.get(name, "") for name in ASKED_OUTPUTS},
-            **({"report": asked_report} if self.asked_section else {}),
+            **({"report": asked_report} if asked_report else {}),
         }
 
 
