@@ -97,8 +97,8 @@ def stop_run(run_id: str) -> Request:
 
 def text_metadata(project_id: str, resource_id: str, resource_type: str, values: Mapping[str, str], purpose: str) -> Request:
     """Attach text `values` to a `resource_type` (ZenML's `MetadataResourceTypes`)."""
-    body: dict[str, Any] = {"project": project_id, "resources": [{"id": resource_id, "type": resource_type}]}
-    body.update(values=dict(values), types=dict.fromkeys(values, "str"))
+    body = {"project": project_id, "resources": [{"id": resource_id, "type": resource_type}],
+            "values": dict(values), "types": dict.fromkeys(values, "str")}
     return Request("POST", f"{API}/run-metadata", json=body, purpose=purpose)
 
 
